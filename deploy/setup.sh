@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what building hashforum needs on a fresh Debian/Ubuntu machine that has Rust:
+# a C++ compiler (RocksDB is built from source) and libclang (RocksDB's Rust bindings).
+# Safe to run again: it installs only what is missing.
+set -euo pipefail
+
+need=()
+command -v c++ >/dev/null 2>&1 || need+=(g++)
+command -v make >/dev/null 2>&1 || need+=(make)
+if ! ldconfig -p 2>/dev/null | grep -qE 'libclang(-[0-9.]+)?\.so'; then
+  need+=(libclang-dev)
+fi
+
+if ((${#need[@]})); then
+  sudo=()
+  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+  echo "setup: installing ${need[*]}" >&2
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+command -v cargo >/dev/null 2>&1 || { echo "setup: cargo not found; install Rust (rustup)" >&2; exit 1; }

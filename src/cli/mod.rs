@@ -1,0 +1,72 @@
+//! The `hashforum` command: one function per subcommand.
+
+pub mod bench;
+pub mod init;
+pub mod lookup;
+pub mod output;
+pub mod serve;
+pub mod submit;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+pub use output::report_error;
+
+/// hashforum: a shared, signed, verifiable hash registry.
+#[derive(Debug, Parser)]
+#[command(name = "hashforum", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a forum: PKI (dev), log key, server config and the genesis entry.
+    Init(init::InitArgs),
+    /// Run the registry server.
+    Serve(serve::ServeArgs),
+    /// Sign and submit hashes (one, or a batch of `type:value` lines).
+    Submit(submit::SubmitArgs),
+    /// Look hashes up (one, or a batch of `type:value` lines).
+    Lookup(lookup::LookupArgs),
+    /// Measure ingest and lookup throughput against an in-process server.
+    Bench(bench::BenchArgs),
+}
+
+/// Options every client command takes.
+#[derive(Debug, Args)]
+pub struct ClientOpts {
+    /// The identity directory (TLS certificate and key, signing key, CA, server address).
+    #[arg(long, env = "HASHFORUM_IDENTITY")]
+    pub identity: PathBuf,
+    /// The server address, e.g. https://127.0.0.1:50051 (default: the identity's).
+    #[arg(long, env = "HASHFORUM_SERVER")]
+    pub server: Option<String>,
+    /// Print machine-readable JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs a parsed command line.
+///
+/// # Errors
+/// Whatever the subcommand failed with; [`report_error`] prints it.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Init(args) => init::run(args),
+        Command::Serve(args) => serve::run(args).await,
+        Command::Submit(args) => submit::run(args).await,
+        Command::Lookup(args) => lookup::run(args).await,
+        Command::Bench(args) => bench::run(args).await,
+    }
+}
+
+async fn connect(opts: &ClientOpts) -> anyhow::Result<crate::client::Client> {
+    let identity = crate::identity::Identity::load(&opts.identity)?;
+    Ok(crate::client::Client::connect(&identity, opts.server.as_deref()).await?)
+}

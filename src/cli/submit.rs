@@ -1,0 +1,145 @@
+//! `hashforum submit`: sign hash submissions with the identity's key and submit them.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use serde_json::json;
+
+use super::output::{parse_lines, read_input};
+use super::{connect, ClientOpts};
+use crate::identity::Identity;
+use crate::registry::MAX_SUBMIT_BATCH;
+use crate::types::HashType;
+use crate::{crypto, pb};
+
+/// `hashforum submit --type T --value V [--label K=V]... [--tag T]...`, or `--batch FILE`.
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    #[command(flatten)]
+    pub client: ClientOpts,
+    /// Hash type: pdq, md5, sha1, sha256 or url_md5.
+    #[arg(long = "type", value_name = "TYPE", required_unless_present = "batch")]
+    pub hash_type: Option<String>,
+    /// The hash, lowercase hex.
+    #[arg(long, required_unless_present = "batch", conflicts_with = "batch")]
+    pub value: Option<String>,
+    /// Read `type:value` lines from FILE (`-` for stdin) and submit them all.
+    #[arg(long, value_name = "FILE")]
+    pub batch: Option<PathBuf>,
+    /// A taxonomy label: entity=..., behaviour=... or content_type=... (repeatable).
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// A free tag (repeatable).
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// PDQ quality, 0-100.
+    #[arg(long)]
+    pub quality: Option<u32>,
+}
+
+/// Runs `submit`.
+///
+/// # Errors
+/// Local input errors as `INVALID_ARGUMENT`, and whatever the server answers.
+pub async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
+    let labels = parse_labels(&args.labels)?;
+    let hashes = match (&args.batch, &args.hash_type, &args.value) {
+        (Some(path), _, _) => parse_lines(&read_input(path)?)?,
+        (None, Some(t), Some(v)) => vec![(
+            HashType::parse(t).map_err(|e| tonic::Status::invalid_argument(format!("--type: {e}")))?,
+            v.clone(),
+        )],
+        _ => anyhow::bail!("give --type and --value, or --batch FILE"),
+    };
+    let identity = Identity::load(&args.client.identity)?;
+    let envelopes: Vec<pb::Envelope> = hashes
+        .iter()
+        .map(|(t, v)| {
+            let statement = submission(&identity.file.member, *t, v, &labels, &args);
+            crypto::sign_statement(&identity.signing_key, &statement)
+        })
+        .collect();
+    let mut client = connect(&args.client).await?;
+    let single = args.batch.is_none();
+    let mut receipts = Vec::with_capacity(envelopes.len());
+    if single {
+        let envelope = envelopes.into_iter().next();
+        let reply = client
+            .registry
+            .submit_entry(pb::SubmitEntryRequest { envelope })
+            .await?
+            .into_inner();
+        receipts.extend(reply.receipt);
+    } else {
+        let mut rest = envelopes;
+        while !rest.is_empty() {
+            let tail = rest.split_off(rest.len().min(MAX_SUBMIT_BATCH));
+            let reply = client
+                .registry
+                .submit_entries(pb::SubmitEntriesRequest { envelopes: rest })
+                .await?
+                .into_inner();
+            receipts.extend(reply.receipts);
+            rest = tail;
+        }
+    }
+    for ((t, v), r) in hashes.iter().zip(&receipts) {
+        if args.client.json {
+            println!(
+                "{}",
+                json!({
+                    "hash_type": t.name(),
+                    "value": v,
+                    "log_index": r.log_index,
+                    "entry_hash": hex::encode(&r.entry_hash),
+                    "duplicate": r.duplicate,
+                })
+            );
+        } else if r.duplicate {
+            println!("{t}:{v} already submitted: log index {}", r.log_index);
+        } else {
+            println!("{t}:{v} submitted: log index {}", r.log_index);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn submission(
+    author: &str,
+    hash_type: HashType,
+    value: &str,
+    labels: &pb::Labels,
+    args: &SubmitArgs,
+) -> pb::Statement {
+    pb::Statement {
+        author: author.to_owned(),
+        body: Some(pb::statement::Body::HashSubmission(pb::HashSubmission {
+            hash_type: hash_type.to_pb() as i32,
+            value: value.to_owned(),
+            labels: Some(labels.clone()),
+            tags: args.tags.clone(),
+            quality: args.quality,
+        })),
+    }
+}
+
+fn parse_labels(labels: &[String]) -> Result<pb::Labels, tonic::Status> {
+    let mut out = pb::Labels::default();
+    for label in labels {
+        let bad = || {
+            tonic::Status::invalid_argument(format!(
+                "--label {label:?}: expected entity=..., behaviour=... or content_type=..."
+            ))
+        };
+        let (k, v) = label.split_once('=').ok_or_else(bad)?;
+        let slot = match k {
+            "entity" => &mut out.entity,
+            "behaviour" | "behavior" => &mut out.behaviour,
+            "content_type" => &mut out.content_type,
+            _ => return Err(bad()),
+        };
+        v.clone_into(slot);
+    }
+    Ok(out)
+}

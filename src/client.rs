@@ -1,0 +1,54 @@
+//! A gRPC client over mTLS for an identity: what the CLI, the tests and the bench use.
+
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity as TlsIdentity};
+
+use crate::identity::Identity;
+use crate::pb::admin_service_client::AdminServiceClient;
+use crate::pb::registry_service_client::RegistryServiceClient;
+use crate::server::MAX_MESSAGE;
+
+/// Clients for every service, over one connection.
+#[derive(Clone)]
+pub struct Client {
+    /// The registry.
+    pub registry: RegistryServiceClient<Channel>,
+    /// The directory.
+    pub admin: AdminServiceClient<Channel>,
+}
+
+impl Client {
+    /// Connects to `server` (or the identity's server) as `identity`.
+    ///
+    /// # Errors
+    /// When the address is invalid, or the connection or TLS handshake fails.
+    pub async fn connect(
+        identity: &Identity,
+        server: Option<&str>,
+    ) -> Result<Self, ClientError> {
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&identity.ca_cert))
+            .identity(TlsIdentity::from_pem(&identity.tls_cert, &identity.tls_key))
+            .domain_name(identity.file.server_name.clone());
+        let addr = server.unwrap_or(&identity.file.server).to_owned();
+        let endpoint = Channel::from_shared(addr.clone())
+            .map_err(|e| ClientError::Address(format!("{addr:?}: {e}")))?;
+        let channel = endpoint.tls_config(tls)?.connect().await?;
+        Ok(Self {
+            registry: RegistryServiceClient::new(channel.clone())
+                .max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE),
+            admin: AdminServiceClient::new(channel),
+        })
+    }
+}
+
+/// Failure to connect.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server address is not a valid URI.
+    #[error("invalid server address {0}")]
+    Address(String),
+    /// The connection or TLS handshake failed.
+    #[error("cannot connect: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}

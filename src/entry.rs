@@ -1,0 +1,250 @@
+//! Parsing signed entries at the door: a `pb::Envelope` becomes a [`ParsedEntry`] whose
+//! statement is fully validated, or an `INVALID_ARGUMENT` naming the field.
+//!
+//! Parsing checks form only. Whether the key is registered and valid, whether the signature
+//! verifies and whether the author may say this depend on the registry's state and are checked
+//! by `state` and `ingest`.
+
+use bytes::Bytes;
+use ed25519_dalek::Signature;
+use prost::Message;
+
+use crate::crypto::{self, PAYLOAD_TYPE};
+use crate::error::ServiceError;
+use crate::pb;
+use crate::types::{ContentHash, HashType, Invalid, MemberId, Role};
+
+/// Largest accepted statement payload, so that every log entry fits a tlog-tiles entry bundle
+/// (entries of at most 65,535 bytes).
+pub const MAX_PAYLOAD: usize = 60 * 1024;
+/// Most free tags on one submission.
+pub const MAX_TAGS: usize = 32;
+/// Content types of the forum taxonomy.
+pub const CONTENT_TYPES: [&str; 7] = ["image", "video", "audio", "pdf", "text", "url", "other"];
+
+/// A well-formed envelope, not yet checked against the registry's state.
+#[derive(Debug, Clone)]
+pub struct ParsedEntry {
+    /// The envelope exactly as received.
+    pub envelope: pb::Envelope,
+    /// SHA-256 of the pre-authentication encoding: equal digests, equal statements.
+    pub digest: [u8; 32],
+    /// The statement's author.
+    pub author: Author,
+    /// The DSSE key id of the one signature.
+    pub keyid: String,
+    /// The signature.
+    pub signature: Signature,
+    /// What the statement says.
+    pub body: Body,
+}
+
+/// Who signed a statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Author {
+    /// The forum itself, through the log key: the genesis entry only.
+    Forum,
+    /// A member.
+    Member(MemberId),
+}
+
+/// What a statement says.
+#[derive(Debug, Clone)]
+pub enum Body {
+    /// Creates the forum (entry 0).
+    Genesis(pb::Genesis),
+    /// Shares a hash.
+    HashSubmission(HashSubmission),
+}
+
+impl Body {
+    /// The role the author needs to make this statement.
+    pub fn required_role(&self) -> Option<Role> {
+        match self {
+            Body::Genesis(_) => None,
+            Body::HashSubmission(_) => Some(Role::Contributor),
+        }
+    }
+}
+
+/// A validated hash submission.
+#[derive(Debug, Clone)]
+pub struct HashSubmission {
+    /// The hash.
+    pub hash: ContentHash,
+    /// The taxonomy labels, validated.
+    pub labels: pb::Labels,
+    /// The free tags, validated.
+    pub tags: Vec<String>,
+    /// PDQ quality (0-100), PDQ only.
+    pub quality: Option<u32>,
+}
+
+impl ParsedEntry {
+    /// Parses and validates an envelope.
+    ///
+    /// # Errors
+    /// `INVALID_ARGUMENT`, with the field relative to the envelope (e.g. `payload_type`,
+    /// `signatures[0].sig`, `payload.hash_submission.value`).
+    pub fn parse(envelope: pb::Envelope) -> Result<Self, ServiceError> {
+        if envelope.payload_type != PAYLOAD_TYPE {
+            return Err(ServiceError::invalid(
+                "payload_type",
+                "INVALID_ENVELOPE",
+                format!("payload type must be {PAYLOAD_TYPE:?}"),
+            ));
+        }
+        if envelope.payload.len() > MAX_PAYLOAD {
+            return Err(ServiceError::invalid(
+                "payload",
+                "PAYLOAD_TOO_LARGE",
+                format!("payload is {} bytes, at most {MAX_PAYLOAD}", envelope.payload.len()),
+            ));
+        }
+        let [sig] = envelope.signatures.as_slice() else {
+            return Err(ServiceError::invalid(
+                "signatures",
+                "INVALID_ENVELOPE",
+                format!("exactly one signature required, got {}", envelope.signatures.len()),
+            ));
+        };
+        let signature = Signature::from_slice(&sig.sig).map_err(|_| {
+            ServiceError::invalid(
+                "signatures[0].sig",
+                "BAD_SIGNATURE",
+                format!("an Ed25519 signature is 64 bytes, got {}", sig.sig.len()),
+            )
+        })?;
+        let keyid = sig.keyid.clone();
+        let statement = pb::Statement::decode(envelope.payload.clone()).map_err(|e| {
+            ServiceError::invalid("payload", "INVALID_STATEMENT", format!("not a Statement: {e}"))
+        })?;
+        let (author, body) = parse_statement(statement).map_err(|e| e.in_field("payload"))?;
+        Ok(Self {
+            digest: crypto::statement_digest(&envelope.payload_type, &envelope.payload),
+            envelope,
+            author,
+            keyid,
+            signature,
+            body,
+        })
+    }
+
+    /// The pre-authentication encoding the signature covers.
+    pub fn signed_bytes(&self) -> Vec<u8> {
+        crypto::pae(&self.envelope.payload_type, &self.envelope.payload)
+    }
+
+    /// The payload bytes.
+    pub fn payload(&self) -> &Bytes {
+        &self.envelope.payload
+    }
+}
+
+fn parse_statement(statement: pb::Statement) -> Result<(Author, Body), ServiceError> {
+    let author = if statement.author == MemberId::FORUM {
+        Author::Forum
+    } else {
+        let id = MemberId::parse(&statement.author)
+            .map_err(|e| ServiceError::invalid("author", "INVALID_MEMBER_ID", e.0))?;
+        Author::Member(id)
+    };
+    let body = match statement.body {
+        None => {
+            return Err(ServiceError::invalid(
+                "body",
+                "INVALID_STATEMENT",
+                "statement has no body",
+            ))
+        }
+        Some(pb::statement::Body::Genesis(g)) => Body::Genesis(g),
+        Some(pb::statement::Body::HashSubmission(s)) => Body::HashSubmission(
+            parse_submission(s).map_err(|e| e.in_field("hash_submission"))?,
+        ),
+    };
+    match (&author, &body) {
+        (Author::Forum, Body::Genesis(_)) | (Author::Member(_), Body::HashSubmission(_)) => {
+            Ok((author, body))
+        }
+        (Author::Forum, _) => Err(ServiceError::invalid(
+            "author",
+            "INVALID_STATEMENT",
+            "only the genesis entry is authored by the forum",
+        )),
+        (Author::Member(_), Body::Genesis(_)) => Err(ServiceError::invalid(
+            "genesis",
+            "INVALID_STATEMENT",
+            "a genesis statement is authored by the forum",
+        )),
+    }
+}
+
+fn parse_submission(s: pb::HashSubmission) -> Result<HashSubmission, ServiceError> {
+    let hash_type = HashType::from_pb(s.hash_type)
+        .map_err(|e| ServiceError::invalid("hash_type", "UNKNOWN_HASH_TYPE", e.0))?;
+    let hash = ContentHash::parse(hash_type, &s.value)
+        .map_err(|e| ServiceError::invalid("value", "INVALID_HASH", e.0))?;
+    let labels = s.labels.unwrap_or_default();
+    check_label("labels.entity", &labels.entity)?;
+    check_label("labels.behaviour", &labels.behaviour)?;
+    if !labels.content_type.is_empty() && !CONTENT_TYPES.contains(&labels.content_type.as_str()) {
+        return Err(ServiceError::invalid(
+            "labels.content_type",
+            "INVALID_LABEL",
+            format!("content type must be one of {}", CONTENT_TYPES.join(", ")),
+        ));
+    }
+    if s.tags.len() > MAX_TAGS {
+        return Err(ServiceError::invalid(
+            "tags",
+            "INVALID_TAG",
+            format!("at most {MAX_TAGS} tags, got {}", s.tags.len()),
+        ));
+    }
+    for (i, tag) in s.tags.iter().enumerate() {
+        check_tag(tag).map_err(|e| ServiceError::invalid(format!("tags[{i}]"), "INVALID_TAG", e.0))?;
+    }
+    match (hash_type, s.quality) {
+        (HashType::Pdq, Some(q)) if q > 100 => Err(ServiceError::invalid(
+            "quality",
+            "INVALID_QUALITY",
+            format!("PDQ quality is 0-100, got {q}"),
+        )),
+        (t, Some(_)) if t != HashType::Pdq => Err(ServiceError::invalid(
+            "quality",
+            "INVALID_QUALITY",
+            "quality is only for PDQ hashes",
+        )),
+        _ => Ok(HashSubmission {
+            hash,
+            labels,
+            tags: s.tags,
+            quality: s.quality,
+        }),
+    }
+}
+
+fn check_label(field: &str, value: &str) -> Result<(), ServiceError> {
+    if value.len() > 256 || value.chars().any(char::is_control) {
+        return Err(ServiceError::invalid(
+            field,
+            "INVALID_LABEL",
+            "labels are at most 256 bytes, without control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks one free tag: 1-64 characters of `[a-z0-9._:-]`.
+///
+/// # Errors
+/// When the tag is empty, too long or uses other characters.
+pub fn check_tag(tag: &str) -> Result<(), Invalid> {
+    let ok = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "._:-".contains(c);
+    if tag.is_empty() || tag.len() > 64 || !tag.chars().all(ok) {
+        return Err(Invalid(format!(
+            "tag {tag:?} must be 1-64 characters of [a-z0-9._:-]"
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,41 @@
+//! hashforum: the shared hash registry of an industry forum.
+//!
+//! Member companies submit signed hashes of terrorist and violent-extremist content they
+//! removed; every member can look them up, with provenance that anyone holding the public keys
+//! can check. See `docs/architecture.md` for the whole picture.
+//!
+//! | module | scope |
+//! |---|---|
+//! | [`types`] | validated newtypes: member ids, roles, hash types and values |
+//! | [`crypto`] | DSSE over Ed25519, key ids, leaf hashes, key files |
+//! | [`entry`] | parsing signed envelopes at the door |
+//! | [`state`] | `apply`: the views as a function of the log; the membership directory |
+//! | [`storage`] | RocksDB column families and keys |
+//! | [`sequencer`] | the single writer: group commit |
+//! | [`registry`] | submit and lookup, between adapters and sequencer |
+//! | [`genesis`] | entry 0 |
+//! | [`service`] | thin tonic adapters |
+//! | [`server`] | TLS, services, health, reflection, shutdown |
+//! | [`config`], [`identity`], [`forum`], [`pki`] | files: server config, member identities, `init` |
+//! | [`client`] | mTLS gRPC client |
+//! | [`cli`] | the `hashforum` command |
+
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod crypto;
+pub mod entry;
+pub mod error;
+pub mod forum;
+pub mod fsutil;
+pub mod genesis;
+pub mod identity;
+pub mod pb;
+pub mod pki;
+pub mod registry;
+pub mod sequencer;
+pub mod server;
+pub mod service;
+pub mod state;
+pub mod storage;
+pub mod types;

@@ -1,0 +1,35 @@
+//! `hashforum.v1.AdminService`: the member directory.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::caller;
+use crate::pb;
+use crate::registry::Registry;
+
+/// The gRPC adapter for the directory.
+#[derive(Clone)]
+pub struct AdminApi {
+    registry: Arc<Registry>,
+}
+
+impl AdminApi {
+    /// Wraps the registry.
+    pub fn new(registry: Arc<Registry>) -> Self {
+        Self { registry }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::admin_service_server::AdminService for AdminApi {
+    /// Any active member may list the directory: its keys are what verifies every entry.
+    async fn list_members(
+        &self,
+        req: Request<pb::ListMembersRequest>,
+    ) -> Result<Response<pb::ListMembersResponse>, Status> {
+        caller(&self.registry, &req)?;
+        let members = self.registry.directory().members().cloned().collect();
+        Ok(Response::new(pb::ListMembersResponse { members }))
+    }
+}

@@ -1,0 +1,138 @@
+//! `hashforum.v1.RegistryService`.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::caller;
+use crate::error::ServiceError;
+use crate::pb;
+use crate::registry::{Registry, MAX_LOOKUP_BATCH, MAX_SUBMIT_BATCH};
+use crate::types::{ContentHash, HashType, Role};
+
+/// The gRPC adapter over [`Registry`].
+#[derive(Clone)]
+pub struct RegistryApi {
+    registry: Arc<Registry>,
+}
+
+impl RegistryApi {
+    /// Wraps the registry.
+    pub fn new(registry: Arc<Registry>) -> Self {
+        Self { registry }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::registry_service_server::RegistryService for RegistryApi {
+    async fn submit_entry(
+        &self,
+        req: Request<pb::SubmitEntryRequest>,
+    ) -> Result<Response<pb::SubmitEntryResponse>, Status> {
+        let caller = caller(&self.registry, &req)?;
+        let envelope = req.into_inner().envelope.ok_or_else(|| {
+            ServiceError::invalid("envelope", "MISSING_FIELD", "an envelope is required")
+        })?;
+        let receipts = self
+            .registry
+            .submit(&caller, vec![envelope], |_| "envelope".into())
+            .await?;
+        let receipt = receipts.into_iter().next().map(Into::into);
+        Ok(Response::new(pb::SubmitEntryResponse { receipt }))
+    }
+
+    async fn submit_entries(
+        &self,
+        req: Request<pb::SubmitEntriesRequest>,
+    ) -> Result<Response<pb::SubmitEntriesResponse>, Status> {
+        let caller = caller(&self.registry, &req)?;
+        let envelopes = req.into_inner().envelopes;
+        check_batch("envelopes", envelopes.len(), MAX_SUBMIT_BATCH)?;
+        let receipts = self
+            .registry
+            .submit(&caller, envelopes, |i| format!("envelopes[{i}]"))
+            .await?;
+        Ok(Response::new(pb::SubmitEntriesResponse {
+            receipts: receipts.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    async fn lookup_hash(
+        &self,
+        req: Request<pb::LookupHashRequest>,
+    ) -> Result<Response<pb::LookupHashResponse>, Status> {
+        caller(&self.registry, &req)?.require_any(&[Role::Reader, Role::Observer])?;
+        let req = req.into_inner();
+        let query = req.query.unwrap_or_default();
+        let hash = parse_query(&query).map_err(|e| e.in_field("query"))?;
+        let registry = self.registry.clone();
+        let found = tokio::task::spawn_blocking(move || {
+            registry.lookup(std::slice::from_ref(&hash), req.include_envelopes)
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(e.to_string()))??;
+        match found.into_iter().next().flatten() {
+            Some(record) => Ok(Response::new(pb::LookupHashResponse {
+                record: Some(record),
+            })),
+            None => Err(ServiceError::NotFound {
+                reason: "HASH_NOT_FOUND",
+                message: format!("{}:{} is not in the registry", query_type(&query), query.value),
+            }
+            .into()),
+        }
+    }
+
+    async fn lookup_hashes(
+        &self,
+        req: Request<pb::LookupHashesRequest>,
+    ) -> Result<Response<pb::LookupHashesResponse>, Status> {
+        caller(&self.registry, &req)?.require_any(&[Role::Reader, Role::Observer])?;
+        let req = req.into_inner();
+        check_batch("queries", req.queries.len(), MAX_LOOKUP_BATCH)?;
+        let hashes = req
+            .queries
+            .iter()
+            .enumerate()
+            .map(|(i, q)| parse_query(q).map_err(|e| e.in_field(&format!("queries[{i}]"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let registry = self.registry.clone();
+        let found =
+            tokio::task::spawn_blocking(move || registry.lookup(&hashes, req.include_envelopes))
+                .await
+                .map_err(|e| ServiceError::Internal(e.to_string()))??;
+        let results = found
+            .into_iter()
+            .map(|record| pb::LookupResult {
+                found: record.is_some(),
+                record,
+            })
+            .collect();
+        Ok(Response::new(pb::LookupHashesResponse { results }))
+    }
+}
+
+fn check_batch(field: &str, len: usize, max: usize) -> Result<(), ServiceError> {
+    if len == 0 {
+        return Err(ServiceError::invalid(field, "EMPTY_BATCH", "the batch is empty"));
+    }
+    if len > max {
+        return Err(ServiceError::invalid(
+            field,
+            "BATCH_TOO_LARGE",
+            format!("at most {max} per call, got {len}"),
+        ));
+    }
+    Ok(())
+}
+
+fn parse_query(q: &pb::HashQuery) -> Result<ContentHash, ServiceError> {
+    let hash_type = HashType::from_pb(q.hash_type)
+        .map_err(|e| ServiceError::invalid("hash_type", "UNKNOWN_HASH_TYPE", e.0))?;
+    ContentHash::parse(hash_type, &q.value)
+        .map_err(|e| ServiceError::invalid("value", "INVALID_HASH", e.0))
+}
+
+fn query_type(q: &pb::HashQuery) -> &'static str {
+    HashType::from_pb(q.hash_type).map_or("?", HashType::name)
+}

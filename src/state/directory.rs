@@ -1,0 +1,200 @@
+//! The membership view: members, their roles, status, certificates and signing keys.
+//!
+//! Rebuilt from the `members` column family at start-up and changed only by `state::apply`.
+//! The sequencer publishes a fresh snapshot after every commit that changes it; request
+//! handlers read the snapshot without locks, so a suspension takes effect on the next call,
+//! also on connections opened before it.
+
+use std::collections::{BTreeMap, HashMap};
+
+use ed25519_dalek::VerifyingKey;
+use prost::Message;
+
+use crate::error::ServiceError;
+use crate::pb;
+use crate::storage::{Store, StorageError, CF_MEMBERS};
+use crate::types::Role;
+
+/// The authenticated caller of an RPC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The member id.
+    pub member_id: String,
+    /// Its roles.
+    pub roles: Vec<Role>,
+}
+
+impl Caller {
+    /// Whether the caller has `role`.
+    pub fn has(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+
+    /// Requires one of `roles`.
+    ///
+    /// # Errors
+    /// `PERMISSION_DENIED` (`MISSING_ROLE`) otherwise.
+    pub fn require_any(&self, roles: &[Role]) -> Result<(), ServiceError> {
+        if roles.iter().any(|r| self.has(*r)) {
+            return Ok(());
+        }
+        let names: Vec<_> = roles.iter().map(|r| r.name()).collect();
+        Err(ServiceError::denied(
+            "MISSING_ROLE",
+            format!("member {} needs one of the roles: {}", self.member_id, names.join(", ")),
+        ))
+    }
+}
+
+/// All members, indexed by id, certificate and key.
+#[derive(Debug, Clone, Default)]
+pub struct Directory {
+    members: BTreeMap<String, pb::Member>,
+    by_cert: HashMap<[u8; 32], String>,
+    keys: HashMap<(String, String), VerifyingKey>,
+}
+
+impl Directory {
+    /// Loads the directory from the store.
+    ///
+    /// # Errors
+    /// When the store fails or holds an undecodable member.
+    pub fn load(store: &Store) -> Result<Self, StorageError> {
+        let mut dir = Self::default();
+        for (_, value) in store.scan(CF_MEMBERS)? {
+            let member = pb::Member::decode(value.as_slice()).map_err(|e| StorageError::Corrupt {
+                cf: CF_MEMBERS,
+                reason: e.to_string(),
+            })?;
+            dir.upsert(member);
+        }
+        Ok(dir)
+    }
+
+    /// Inserts or replaces a member and refreshes the indexes.
+    pub fn upsert(&mut self, member: pb::Member) {
+        if let Some(old) = self.members.get(&member.member_id) {
+            for fp in &old.cert_sha256 {
+                if let Ok(fp) = <[u8; 32]>::try_from(fp.as_slice()) {
+                    self.by_cert.remove(&fp);
+                }
+            }
+        }
+        for fp in &member.cert_sha256 {
+            if let Ok(fp) = <[u8; 32]>::try_from(fp.as_slice()) {
+                self.by_cert.insert(fp, member.member_id.clone());
+            }
+        }
+        for key in &member.keys {
+            let bytes: Option<[u8; 32]> = key.public_key.as_slice().try_into().ok();
+            if let Some(vk) = bytes.and_then(|b| VerifyingKey::from_bytes(&b).ok()) {
+                self.keys
+                    .insert((member.member_id.clone(), key.keyid.clone()), vk);
+            }
+        }
+        self.members.insert(member.member_id.clone(), member);
+    }
+
+    /// A member by id.
+    pub fn member(&self, id: &str) -> Option<&pb::Member> {
+        self.members.get(id)
+    }
+
+    /// Every member, ordered by id.
+    pub fn members(&self) -> impl Iterator<Item = &pb::Member> {
+        self.members.values()
+    }
+
+    /// Whether there are no members (an empty, not yet bootstrapped registry).
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// The caller holding the certificate with this fingerprint.
+    ///
+    /// # Errors
+    /// `UNAUTHENTICATED` when the certificate is bound to no member, or its member is not
+    /// active.
+    pub fn caller(&self, cert_sha256: &[u8; 32]) -> Result<Caller, ServiceError> {
+        let member = self
+            .by_cert
+            .get(cert_sha256)
+            .and_then(|id| self.members.get(id))
+            .ok_or_else(|| ServiceError::Unauthenticated {
+                reason: "UNKNOWN_CERTIFICATE",
+                message: "the client certificate is not bound to any member".into(),
+            })?;
+        Self::active(member).map_err(|_| ServiceError::Unauthenticated {
+            reason: "MEMBER_NOT_ACTIVE",
+            message: format!("member {} is not active", member.member_id),
+        })?;
+        Ok(Caller {
+            member_id: member.member_id.clone(),
+            roles: roles(member),
+        })
+    }
+
+    /// Checks that `author` is an active member that may make a statement needing `role`.
+    ///
+    /// # Errors
+    /// `PERMISSION_DENIED` when the author is unknown, not active or lacks the role.
+    pub fn check_author(&self, author: &str, role: Option<Role>) -> Result<(), ServiceError> {
+        let member = self.members.get(author).ok_or_else(|| {
+            ServiceError::denied("UNKNOWN_AUTHOR", format!("{author} is not a member"))
+        })?;
+        Self::active(member)?;
+        match role {
+            Some(role) if !roles(member).contains(&role) => Err(ServiceError::denied(
+                "MISSING_ROLE",
+                format!("member {author} needs the {} role", role.name()),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The key `keyid` of `member`, if registered and not revoked.
+    ///
+    /// # Errors
+    /// `INVALID_ARGUMENT` on `signatures[0].keyid`: `UNKNOWN_KEY` or `REVOKED_KEY`.
+    pub fn active_key(&self, member: &str, keyid: &str) -> Result<VerifyingKey, ServiceError> {
+        let field = "signatures[0].keyid";
+        let record = self
+            .members
+            .get(member)
+            .and_then(|m| m.keys.iter().find(|k| k.keyid == keyid));
+        let vk = self.keys.get(&(member.to_owned(), keyid.to_owned()));
+        match (record, vk) {
+            (Some(k), Some(vk)) if k.revoked_at_log_index.is_none() => Ok(*vk),
+            (Some(_), Some(_)) => Err(ServiceError::invalid(
+                field,
+                "REVOKED_KEY",
+                format!("key {keyid} of {member} is revoked"),
+            )),
+            _ => Err(ServiceError::invalid(
+                field,
+                "UNKNOWN_KEY",
+                format!("no key {keyid:?} is registered for {member}"),
+            )),
+        }
+    }
+
+    fn active(member: &pb::Member) -> Result<(), ServiceError> {
+        if member.status == pb::MemberStatus::Active as i32 {
+            Ok(())
+        } else {
+            Err(ServiceError::denied(
+                "MEMBER_NOT_ACTIVE",
+                format!("member {} is not active", member.member_id),
+            ))
+        }
+    }
+}
+
+/// A member's roles, skipping any unknown numbers.
+pub fn roles(member: &pb::Member) -> Vec<Role> {
+    member
+        .roles
+        .iter()
+        .filter_map(|r| Role::from_pb(*r).ok())
+        .collect()
+}

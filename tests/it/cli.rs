@@ -1,0 +1,75 @@
+//! The `hashforum` binary, as a user runs it.
+
+use std::process::{Command, Output};
+
+use crate::harness::TestServer;
+
+fn hashforum(server: &TestServer, member: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hashforum"))
+        .args(args)
+        .env("HASHFORUM_IDENTITY", server.identity_dir(member))
+        .env("HASHFORUM_SERVER", &server.addr)
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+/// One member submits with the CLI, another looks up with `--json`; batch forms read
+/// `type:value` lines; errors are one stderr line starting with the gRPC code name.
+#[tokio::test]
+async fn submit_and_lookup_through_the_cli() {
+    let server = TestServer::start(&["alpha", "beta"]).await;
+    let md5 = "d41d8cd98f00b204e9800998ecf8427e";
+    let out = hashforum(&server, "alpha", &[
+        "submit", "--type", "md5", "--value", md5, "--label", "behaviour=instruction",
+        "--label", "content_type=pdf", "--tag", "manifesto", "--json",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let receipt: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(receipt["log_index"], 1);
+
+    let out = hashforum(&server, "beta", &["lookup", "--type", "md5", "--value", md5, "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let found: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(found["found"], true);
+    assert_eq!(found["hash_type"], "md5");
+    assert_eq!(found["value"], md5);
+    assert_eq!(found["submitters"][0]["member"], "alpha");
+    assert_eq!(found["submitters"][0]["log_index"], 1);
+    assert_eq!(found["submitters"][0]["labels"]["behaviour"], "instruction");
+
+    let absent = "0123456789abcdef0123456789abcdef";
+    let out = hashforum(&server, "beta", &["lookup", "--type", "md5", "--value", absent, "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let missing: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(missing["found"], false);
+
+    // Batch forms, from a file.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hashes.txt");
+    let sha1 = "a".repeat(40);
+    std::fs::write(&file, format!("# removed today\nsha1:{sha1}\nmd5:{md5}\n")).unwrap();
+    let out = hashforum(&server, "beta", &["submit", "--batch", file.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(stdout(&out).lines().count(), 2);
+    std::fs::write(&file, format!("sha1:{sha1}\nmd5:{absent}\nmd5:{md5}\n")).unwrap();
+    let out = hashforum(&server, "alpha", &["lookup", "--batch", file.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let lines: Vec<serde_json::Value> =
+        stdout(&out).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let found: Vec<bool> = lines.iter().map(|l| l["found"].as_bool().unwrap()).collect();
+    assert_eq!(found, vec![true, false, true]);
+    assert_eq!(lines[2]["submitters"].as_array().unwrap().len(), 2, "beta corroborated");
+
+    // A bad hash: non-zero exit and one stderr line with the code name.
+    let out = hashforum(&server, "alpha", &["submit", "--type", "pdq", "--value", "abc"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("INVALID_ARGUMENT: "), "{err}");
+    assert!(err.contains("hash_submission.value"), "{err}");
+}
