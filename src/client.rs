@@ -21,10 +21,7 @@ impl Client {
     ///
     /// # Errors
     /// When the address is invalid, or the connection or TLS handshake fails.
-    pub async fn connect(
-        identity: &Identity,
-        server: Option<&str>,
-    ) -> Result<Self, ClientError> {
+    pub async fn connect(identity: &Identity, server: Option<&str>) -> Result<Self, ClientError> {
         let tls = ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(&identity.ca_cert))
             .identity(TlsIdentity::from_pem(&identity.tls_cert, &identity.tls_key))

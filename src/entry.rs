@@ -98,14 +98,20 @@ impl ParsedEntry {
             return Err(ServiceError::invalid(
                 "payload",
                 "PAYLOAD_TOO_LARGE",
-                format!("payload is {} bytes, at most {MAX_PAYLOAD}", envelope.payload.len()),
+                format!(
+                    "payload is {} bytes, at most {MAX_PAYLOAD}",
+                    envelope.payload.len()
+                ),
             ));
         }
         let [sig] = envelope.signatures.as_slice() else {
             return Err(ServiceError::invalid(
                 "signatures",
                 "INVALID_ENVELOPE",
-                format!("exactly one signature required, got {}", envelope.signatures.len()),
+                format!(
+                    "exactly one signature required, got {}",
+                    envelope.signatures.len()
+                ),
             ));
         };
         let signature = Signature::from_slice(&sig.sig).map_err(|_| {
@@ -117,7 +123,11 @@ impl ParsedEntry {
         })?;
         let keyid = sig.keyid.clone();
         let statement = pb::Statement::decode(envelope.payload.clone()).map_err(|e| {
-            ServiceError::invalid("payload", "INVALID_STATEMENT", format!("not a Statement: {e}"))
+            ServiceError::invalid(
+                "payload",
+                "INVALID_STATEMENT",
+                format!("not a Statement: {e}"),
+            )
         })?;
         let (author, body) = parse_statement(statement).map_err(|e| e.in_field("payload"))?;
         Ok(Self {
@@ -158,9 +168,9 @@ fn parse_statement(statement: pb::Statement) -> Result<(Author, Body), ServiceEr
             ))
         }
         Some(pb::statement::Body::Genesis(g)) => Body::Genesis(g),
-        Some(pb::statement::Body::HashSubmission(s)) => Body::HashSubmission(
-            parse_submission(s).map_err(|e| e.in_field("hash_submission"))?,
-        ),
+        Some(pb::statement::Body::HashSubmission(s)) => {
+            Body::HashSubmission(parse_submission(s).map_err(|e| e.in_field("hash_submission"))?)
+        }
     };
     match (&author, &body) {
         (Author::Forum, Body::Genesis(_)) | (Author::Member(_), Body::HashSubmission(_)) => {
@@ -202,7 +212,8 @@ fn parse_submission(s: pb::HashSubmission) -> Result<HashSubmission, ServiceErro
         ));
     }
     for (i, tag) in s.tags.iter().enumerate() {
-        check_tag(tag).map_err(|e| ServiceError::invalid(format!("tags[{i}]"), "INVALID_TAG", e.0))?;
+        check_tag(tag)
+            .map_err(|e| ServiceError::invalid(format!("tags[{i}]"), "INVALID_TAG", e.0))?;
     }
     match (hash_type, s.quality) {
         (HashType::Pdq, Some(q)) if q > 100 => Err(ServiceError::invalid(

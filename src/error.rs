@@ -64,7 +64,11 @@ pub enum ServiceError {
 
 impl ServiceError {
     /// An `INVALID_ARGUMENT` for `field`.
-    pub fn invalid(field: impl Into<String>, reason: &'static str, message: impl Into<String>) -> Self {
+    pub fn invalid(
+        field: impl Into<String>,
+        reason: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
         Self::Invalid {
             field: field.into(),
             reason,

@@ -69,7 +69,14 @@ pub fn init_dev(spec: &ForumSpec, members: &[String]) -> anyhow::Result<()> {
             server_name: "localhost".into(),
         };
         let dir = spec.dir.join("identities").join(name);
-        Identity::write(&dir, &file, &cert.cert_pem, &cert.key_pem, &ca.certified.cert_pem, &key)?;
+        Identity::write(
+            &dir,
+            &file,
+            &cert.cert_pem,
+            &cert.key_pem,
+            &ca.certified.cert_pem,
+            &key,
+        )?;
         let roles = if name == DEV_ADMIN {
             vec![Role::Admin, Role::Reader]
         } else {
@@ -83,7 +90,13 @@ pub fn init_dev(spec: &ForumSpec, members: &[String]) -> anyhow::Result<()> {
             signing_key: key.verifying_key(),
         });
     }
-    write_server(spec, &server_dir, &server_cert, &ca.certified.cert_pem, &founders)?;
+    write_server(
+        spec,
+        &server_dir,
+        &server_cert,
+        &ca.certified.cert_pem,
+        &founders,
+    )?;
     let mut config = FileConfig::read(&server_dir.join("hashforum.toml"))?;
     config.dev = Some(DevFiles {
         ca_cert: "../ca/ca.crt".into(),

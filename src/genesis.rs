@@ -11,7 +11,7 @@ use crate::crypto;
 use crate::entry::{Author, Body, ParsedEntry};
 use crate::pb;
 use crate::state::{validate_genesis, Directory, Pending};
-use crate::storage::{Store, StorageError, CF_ENTRIES};
+use crate::storage::{StorageError, Store, CF_ENTRIES};
 use crate::types::Role;
 
 /// Why the genesis entry was refused.
@@ -126,7 +126,9 @@ pub fn parse(leaf: &[u8], log_key: &VerifyingKey) -> Result<ParsedEntry, Genesis
         .ok_or_else(|| GenesisError::Invalid("no envelope".into()))?;
     let entry = ParsedEntry::parse(envelope).map_err(|e| invalid(&e))?;
     let Body::Genesis(g) = &entry.body else {
-        return Err(GenesisError::Invalid("entry 0 must be a genesis statement".into()));
+        return Err(GenesisError::Invalid(
+            "entry 0 must be a genesis statement".into(),
+        ));
     };
     validate_genesis(g).map_err(|e| invalid(&e))?;
     if entry.author != Author::Forum || entry.keyid != crypto::key_id(log_key) {

@@ -78,9 +78,10 @@ impl Ca {
     pub fn issue_server(&self, names: &[&str]) -> Result<CertifiedKey, rcgen::Error> {
         let mut params =
             CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())?;
-        params
-            .distinguished_name
-            .push(DnType::CommonName, names.first().copied().unwrap_or("hashforum"));
+        params.distinguished_name.push(
+            DnType::CommonName,
+            names.first().copied().unwrap_or("hashforum"),
+        );
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         self.issue(params)
     }
@@ -91,7 +92,9 @@ impl Ca {
     /// When signing fails.
     pub fn issue_client(&self, member_id: &str) -> Result<CertifiedKey, rcgen::Error> {
         let mut params = CertificateParams::default();
-        params.distinguished_name.push(DnType::CommonName, member_id);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, member_id);
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         self.issue(params)
     }

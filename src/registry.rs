@@ -15,7 +15,7 @@ use crate::error::ServiceError;
 use crate::pb;
 use crate::sequencer::Sequencer;
 use crate::state::{decode_record, Appended, Caller, Directory};
-use crate::storage::{Store, StorageError, CF_ENTRIES, CF_RECORDS};
+use crate::storage::{StorageError, Store, CF_ENTRIES, CF_RECORDS};
 use crate::types::{ContentHash, Role};
 
 /// Most envelopes in one `SubmitEntries` call.
@@ -79,7 +79,7 @@ impl Registry {
             keys.push(authorize(&dir, caller, &entry).map_err(|e| e.in_field(&field(i)))?);
             entries.push(entry);
         }
-        let entries = verify(entries, keys).await.map_err(|i| {
+        let entries = verify(entries, keys).await?.map_err(|i| {
             ServiceError::invalid(
                 format!("{}.signatures[0].sig", field(i)),
                 "BAD_SIGNATURE",
@@ -183,12 +183,12 @@ fn authorize(
 async fn verify(
     entries: Vec<ParsedEntry>,
     keys: Vec<ed25519_dalek::VerifyingKey>,
-) -> Result<Vec<ParsedEntry>, usize> {
+) -> Result<Result<Vec<ParsedEntry>, usize>, ServiceError> {
     tokio::task::spawn_blocking(move || {
         let messages: Vec<Vec<u8>> = entries.iter().map(ParsedEntry::signed_bytes).collect();
         let sigs: Vec<_> = entries.iter().map(|e| e.signature).collect();
         crypto::verify_all(&messages, &sigs, &keys).map(|()| entries)
     })
     .await
-    .unwrap_or(Err(0))
+    .map_err(|e| ServiceError::Internal(format!("signature verification task: {e}")))
 }

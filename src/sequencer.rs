@@ -173,7 +173,9 @@ impl Writer {
                 for job in jobs {
                     let _ = job
                         .reply
-                        .send(Err(SequencerError::whole(ServiceError::Internal(err.to_string()))));
+                        .send(Err(SequencerError::whole(ServiceError::Internal(
+                            err.to_string(),
+                        ))));
                 }
             }
         }

@@ -82,7 +82,9 @@ pub async fn serve(
     health
         .set_not_serving::<RegistryServiceServer<RegistryApi>>()
         .await;
-    health.set_not_serving::<AdminServiceServer<AdminApi>>().await;
+    health
+        .set_not_serving::<AdminServiceServer<AdminApi>>()
+        .await;
     health
         .set_service_status("", tonic_health::ServingStatus::NotServing)
         .await;

@@ -169,7 +169,7 @@ impl HashType {
     }
 
     /// Length of the hash in bytes.
-    pub fn len(self) -> usize {
+    pub fn byte_len(self) -> usize {
         match self {
             HashType::Pdq | HashType::Sha256 => 32,
             HashType::Md5 | HashType::UrlMd5 => 16,
@@ -242,7 +242,7 @@ impl fmt::Display for HashType {
     }
 }
 
-/// A validated hash: its type and its raw bytes (of exactly `hash_type.len()` bytes).
+/// A validated hash: its type and its raw bytes (of exactly `hash_type.byte_len()` bytes).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ContentHash {
     hash_type: HashType,
@@ -256,7 +256,7 @@ impl ContentHash {
     /// Wrong length, characters other than `[0-9a-f]`, or an all-zero PDQ hash (what PDQ gives
     /// for a blank or unreadable image, which would match every other blank image).
     pub fn parse(hash_type: HashType, hex_value: &str) -> Result<Self, Invalid> {
-        let want = hash_type.len() * 2;
+        let want = hash_type.byte_len() * 2;
         if hex_value.len() != want {
             return Err(invalid(format!(
                 "{hash_type} hash must be {want} hex characters, got {}",

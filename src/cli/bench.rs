@@ -50,7 +50,10 @@ pub struct BenchArgs {
 /// # Errors
 /// When the server cannot start or a call fails.
 pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(args.rounds > 0 && args.batch > 0 && args.concurrency > 0, "zero option");
+    anyhow::ensure!(
+        args.rounds > 0 && args.batch > 0 && args.concurrency > 0,
+        "zero option"
+    );
     let tmp = tempfile::tempdir()?;
     let spec = ForumSpec {
         dir: tmp.path().to_owned(),
@@ -73,8 +76,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let per_round = args.entries.div_ceil(args.rounds);
     let mut ingest = Vec::new();
     for (round, chunk) in envelopes.chunks(per_round).enumerate() {
-        let batches: Vec<Vec<pb::Envelope>> =
-            chunk.chunks(args.batch).map(<[_]>::to_vec).collect();
+        let batches: Vec<Vec<pb::Envelope>> = chunk.chunks(args.batch).map(<[_]>::to_vec).collect();
         let start = Instant::now();
         run_concurrent(&client, batches, args.concurrency, submit_batch).await?;
         let rate = chunk.len() as f64 / start.elapsed().as_secs_f64();
@@ -162,7 +164,10 @@ async fn lookup_batch(mut client: Client, queries: Vec<pb::HashQuery>) -> anyhow
         .await?
         .into_inner();
     anyhow::ensure!(reply.results.len() == n, "short reply");
-    anyhow::ensure!(reply.results.iter().all(|r| r.found), "a submitted hash was not found");
+    anyhow::ensure!(
+        reply.results.iter().all(|r| r.found),
+        "a submitted hash was not found"
+    );
     Ok(())
 }
 

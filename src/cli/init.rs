@@ -58,7 +58,10 @@ pub fn run(args: InitArgs) -> anyhow::Result<ExitCode> {
     if args.dev {
         forum::init_dev(&spec, &args.members)?;
         println!("created dev forum in {}", args.dir.display());
-        println!("  server config: {}", args.dir.join("server/hashforum.toml").display());
+        println!(
+            "  server config: {}",
+            args.dir.join("server/hashforum.toml").display()
+        );
         println!("  identities:    {}", args.dir.join("identities").display());
     } else {
         // clap's `required_unless_present` guarantees these are set without --dev.
@@ -75,8 +78,14 @@ pub fn run(args: InitArgs) -> anyhow::Result<ExitCode> {
         };
         forum::init_production(&spec, &prod)?;
         println!("created forum in {}", args.dir.display());
-        println!("  server config: {}", args.dir.join("server/hashforum.toml").display());
-        println!("  log public key: {}", args.dir.join("server/log.pub").display());
+        println!(
+            "  server config: {}",
+            args.dir.join("server/hashforum.toml").display()
+        );
+        println!(
+            "  log public key: {}",
+            args.dir.join("server/log.pub").display()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -44,7 +44,12 @@ pub async fn run(args: LookupArgs) -> anyhow::Result<ExitCode> {
                 queries: chunk.iter().map(|(t, v)| query(*t, v)).collect(),
                 include_envelopes: args.envelopes,
             };
-            let results = client.registry.lookup_hashes(req).await?.into_inner().results;
+            let results = client
+                .registry
+                .lookup_hashes(req)
+                .await?
+                .into_inner()
+                .results;
             for ((t, v), r) in chunk.iter().zip(&results) {
                 print(&args, t.name(), v, r.record.as_ref(), true);
             }
@@ -54,14 +59,21 @@ pub async fn run(args: LookupArgs) -> anyhow::Result<ExitCode> {
     let (Some(t), Some(v)) = (&args.hash_type, &args.value) else {
         anyhow::bail!("give --type and --value, or --batch FILE");
     };
-    let t = HashType::parse(t).map_err(|e| tonic::Status::invalid_argument(format!("--type: {e}")))?;
+    let t =
+        HashType::parse(t).map_err(|e| tonic::Status::invalid_argument(format!("--type: {e}")))?;
     let req = pb::LookupHashRequest {
         query: Some(query(t, v)),
         include_envelopes: args.envelopes,
     };
     match client.registry.lookup_hash(req).await {
         Ok(reply) => {
-            print(&args, t.name(), v, reply.into_inner().record.as_ref(), false);
+            print(
+                &args,
+                t.name(),
+                v,
+                reply.into_inner().record.as_ref(),
+                false,
+            );
             Ok(ExitCode::SUCCESS)
         }
         Err(status) if status.code() == tonic::Code::NotFound && args.client.json => {

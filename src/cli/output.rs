@@ -121,7 +121,11 @@ pub fn record_text(hash_type: &str, value: &str, record: Option<&pb::HashRecord>
     let Some(record) = record else {
         return format!("{hash_type}:{value} not found\n");
     };
-    let mut members: Vec<&str> = record.submissions.iter().map(|s| s.member_id.as_str()).collect();
+    let mut members: Vec<&str> = record
+        .submissions
+        .iter()
+        .map(|s| s.member_id.as_str())
+        .collect();
     members.sort_unstable();
     members.dedup();
     let mut out = format!(
@@ -164,7 +168,9 @@ pub fn parse_lines(text: &str) -> Result<Vec<(HashType, String)>, tonic::Status>
         out.push((t, v.trim().to_owned()));
     }
     if out.is_empty() {
-        return Err(tonic::Status::invalid_argument("no type:value lines in the input"));
+        return Err(tonic::Status::invalid_argument(
+            "no type:value lines in the input",
+        ));
     }
     Ok(out)
 }
@@ -179,7 +185,9 @@ pub fn read_input(path: &std::path::Path) -> anyhow::Result<String> {
         std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
         Ok(s)
     } else {
-        Ok(std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?)
+        Ok(
+            std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+        )
     }
 }

@@ -43,7 +43,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
-    eprintln!("hashforum serving {} on {}", config.origin, listener.local_addr()?);
+    eprintln!(
+        "hashforum serving {} on {}",
+        config.origin,
+        listener.local_addr()?
+    );
     crate::server::serve(config, listener, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }

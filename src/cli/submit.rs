@@ -47,7 +47,8 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
     let hashes = match (&args.batch, &args.hash_type, &args.value) {
         (Some(path), _, _) => parse_lines(&read_input(path)?)?,
         (None, Some(t), Some(v)) => vec![(
-            HashType::parse(t).map_err(|e| tonic::Status::invalid_argument(format!("--type: {e}")))?,
+            HashType::parse(t)
+                .map_err(|e| tonic::Status::invalid_argument(format!("--type: {e}")))?,
             v.clone(),
         )],
         _ => anyhow::bail!("give --type and --value, or --batch FILE"),

@@ -182,7 +182,8 @@ pub fn verify_all(
         .filter_map(|start| {
             let end = (start + CHUNK).min(messages.len());
             let msgs: Vec<&[u8]> = messages[start..end].iter().map(Vec::as_slice).collect();
-            if ed25519_dalek::verify_batch(&msgs, &signatures[start..end], &keys[start..end]).is_ok()
+            if ed25519_dalek::verify_batch(&msgs, &signatures[start..end], &keys[start..end])
+                .is_ok()
             {
                 return None;
             }

@@ -30,12 +30,16 @@ fn example_key() -> SigningKey {
 }
 
 const PAYLOAD_HEX: &str = concat!(
-    "0a05616c706861",                                                   // 1: author "alpha"
-    "5a36",                                                             // 11: hash_submission, 54 bytes
-    "0802",                                                             //   1: hash_type MD5 (2)
-    "1220", "6434316438636439386630306232303465393830303939386563663834323765", // 2: value
-    "1a0d", "0a0165", "120162", "1a05696d616765",                       //   3: labels e, b, image
-    "220174",                                                           //   4: tag "t"
+    "0a05616c706861", // 1: author "alpha"
+    "5a36",           // 11: hash_submission, 54 bytes
+    "0802",           //   1: hash_type MD5 (2)
+    "1220",
+    "6434316438636439386630306232303465393830303939386563663834323765", // 2: value
+    "1a0d",
+    "0a0165",
+    "120162",
+    "1a05696d616765", //   3: labels e, b, image
+    "220174",         //   4: tag "t"
 );
 
 #[test]

@@ -17,10 +17,12 @@ use crate::state::Caller;
 /// The member calling, from the TLS client certificate of the connection. The membership
 /// snapshot is read on every call, so a suspension applies to already-open connections too.
 fn caller<T>(registry: &Registry, req: &Request<T>) -> Result<Caller, ServiceError> {
-    let certs = req.peer_certs().ok_or_else(|| ServiceError::Unauthenticated {
-        reason: "NO_CLIENT_CERTIFICATE",
-        message: "a TLS client certificate is required".into(),
-    })?;
+    let certs = req
+        .peer_certs()
+        .ok_or_else(|| ServiceError::Unauthenticated {
+            reason: "NO_CLIENT_CERTIFICATE",
+            message: "a TLS client certificate is required".into(),
+        })?;
     let leaf = certs.first().ok_or_else(|| ServiceError::Unauthenticated {
         reason: "NO_CLIENT_CERTIFICATE",
         message: "a TLS client certificate is required".into(),

@@ -77,7 +77,11 @@ impl pb::registry_service_server::RegistryService for RegistryApi {
             })),
             None => Err(ServiceError::NotFound {
                 reason: "HASH_NOT_FOUND",
-                message: format!("{}:{} is not in the registry", query_type(&query), query.value),
+                message: format!(
+                    "{}:{} is not in the registry",
+                    query_type(&query),
+                    query.value
+                ),
             }
             .into()),
         }
@@ -114,7 +118,11 @@ impl pb::registry_service_server::RegistryService for RegistryApi {
 
 fn check_batch(field: &str, len: usize, max: usize) -> Result<(), ServiceError> {
     if len == 0 {
-        return Err(ServiceError::invalid(field, "EMPTY_BATCH", "the batch is empty"));
+        return Err(ServiceError::invalid(
+            field,
+            "EMPTY_BATCH",
+            "the batch is empty",
+        ));
     }
     if len > max {
         return Err(ServiceError::invalid(

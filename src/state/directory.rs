@@ -12,7 +12,7 @@ use prost::Message;
 
 use crate::error::ServiceError;
 use crate::pb;
-use crate::storage::{Store, StorageError, CF_MEMBERS};
+use crate::storage::{StorageError, Store, CF_MEMBERS};
 use crate::types::Role;
 
 /// The authenticated caller of an RPC.
@@ -41,7 +41,11 @@ impl Caller {
         let names: Vec<_> = roles.iter().map(|r| r.name()).collect();
         Err(ServiceError::denied(
             "MISSING_ROLE",
-            format!("member {} needs one of the roles: {}", self.member_id, names.join(", ")),
+            format!(
+                "member {} needs one of the roles: {}",
+                self.member_id,
+                names.join(", ")
+            ),
         ))
     }
 }
@@ -62,10 +66,11 @@ impl Directory {
     pub fn load(store: &Store) -> Result<Self, StorageError> {
         let mut dir = Self::default();
         for (_, value) in store.scan(CF_MEMBERS)? {
-            let member = pb::Member::decode(value.as_slice()).map_err(|e| StorageError::Corrupt {
-                cf: CF_MEMBERS,
-                reason: e.to_string(),
-            })?;
+            let member =
+                pb::Member::decode(value.as_slice()).map_err(|e| StorageError::Corrupt {
+                    cf: CF_MEMBERS,
+                    reason: e.to_string(),
+                })?;
             dir.upsert(member);
         }
         Ok(dir)

@@ -22,7 +22,7 @@ use crate::entry::{Author, Body, ParsedEntry};
 use crate::error::ServiceError;
 use crate::pb;
 use crate::storage::{
-    decode_u64, Batch, Store, StorageError, CF_DEDUP, CF_ENTRIES, CF_MEMBERS, CF_META, CF_RECORDS,
+    decode_u64, Batch, StorageError, Store, CF_DEDUP, CF_ENTRIES, CF_MEMBERS, CF_META, CF_RECORDS,
     META_SIZE,
 };
 use crate::types::{MemberId, Role};
@@ -97,7 +97,10 @@ impl<'s> Pending<'s> {
     /// When the store fails.
     pub fn prefetch(&mut self, entries: &[&ParsedEntry]) -> Result<(), StorageError> {
         let digests: Vec<[u8; 32]> = entries.iter().map(|e| e.digest).collect();
-        for (digest, value) in digests.iter().zip(self.store.multi_get(CF_DEDUP, &digests)?) {
+        for (digest, value) in digests
+            .iter()
+            .zip(self.store.multi_get(CF_DEDUP, &digests)?)
+        {
             if let Some(v) = value {
                 self.dedup.insert(*digest, decode_dedup(&v)?);
             }
@@ -158,7 +161,8 @@ impl<'s> Pending<'s> {
                 "only entry 0 is authored by the forum",
             )),
             Author::Member(id) => {
-                self.dir.check_author(id.as_str(), entry.body.required_role())?;
+                self.dir
+                    .check_author(id.as_str(), entry.body.required_role())?;
                 self.dir.active_key(id.as_str(), &entry.keyid)
             }
         }
@@ -182,7 +186,11 @@ impl<'s> Pending<'s> {
     ///
     /// # Errors
     /// When the store fails.
-    pub fn append_leaf(&mut self, entry: &ParsedEntry, leaf: &[u8]) -> Result<Appended, StorageError> {
+    pub fn append_leaf(
+        &mut self,
+        entry: &ParsedEntry,
+        leaf: &[u8],
+    ) -> Result<Appended, StorageError> {
         let index = self.size;
         let appended = Appended {
             index,
@@ -250,8 +258,11 @@ impl<'s> Pending<'s> {
                 added_at_log_index: 0,
                 cert_sha256: added.cert_sha256.clone(),
             };
-            self.batch
-                .put(CF_MEMBERS, member.member_id.as_bytes(), &member.encode_to_vec());
+            self.batch.put(
+                CF_MEMBERS,
+                member.member_id.as_bytes(),
+                &member.encode_to_vec(),
+            );
             self.dir.upsert(member);
         }
         self.dir_changed = true;
@@ -293,7 +304,10 @@ fn registered_key(k: &pb::KeyRegistered, index: u64) -> pb::SigningKey {
 pub fn validate_genesis(g: &pb::Genesis) -> Result<(), ServiceError> {
     let bad = |field: String, msg: String| ServiceError::invalid(field, "INVALID_GENESIS", msg);
     if g.origin.is_empty() || g.origin.contains(char::is_whitespace) {
-        return Err(bad("origin".into(), "origin must be non-empty without spaces".into()));
+        return Err(bad(
+            "origin".into(),
+            "origin must be non-empty without spaces".into(),
+        ));
     }
     for (i, m) in g.members.iter().enumerate() {
         MemberId::parse(&m.member_id).map_err(|e| bad(format!("members[{i}].member_id"), e.0))?;
@@ -301,18 +315,27 @@ pub fn validate_genesis(g: &pb::Genesis) -> Result<(), ServiceError> {
             Role::from_pb(*r).map_err(|e| bad(format!("members[{i}].roles"), e.0))?;
         }
         if m.cert_sha256.iter().any(|c| c.len() != 32) {
-            return Err(bad(format!("members[{i}].cert_sha256"), "fingerprints are 32 bytes".into()));
+            return Err(bad(
+                format!("members[{i}].cert_sha256"),
+                "fingerprints are 32 bytes".into(),
+            ));
         }
     }
     for (i, k) in g.keys.iter().enumerate() {
         if !g.members.iter().any(|m| m.member_id == k.member_id) {
-            return Err(bad(format!("keys[{i}].member_id"), "key for an unlisted member".into()));
+            return Err(bad(
+                format!("keys[{i}].member_id"),
+                "key for an unlisted member".into(),
+            ));
         }
         let point = <[u8; 32]>::try_from(k.public_key.as_slice())
             .ok()
             .and_then(|b| VerifyingKey::from_bytes(&b).ok());
         if point.is_none_or(|vk| vk.is_weak()) {
-            return Err(bad(format!("keys[{i}].public_key"), "not a valid Ed25519 key".into()));
+            return Err(bad(
+                format!("keys[{i}].public_key"),
+                "not a valid Ed25519 key".into(),
+            ));
         }
     }
     let admin_with_key = g.members.iter().any(|m| {
@@ -320,7 +343,10 @@ pub fn validate_genesis(g: &pb::Genesis) -> Result<(), ServiceError> {
             && g.keys.iter().any(|k| k.member_id == m.member_id)
     });
     if !admin_with_key {
-        return Err(bad("members".into(), "genesis needs an admin with a signing key".into()));
+        return Err(bad(
+            "members".into(),
+            "genesis needs an admin with a signing key".into(),
+        ));
     }
     Ok(())
 }

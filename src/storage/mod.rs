@@ -44,6 +44,9 @@ pub enum StorageError {
     },
 }
 
+/// A key and its value.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
 /// The registry's RocksDB database.
 #[derive(Clone)]
 pub struct Store {
@@ -83,7 +86,9 @@ impl Store {
 
     fn cf(&self, name: &'static str) -> &rocksdb::ColumnFamily {
         // Every name in ALL_CFS is created by `open`, and only those names are passed here.
-        self.db.cf_handle(name).expect("column family created at open")
+        self.db
+            .cf_handle(name)
+            .expect("column family created at open")
     }
 
     /// Reads one value.
@@ -114,7 +119,7 @@ impl Store {
     ///
     /// # Errors
     /// When RocksDB fails.
-    pub fn scan(&self, cf: &'static str) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+    pub fn scan(&self, cf: &'static str) -> Result<Vec<KeyValue>, StorageError> {
         self.db
             .iterator_cf(self.cf(cf), rocksdb::IteratorMode::Start)
             .map(|r| {

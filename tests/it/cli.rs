@@ -20,19 +20,38 @@ fn stdout(out: &Output) -> String {
 
 /// One member submits with the CLI, another looks up with `--json`; batch forms read
 /// `type:value` lines; errors are one stderr line starting with the gRPC code name.
-#[tokio::test]
+// Multi-threaded: the CLI runs as a blocking child process while the server runs on the runtime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submit_and_lookup_through_the_cli() {
     let server = TestServer::start(&["alpha", "beta"]).await;
     let md5 = "d41d8cd98f00b204e9800998ecf8427e";
-    let out = hashforum(&server, "alpha", &[
-        "submit", "--type", "md5", "--value", md5, "--label", "behaviour=instruction",
-        "--label", "content_type=pdf", "--tag", "manifesto", "--json",
-    ]);
+    let out = hashforum(
+        &server,
+        "alpha",
+        &[
+            "submit",
+            "--type",
+            "md5",
+            "--value",
+            md5,
+            "--label",
+            "behaviour=instruction",
+            "--label",
+            "content_type=pdf",
+            "--tag",
+            "manifesto",
+            "--json",
+        ],
+    );
     assert!(out.status.success(), "{out:?}");
     let receipt: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(receipt["log_index"], 1);
 
-    let out = hashforum(&server, "beta", &["lookup", "--type", "md5", "--value", md5, "--json"]);
+    let out = hashforum(
+        &server,
+        "beta",
+        &["lookup", "--type", "md5", "--value", md5, "--json"],
+    );
     assert!(out.status.success(), "{out:?}");
     let found: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(found["found"], true);
@@ -43,7 +62,11 @@ async fn submit_and_lookup_through_the_cli() {
     assert_eq!(found["submitters"][0]["labels"]["behaviour"], "instruction");
 
     let absent = "0123456789abcdef0123456789abcdef";
-    let out = hashforum(&server, "beta", &["lookup", "--type", "md5", "--value", absent, "--json"]);
+    let out = hashforum(
+        &server,
+        "beta",
+        &["lookup", "--type", "md5", "--value", absent, "--json"],
+    );
     assert_eq!(out.status.code(), Some(1));
     let missing: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(missing["found"], false);
@@ -53,20 +76,41 @@ async fn submit_and_lookup_through_the_cli() {
     let file = dir.path().join("hashes.txt");
     let sha1 = "a".repeat(40);
     std::fs::write(&file, format!("# removed today\nsha1:{sha1}\nmd5:{md5}\n")).unwrap();
-    let out = hashforum(&server, "beta", &["submit", "--batch", file.to_str().unwrap(), "--json"]);
+    let out = hashforum(
+        &server,
+        "beta",
+        &["submit", "--batch", file.to_str().unwrap(), "--json"],
+    );
     assert!(out.status.success(), "{out:?}");
     assert_eq!(stdout(&out).lines().count(), 2);
     std::fs::write(&file, format!("sha1:{sha1}\nmd5:{absent}\nmd5:{md5}\n")).unwrap();
-    let out = hashforum(&server, "alpha", &["lookup", "--batch", file.to_str().unwrap(), "--json"]);
+    let out = hashforum(
+        &server,
+        "alpha",
+        &["lookup", "--batch", file.to_str().unwrap(), "--json"],
+    );
     assert!(out.status.success(), "{out:?}");
-    let lines: Vec<serde_json::Value> =
-        stdout(&out).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let found: Vec<bool> = lines.iter().map(|l| l["found"].as_bool().unwrap()).collect();
+    let lines: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let found: Vec<bool> = lines
+        .iter()
+        .map(|l| l["found"].as_bool().unwrap())
+        .collect();
     assert_eq!(found, vec![true, false, true]);
-    assert_eq!(lines[2]["submitters"].as_array().unwrap().len(), 2, "beta corroborated");
+    assert_eq!(
+        lines[2]["submitters"].as_array().unwrap().len(),
+        2,
+        "beta corroborated"
+    );
 
     // A bad hash: non-zero exit and one stderr line with the code name.
-    let out = hashforum(&server, "alpha", &["submit", "--type", "pdq", "--value", "abc"]);
+    let out = hashforum(
+        &server,
+        "alpha",
+        &["submit", "--type", "pdq", "--value", "abc"],
+    );
     assert!(!out.status.success());
     let err = String::from_utf8(out.stderr).unwrap();
     assert_eq!(err.lines().count(), 1, "{err}");

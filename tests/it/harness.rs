@@ -46,9 +46,13 @@ impl TestServer {
         self.addr = format!("https://{}", listener.local_addr().unwrap());
         let (tx, rx) = oneshot::channel();
         self.stop = Some(tx);
-        self.task = Some(tokio::spawn(hashforum::server::serve(config, listener, async {
-            let _ = rx.await;
-        })));
+        self.task = Some(tokio::spawn(hashforum::server::serve(
+            config,
+            listener,
+            async {
+                let _ = rx.await;
+            },
+        )));
     }
 
     /// Stops the server and waits until it has closed its database.

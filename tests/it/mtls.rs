@@ -32,12 +32,22 @@ async fn certificate_from_another_ca_is_refused() {
         None => {}
         Some(Ok(_)) => panic!("a certificate from another CA was served"),
         Some(Err(status)) => {
-            assert_ne!(status.code(), Code::Unauthenticated, "reached a handler: {status:?}");
+            assert_ne!(
+                status.code(),
+                Code::Unauthenticated,
+                "reached a handler: {status:?}"
+            );
             assert!(
-                matches!(status.code(), Code::Unavailable | Code::Unknown | Code::Internal),
+                matches!(
+                    status.code(),
+                    Code::Unavailable | Code::Unknown | Code::Internal
+                ),
                 "{status:?}"
             );
-            assert!(details(&status).1.is_empty(), "no application error details: {status:?}");
+            assert!(
+                details(&status).1.is_empty(),
+                "no application error details: {status:?}"
+            );
         }
     }
 }
@@ -61,9 +71,23 @@ async fn unbound_certificate_is_unauthenticated() {
     };
     let ca_pem = String::from_utf8(server.identity("alpha").ca_cert).unwrap();
     let key = hashforum::crypto::generate_key();
-    Identity::write(dir.path(), &file, &cert.cert_pem, &cert.key_pem, &ca_pem, &key).unwrap();
-    let mut client = Client::connect(&Identity::load(dir.path()).unwrap(), None).await.unwrap();
-    let err = client.admin.list_members(pb::ListMembersRequest {}).await.unwrap_err();
+    Identity::write(
+        dir.path(),
+        &file,
+        &cert.cert_pem,
+        &cert.key_pem,
+        &ca_pem,
+        &key,
+    )
+    .unwrap();
+    let mut client = Client::connect(&Identity::load(dir.path()).unwrap(), None)
+        .await
+        .unwrap();
+    let err = client
+        .admin
+        .list_members(pb::ListMembersRequest {})
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
     assert_eq!(details(&err).1, "UNKNOWN_CERTIFICATE");
     let err = client
@@ -71,7 +95,11 @@ async fn unbound_certificate_is_unauthenticated() {
         .lookup_hash(pb::LookupHashRequest::default())
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Code::Unauthenticated, "checked before the request is parsed");
+    assert_eq!(
+        err.code(),
+        Code::Unauthenticated,
+        "checked before the request is parsed"
+    );
 }
 
 /// The server serves grpc.health.v1.
@@ -81,7 +109,10 @@ async fn health_is_served() {
     let alpha = server.identity("alpha");
     let tls = tonic::transport::ClientTlsConfig::new()
         .ca_certificate(tonic::transport::Certificate::from_pem(&alpha.ca_cert))
-        .identity(tonic::transport::Identity::from_pem(&alpha.tls_cert, &alpha.tls_key))
+        .identity(tonic::transport::Identity::from_pem(
+            &alpha.tls_cert,
+            &alpha.tls_key,
+        ))
         .domain_name("localhost");
     let channel = tonic::transport::Channel::from_shared(server.addr.clone())
         .unwrap()
@@ -98,5 +129,8 @@ async fn health_is_served() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(reply.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+    assert_eq!(
+        reply.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
 }

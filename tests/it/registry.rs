@@ -74,15 +74,33 @@ async fn second_member_corroborates() {
     let value = sha256_value(7);
     let mut a = server.client("alpha").await;
     let mut b = server.client("beta").await;
-    let ra = submit(&mut a, signed(&server.identity("alpha"), &submission("alpha", HashType::Sha256, &value)))
-        .await
-        .unwrap();
-    let rb = submit(&mut b, signed(&server.identity("beta"), &submission("beta", HashType::Sha256, &value)))
-        .await
-        .unwrap();
+    let ra = submit(
+        &mut a,
+        signed(
+            &server.identity("alpha"),
+            &submission("alpha", HashType::Sha256, &value),
+        ),
+    )
+    .await
+    .unwrap();
+    let rb = submit(
+        &mut b,
+        signed(
+            &server.identity("beta"),
+            &submission("beta", HashType::Sha256, &value),
+        ),
+    )
+    .await
+    .unwrap();
     assert_ne!(ra.log_index, rb.log_index);
-    let record = lookup(&mut a, HashType::Sha256, &value, false).await.unwrap();
-    let who: Vec<_> = record.submissions.iter().map(|s| (s.member_id.as_str(), s.log_index)).collect();
+    let record = lookup(&mut a, HashType::Sha256, &value, false)
+        .await
+        .unwrap();
+    let who: Vec<_> = record
+        .submissions
+        .iter()
+        .map(|s| (s.member_id.as_str(), s.log_index))
+        .collect();
     assert_eq!(who, vec![("alpha", ra.log_index), ("beta", rb.log_index)]);
 }
 
@@ -92,26 +110,48 @@ async fn identical_resubmission_returns_the_original_receipt() {
     let server = TestServer::start(&["alpha"]).await;
     let mut a = server.client("alpha").await;
     let alpha = server.identity("alpha");
-    let envelope = signed(&alpha, &submission("alpha", HashType::Md5, "d41d8cd98f00b204e9800998ecf8427e"));
+    let envelope = signed(
+        &alpha,
+        &submission("alpha", HashType::Md5, "d41d8cd98f00b204e9800998ecf8427e"),
+    );
     let first = submit(&mut a, envelope.clone()).await.unwrap();
     let again = submit(&mut a, envelope.clone()).await.unwrap();
     assert!(again.duplicate);
-    assert_eq!((again.log_index, &again.entry_hash), (first.log_index, &first.entry_hash));
+    assert_eq!(
+        (again.log_index, &again.entry_hash),
+        (first.log_index, &first.entry_hash)
+    );
 
     // Also inside one batch, and mixed with a new entry.
-    let fresh = signed(&alpha, &submission("alpha", HashType::Md5, "0123456789abcdef0123456789abcdef"));
+    let fresh = signed(
+        &alpha,
+        &submission("alpha", HashType::Md5, "0123456789abcdef0123456789abcdef"),
+    );
     let receipts = a
         .registry
-        .submit_entries(pb::SubmitEntriesRequest { envelopes: vec![envelope, fresh.clone(), fresh] })
+        .submit_entries(pb::SubmitEntriesRequest {
+            envelopes: vec![envelope, fresh.clone(), fresh],
+        })
         .await
         .unwrap()
         .into_inner()
         .receipts;
     assert!(receipts[0].duplicate && receipts[0].log_index == first.log_index);
     assert!(!receipts[1].duplicate);
-    assert_eq!(receipts[1].log_index, first.log_index + 1, "nothing else was appended");
+    assert_eq!(
+        receipts[1].log_index,
+        first.log_index + 1,
+        "nothing else was appended"
+    );
     assert!(receipts[2].duplicate && receipts[2].log_index == receipts[1].log_index);
-    let record = lookup(&mut a, HashType::Md5, "d41d8cd98f00b204e9800998ecf8427e", false).await.unwrap();
+    let record = lookup(
+        &mut a,
+        HashType::Md5,
+        "d41d8cd98f00b204e9800998ecf8427e",
+        false,
+    )
+    .await
+    .unwrap();
     assert_eq!(record.submissions.len(), 1);
 }
 
@@ -123,7 +163,12 @@ async fn batches_of_ten_thousand() {
     let alpha = server.identity("alpha");
     let mut a = server.client("alpha").await;
     let envelopes: Vec<_> = (0..10_000)
-        .map(|i| signed(&alpha, &submission("alpha", HashType::Sha256, &sha256_value(i))))
+        .map(|i| {
+            signed(
+                &alpha,
+                &submission("alpha", HashType::Sha256, &sha256_value(i)),
+            )
+        })
         .collect();
     let receipts = a
         .registry
@@ -137,19 +182,31 @@ async fn batches_of_ten_thousand() {
     assert_eq!(indexes, (1..=10_000).collect::<Vec<_>>());
 
     let mut queries: Vec<_> = (0..9_999)
-        .map(|i| pb::HashQuery { hash_type: pb::HashType::Sha256 as i32, value: sha256_value(i) })
+        .map(|i| pb::HashQuery {
+            hash_type: pb::HashType::Sha256 as i32,
+            value: sha256_value(i),
+        })
         .collect();
-    queries.push(pb::HashQuery { hash_type: pb::HashType::Sha256 as i32, value: sha256_value(99_999) });
+    queries.push(pb::HashQuery {
+        hash_type: pb::HashType::Sha256 as i32,
+        value: sha256_value(99_999),
+    });
     let results = a
         .registry
-        .lookup_hashes(pb::LookupHashesRequest { queries, include_envelopes: false })
+        .lookup_hashes(pb::LookupHashesRequest {
+            queries,
+            include_envelopes: false,
+        })
         .await
         .unwrap()
         .into_inner()
         .results;
     assert_eq!(results.len(), 10_000);
     assert!(results[..9_999].iter().all(|r| r.found));
-    assert_eq!(results[5].record.as_ref().unwrap().submissions[0].log_index, 6);
+    assert_eq!(
+        results[5].record.as_ref().unwrap().submissions[0].log_index,
+        6
+    );
     assert!(!results[9_999].found && results[9_999].record.is_none());
 }
 
@@ -179,45 +236,170 @@ async fn bad_submissions_are_refused_and_write_nothing() {
     let mut bad_sig = signed(&alpha, &sub(HashType::Sha256, &sha256_value(1)));
     bad_sig.signatures[0].sig[0] ^= 1;
     let stranger_key = crypto::generate_key();
-    let unknown_key = crypto::sign_statement(&stranger_key, &sub(HashType::Sha256, &sha256_value(2)));
+    let unknown_key =
+        crypto::sign_statement(&stranger_key, &sub(HashType::Sha256, &sha256_value(2)));
     let mut wrong_type = signed(&alpha, &sub(HashType::Sha256, &sha256_value(3)));
     wrong_type.payload_type = "application/json".into();
     let not_a_statement = crypto::sign_payload(&alpha.signing_key, vec![0xff, 0xff, 0xff].into());
     let good = |n| signed(&alpha, &sub(HashType::Sha256, &sha256_value(n)));
     let cases = vec![
-        Case { name: "short md5", envelopes: vec![signed(&alpha, &sub(HashType::Md5, "d41d8cd9"))], code: Code::InvalidArgument, field: "envelopes[0].payload.hash_submission.value", reason: "INVALID_HASH" },
-        Case { name: "long sha1", envelopes: vec![signed(&alpha, &sub(HashType::Sha1, &"a".repeat(41)))], code: Code::InvalidArgument, field: "envelopes[0].payload.hash_submission.value", reason: "INVALID_HASH" },
-        Case { name: "bad hex", envelopes: vec![signed(&alpha, &sub(HashType::Md5, "z41d8cd98f00b204e9800998ecf8427e"))], code: Code::InvalidArgument, field: "envelopes[0].payload.hash_submission.value", reason: "INVALID_HASH" },
-        Case { name: "uppercase hex", envelopes: vec![signed(&alpha, &sub(HashType::Md5, "D41D8CD98F00B204E9800998ECF8427E"))], code: Code::InvalidArgument, field: "envelopes[0].payload.hash_submission.value", reason: "INVALID_HASH" },
-        Case { name: "all-zero pdq", envelopes: vec![signed(&alpha, &sub(HashType::Pdq, &"0".repeat(64)))], code: Code::InvalidArgument, field: "envelopes[0].payload.hash_submission.value", reason: "INVALID_HASH" },
-        Case { name: "unknown type", envelopes: vec![signed(&alpha, &with_type(42))], code: Code::InvalidArgument, field: "envelopes[0].payload.hash_submission.hash_type", reason: "UNKNOWN_HASH_TYPE" },
-        Case { name: "unspecified type", envelopes: vec![signed(&alpha, &with_type(0))], code: Code::InvalidArgument, field: "envelopes[0].payload.hash_submission.hash_type", reason: "UNKNOWN_HASH_TYPE" },
-        Case { name: "empty batch", envelopes: vec![], code: Code::InvalidArgument, field: "envelopes", reason: "EMPTY_BATCH" },
-        Case { name: "oversized batch", envelopes: vec![good(4); 10_001], code: Code::InvalidArgument, field: "envelopes", reason: "BATCH_TOO_LARGE" },
-        Case { name: "bad signature", envelopes: vec![bad_sig], code: Code::InvalidArgument, field: "envelopes[0].signatures[0].sig", reason: "BAD_SIGNATURE" },
-        Case { name: "unknown key", envelopes: vec![unknown_key], code: Code::InvalidArgument, field: "envelopes[0].signatures[0].keyid", reason: "UNKNOWN_KEY" },
-        Case { name: "payload type", envelopes: vec![wrong_type], code: Code::InvalidArgument, field: "envelopes[0].payload_type", reason: "INVALID_ENVELOPE" },
-        Case { name: "not a statement", envelopes: vec![not_a_statement], code: Code::InvalidArgument, field: "envelopes[0].payload", reason: "INVALID_STATEMENT" },
-        Case { name: "bad entry inside a good batch", envelopes: vec![good(5), good(6), signed(&alpha, &sub(HashType::Md5, "xyz")), good(7)], code: Code::InvalidArgument, field: "envelopes[2].payload.hash_submission.value", reason: "INVALID_HASH" },
-        Case { name: "signed by another member", envelopes: vec![good(8), signed(&server.identity("beta"), &submission("beta", HashType::Sha256, &sha256_value(9)))], code: Code::PermissionDenied, field: "", reason: "AUTHOR_MISMATCH" },
+        Case {
+            name: "short md5",
+            envelopes: vec![signed(&alpha, &sub(HashType::Md5, "d41d8cd9"))],
+            code: Code::InvalidArgument,
+            field: "envelopes[0].payload.hash_submission.value",
+            reason: "INVALID_HASH",
+        },
+        Case {
+            name: "long sha1",
+            envelopes: vec![signed(&alpha, &sub(HashType::Sha1, &"a".repeat(41)))],
+            code: Code::InvalidArgument,
+            field: "envelopes[0].payload.hash_submission.value",
+            reason: "INVALID_HASH",
+        },
+        Case {
+            name: "bad hex",
+            envelopes: vec![signed(
+                &alpha,
+                &sub(HashType::Md5, "z41d8cd98f00b204e9800998ecf8427e"),
+            )],
+            code: Code::InvalidArgument,
+            field: "envelopes[0].payload.hash_submission.value",
+            reason: "INVALID_HASH",
+        },
+        Case {
+            name: "uppercase hex",
+            envelopes: vec![signed(
+                &alpha,
+                &sub(HashType::Md5, "D41D8CD98F00B204E9800998ECF8427E"),
+            )],
+            code: Code::InvalidArgument,
+            field: "envelopes[0].payload.hash_submission.value",
+            reason: "INVALID_HASH",
+        },
+        Case {
+            name: "all-zero pdq",
+            envelopes: vec![signed(&alpha, &sub(HashType::Pdq, &"0".repeat(64)))],
+            code: Code::InvalidArgument,
+            field: "envelopes[0].payload.hash_submission.value",
+            reason: "INVALID_HASH",
+        },
+        Case {
+            name: "unknown type",
+            envelopes: vec![signed(&alpha, &with_type(42))],
+            code: Code::InvalidArgument,
+            field: "envelopes[0].payload.hash_submission.hash_type",
+            reason: "UNKNOWN_HASH_TYPE",
+        },
+        Case {
+            name: "unspecified type",
+            envelopes: vec![signed(&alpha, &with_type(0))],
+            code: Code::InvalidArgument,
+            field: "envelopes[0].payload.hash_submission.hash_type",
+            reason: "UNKNOWN_HASH_TYPE",
+        },
+        Case {
+            name: "empty batch",
+            envelopes: vec![],
+            code: Code::InvalidArgument,
+            field: "envelopes",
+            reason: "EMPTY_BATCH",
+        },
+        Case {
+            name: "oversized batch",
+            envelopes: vec![good(4); 10_001],
+            code: Code::InvalidArgument,
+            field: "envelopes",
+            reason: "BATCH_TOO_LARGE",
+        },
+        Case {
+            name: "bad signature",
+            envelopes: vec![bad_sig],
+            code: Code::InvalidArgument,
+            field: "envelopes[0].signatures[0].sig",
+            reason: "BAD_SIGNATURE",
+        },
+        Case {
+            name: "unknown key",
+            envelopes: vec![unknown_key],
+            code: Code::InvalidArgument,
+            field: "envelopes[0].signatures[0].keyid",
+            reason: "UNKNOWN_KEY",
+        },
+        Case {
+            name: "payload type",
+            envelopes: vec![wrong_type],
+            code: Code::InvalidArgument,
+            field: "envelopes[0].payload_type",
+            reason: "INVALID_ENVELOPE",
+        },
+        Case {
+            name: "not a statement",
+            envelopes: vec![not_a_statement],
+            code: Code::InvalidArgument,
+            field: "envelopes[0].payload",
+            reason: "INVALID_STATEMENT",
+        },
+        Case {
+            name: "bad entry inside a good batch",
+            envelopes: vec![
+                good(5),
+                good(6),
+                signed(&alpha, &sub(HashType::Md5, "xyz")),
+                good(7),
+            ],
+            code: Code::InvalidArgument,
+            field: "envelopes[2].payload.hash_submission.value",
+            reason: "INVALID_HASH",
+        },
+        Case {
+            name: "signed by another member",
+            envelopes: vec![
+                good(8),
+                signed(
+                    &server.identity("beta"),
+                    &submission("beta", HashType::Sha256, &sha256_value(9)),
+                ),
+            ],
+            code: Code::PermissionDenied,
+            field: "",
+            reason: "AUTHOR_MISMATCH",
+        },
     ];
     for case in cases {
         let err = a
             .registry
-            .submit_entries(pb::SubmitEntriesRequest { envelopes: case.envelopes })
+            .submit_entries(pb::SubmitEntriesRequest {
+                envelopes: case.envelopes,
+            })
             .await
             .expect_err(case.name);
         assert_eq!(err.code(), case.code, "{}: {err:?}", case.name);
-        assert_eq!(details(&err), (case.field.to_owned(), case.reason.to_owned()), "{}", case.name);
+        assert_eq!(
+            details(&err),
+            (case.field.to_owned(), case.reason.to_owned()),
+            "{}",
+            case.name
+        );
     }
     // The single-entry RPC names the field from `envelope`.
-    let err = submit(&mut a, signed(&alpha, &sub(HashType::Md5, "d41d"))).await.unwrap_err();
-    assert_eq!(details(&err), ("envelope.payload.hash_submission.value".into(), "INVALID_HASH".into()));
+    let err = submit(&mut a, signed(&alpha, &sub(HashType::Md5, "d41d")))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        details(&err),
+        (
+            "envelope.payload.hash_submission.value".into(),
+            "INVALID_HASH".into()
+        )
+    );
 
     // Nothing was written: the good entries of the refused batches are absent, and the next
     // entry lands right after the genesis entry.
     for n in 1..=9 {
-        let err = lookup(&mut a, HashType::Sha256, &sha256_value(n), false).await.unwrap_err();
+        let err = lookup(&mut a, HashType::Sha256, &sha256_value(n), false)
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), Code::NotFound, "sha256_value({n})");
     }
     let receipt = submit(&mut a, good(100)).await.unwrap();
@@ -229,22 +411,38 @@ async fn bad_submissions_are_refused_and_write_nothing() {
 async fn bad_lookups_are_refused() {
     let server = TestServer::start(&["alpha"]).await;
     let mut a = server.client("alpha").await;
-    let err = lookup(&mut a, HashType::Pdq, "abc", false).await.unwrap_err();
+    let err = lookup(&mut a, HashType::Pdq, "abc", false)
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     assert_eq!(details(&err), ("query.value".into(), "INVALID_HASH".into()));
-    let err = lookup(&mut a, HashType::Sha1, &"a".repeat(40), false).await.unwrap_err();
+    let err = lookup(&mut a, HashType::Sha1, &"a".repeat(40), false)
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
     assert_eq!(details(&err).1, "HASH_NOT_FOUND");
     let bad_batch = pb::LookupHashesRequest {
         queries: vec![
-            pb::HashQuery { hash_type: pb::HashType::Md5 as i32, value: "d41d8cd98f00b204e9800998ecf8427e".into() },
-            pb::HashQuery { hash_type: 17, value: "d41d8cd98f00b204e9800998ecf8427e".into() },
+            pb::HashQuery {
+                hash_type: pb::HashType::Md5 as i32,
+                value: "d41d8cd98f00b204e9800998ecf8427e".into(),
+            },
+            pb::HashQuery {
+                hash_type: 17,
+                value: "d41d8cd98f00b204e9800998ecf8427e".into(),
+            },
         ],
         include_envelopes: false,
     };
     let err = a.registry.lookup_hashes(bad_batch).await.unwrap_err();
-    assert_eq!(details(&err), ("queries[1].hash_type".into(), "UNKNOWN_HASH_TYPE".into()));
-    let empty = pb::LookupHashesRequest { queries: vec![], include_envelopes: false };
+    assert_eq!(
+        details(&err),
+        ("queries[1].hash_type".into(), "UNKNOWN_HASH_TYPE".into())
+    );
+    let empty = pb::LookupHashesRequest {
+        queries: vec![],
+        include_envelopes: false,
+    };
     let err = a.registry.lookup_hashes(empty).await.unwrap_err();
     assert_eq!(details(&err), ("queries".into(), "EMPTY_BATCH".into()));
 }
@@ -256,16 +454,32 @@ async fn acknowledged_entries_survive_a_restart() {
     let mut server = TestServer::start(&["alpha"]).await;
     let alpha = server.identity("alpha");
     let mut a = server.client("alpha").await;
-    let first = submit(&mut a, signed(&alpha, &submission("alpha", HashType::Pdq, PDQ))).await.unwrap();
+    let first = submit(
+        &mut a,
+        signed(&alpha, &submission("alpha", HashType::Pdq, PDQ)),
+    )
+    .await
+    .unwrap();
     server.restart().await;
     let mut a = server.client("alpha").await;
     let record = lookup(&mut a, HashType::Pdq, PDQ, true).await.unwrap();
     assert_eq!(record.submissions[0].log_index, first.log_index);
-    let next = submit(&mut a, signed(&alpha, &submission("alpha", HashType::Md5, "0123456789abcdef0123456789abcdef")))
-        .await
-        .unwrap();
+    let next = submit(
+        &mut a,
+        signed(
+            &alpha,
+            &submission("alpha", HashType::Md5, "0123456789abcdef0123456789abcdef"),
+        ),
+    )
+    .await
+    .unwrap();
     assert_eq!(next.log_index, first.log_index + 1);
     // The resubmission index survives too.
-    let again = submit(&mut a, signed(&alpha, &submission("alpha", HashType::Pdq, PDQ))).await.unwrap();
+    let again = submit(
+        &mut a,
+        signed(&alpha, &submission("alpha", HashType::Pdq, PDQ)),
+    )
+    .await
+    .unwrap();
     assert!(again.duplicate && again.log_index == first.log_index);
 }
