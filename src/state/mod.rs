@@ -65,6 +65,8 @@ pub struct Pending<'s> {
     batch: Batch<'s>,
     records: HashMap<Vec<u8>, (StoredRecord, bool)>,
     dedup: HashMap<[u8; 32], Appended>,
+    /// Digests whose absence from the store the prefetch already established.
+    known_new: std::collections::HashSet<[u8; 32]>,
     dir: Directory,
     dir_changed: bool,
     size: u64,
@@ -79,6 +81,7 @@ impl<'s> Pending<'s> {
             batch: store.batch(),
             records: HashMap::new(),
             dedup: HashMap::new(),
+            known_new: std::collections::HashSet::new(),
             dir,
             dir_changed: false,
             size,
@@ -101,8 +104,13 @@ impl<'s> Pending<'s> {
             .iter()
             .zip(self.store.multi_get(CF_DEDUP, &digests)?)
         {
-            if let Some(v) = value {
-                self.dedup.insert(*digest, decode_dedup(&v)?);
+            match value {
+                Some(v) => {
+                    self.dedup.insert(*digest, decode_dedup(&v)?);
+                }
+                None => {
+                    self.known_new.insert(*digest);
+                }
             }
         }
         let keys: Vec<Vec<u8>> = entries
@@ -133,6 +141,9 @@ impl<'s> Pending<'s> {
                 duplicate: true,
                 ..*found
             }));
+        }
+        if self.known_new.contains(&entry.digest) {
+            return Ok(None);
         }
         match self.store.get(CF_DEDUP, &entry.digest)? {
             Some(v) => {
