@@ -122,12 +122,15 @@ impl<'s> Pending<'s> {
             .filter(|k| !self.records.contains_key(k))
             .collect();
         for (key, value) in keys.iter().zip(self.store.multi_get(CF_RECORDS, &keys)?) {
-            let record = match value {
-                Some(v) => decode_record(&v)?,
-                None => StoredRecord::default(),
-            };
-            self.records.insert(key.clone(), (record, false));
+            self.cache_record(key, value.as_deref())?;
         }
+        Ok(())
+    }
+
+    /// Keeps a record as read from the store (empty when absent), not yet changed.
+    fn cache_record(&mut self, key: &[u8], stored: Option<&[u8]>) -> Result<(), StorageError> {
+        let record = stored.map(decode_record).transpose()?.unwrap_or_default();
+        self.records.insert(key.to_vec(), (record, false));
         Ok(())
     }
 
@@ -232,11 +235,8 @@ impl<'s> Pending<'s> {
     ) -> Result<(), StorageError> {
         let key = s.hash.key();
         if !self.records.contains_key(&key) {
-            let record = match self.store.get(CF_RECORDS, &key)? {
-                Some(v) => decode_record(&v)?,
-                None => StoredRecord::default(),
-            };
-            self.records.insert(key.clone(), (record, false));
+            let stored = self.store.get(CF_RECORDS, &key)?;
+            self.cache_record(&key, stored.as_deref())?;
         }
         let (record, dirty) = self.records.get_mut(&key).expect("inserted above");
         record.submissions.push(pb::Submission {
