@@ -27,8 +27,13 @@ pub const CONTENT_TYPES: [&str; 7] = ["image", "video", "audio", "pdf", "text", 
 pub struct ParsedEntry {
     /// The envelope exactly as received.
     pub envelope: pb::Envelope,
-    /// SHA-256 of the pre-authentication encoding: equal digests, equal statements.
+    /// The pre-authentication encoding of the payload: the bytes the signature covers.
+    pub signed: Vec<u8>,
+    /// SHA-256 of `signed`: equal digests, equal statements.
     pub digest: [u8; 32],
+    /// The start of this entry's log leaf: a `LogEntry` holding only the envelope. Encoded here,
+    /// in parallel, so that the sequencer only appends the sequencing time.
+    pub leaf_prefix: Vec<u8>,
     /// The statement's author.
     pub author: Author,
     /// The DSSE key id of the one signature.
@@ -130,19 +135,18 @@ impl ParsedEntry {
             )
         })?;
         let (author, body) = parse_statement(statement).map_err(|e| e.in_field("payload"))?;
+        let signed = crypto::pae(&envelope.payload_type, &envelope.payload);
+        let leaf_prefix = crate::state::leaf_prefix(&envelope);
         Ok(Self {
-            digest: crypto::statement_digest(&envelope.payload_type, &envelope.payload),
+            digest: crypto::sha256(&signed),
+            signed,
+            leaf_prefix,
             envelope,
             author,
             keyid,
             signature,
             body,
         })
-    }
-
-    /// The pre-authentication encoding the signature covers.
-    pub fn signed_bytes(&self) -> Vec<u8> {
-        crypto::pae(&self.envelope.payload_type, &self.envelope.payload)
     }
 
     /// The payload bytes.

@@ -107,10 +107,9 @@ pub fn bootstrap(
     let time_ms = pb::LogEntry::decode(leaf)
         .map_err(|e| GenesisError::Invalid(e.to_string()))?
         .sequenced_at_unix_ms;
-    let mut pending = Pending::new(store, Directory::default(), 0, time_ms);
-    pending.append_leaf(&entry, leaf)?;
-    let (batch, _, _) = pending.finish();
-    store.commit(batch)?;
+    let mut pending = Pending::new(store, None, Directory::default(), 0, time_ms);
+    pending.append_leaf(entry, leaf)?;
+    store.commit(pending.finish().batch)?;
     Ok(())
 }
 
@@ -134,8 +133,8 @@ pub fn parse(leaf: &[u8], log_key: &VerifyingKey) -> Result<ParsedEntry, Genesis
     if entry.author != Author::Forum || entry.keyid != crypto::key_id(log_key) {
         return Err(GenesisError::BadSignature);
     }
-    log_key
-        .verify_strict(&entry.signed_bytes(), &entry.signature)
-        .map_err(|_| GenesisError::BadSignature)?;
+    if !crypto::verify_one(log_key, &entry.signed, &entry.signature) {
+        return Err(GenesisError::BadSignature);
+    }
     Ok(entry)
 }

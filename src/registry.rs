@@ -185,7 +185,7 @@ async fn verify(
     keys: Vec<ed25519_dalek::VerifyingKey>,
 ) -> Result<Result<Vec<ParsedEntry>, usize>, ServiceError> {
     tokio::task::spawn_blocking(move || {
-        let messages: Vec<Vec<u8>> = entries.iter().map(ParsedEntry::signed_bytes).collect();
+        let messages: Vec<&[u8]> = entries.iter().map(|e| e.signed.as_slice()).collect();
         let sigs: Vec<_> = entries.iter().map(|e| e.signature).collect();
         crypto::verify_all(&messages, &sigs, &keys).map(|()| entries)
     })

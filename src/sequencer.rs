@@ -18,11 +18,11 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::entry::ParsedEntry;
 use crate::error::ServiceError;
-use crate::state::{Appended, Directory, Pending};
-use crate::storage::{StorageError, Store};
+use crate::state::{Appended, Directory, Overlay, Pending};
+use crate::storage::{Batch, StorageError, Store};
 
 /// The most entries one group commit takes from the queue.
-const MAX_GROUP_ENTRIES: usize = 32_768;
+const MAX_GROUP_ENTRIES: usize = 8_192;
 /// Queue depth, in jobs.
 const QUEUE_JOBS: usize = 1024;
 
@@ -48,10 +48,13 @@ impl Sequencer {
     pub fn start(store: Store, directory: Arc<ArcSwap<Directory>>) -> Result<Self, StorageError> {
         let size = store.size()?;
         let (tx, rx) = mpsc::channel(QUEUE_JOBS);
+        let dir = Directory::clone(&directory.load());
         let mut writer = Writer {
             store,
             directory,
             size,
+            dir,
+            committed_size: size,
             last_ms: 0,
         };
         let thread = std::thread::Builder::new()
@@ -114,15 +117,52 @@ impl SequencerError {
     }
 }
 
+/// What a group's callers get back, once the group is committed.
+type Outcome = Result<Vec<Appended>, SequencerError>;
+
+/// A staged group on its way to the committer thread.
+struct Staged {
+    batch: Batch,
+    directory: Option<Directory>,
+    replies: Vec<(Reply, Outcome)>,
+}
+
 struct Writer {
     store: Store,
+    /// The published membership: as of the last committed group.
     directory: Arc<ArcSwap<Directory>>,
+    /// The log size and membership as of the last staged group, committed or not.
     size: u64,
+    dir: Directory,
+    /// The log size as of the last committed group.
+    committed_size: u64,
     last_ms: u64,
 }
 
 impl Writer {
+    /// Stages groups on this thread and commits them on a second one, so that staging a group
+    /// overlaps with committing the previous one (memtable inserts and the WAL fsync). At most
+    /// one group commits at a time; the next is staged on top of it through its overlay, and is
+    /// sent only once it is known to be committed.
     fn run(&mut self, mut rx: mpsc::Receiver<Job>) {
+        let (to_committer, staged_rx) = std::sync::mpsc::sync_channel::<Staged>(1);
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<bool>();
+        let committer = {
+            let store = self.store.clone();
+            let directory = self.directory.clone();
+            std::thread::Builder::new()
+                .name("committer".into())
+                .spawn(move || commit_loop(&store, &directory, &staged_rx, &done_tx))
+        };
+        let committer = match committer {
+            Ok(handle) => handle,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the committer thread");
+                return;
+            }
+        };
+        // The overlay and size of the group being committed, if any.
+        let mut in_flight: Option<(Overlay, u64)> = None;
         while let Some(first) = rx.blocking_recv() {
             let mut count = first.entries.len();
             let mut jobs = vec![first];
@@ -135,62 +175,153 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.commit_group(jobs);
+            let staged = self.stage(jobs, in_flight.as_ref().map(|(overlay, _)| overlay));
+            if let Some((_, size)) = in_flight.take() {
+                if done_rx.recv().unwrap_or(false) {
+                    self.committed_size = size;
+                } else {
+                    // This group was staged on top of one that failed to commit.
+                    self.size = self.committed_size;
+                    self.dir = Directory::clone(&self.directory.load());
+                    fail_all(staged.into_replies(), "an earlier group failed to commit");
+                    continue;
+                }
+            }
+            let StageResult { replies, group } = staged;
+            let (staged, overlay) = match group {
+                Ok(group) => group,
+                Err(err) => {
+                    tracing::error!(error = %err, "staging failed; nothing was written");
+                    fail_all(replies, &err.to_string());
+                    continue;
+                }
+            };
+            if to_committer.send(staged).is_err() {
+                tracing::error!("the committer thread stopped");
+                break;
+            }
+            in_flight = Some((overlay, self.size));
         }
+        if in_flight.is_some() {
+            let _ = done_rx.recv();
+        }
+        drop(to_committer);
+        let _ = committer.join();
         tracing::info!(size = self.size, "sequencer stopped");
     }
 
-    fn commit_group(&mut self, jobs: Vec<Job>) {
+    /// Stages a group: checks and appends each job on top of everything staged before.
+    fn stage(&mut self, jobs: Vec<Job>, prev: Option<&Overlay>) -> StageResult {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         self.last_ms = self.last_ms.max(now);
-        let dir = Directory::clone(&self.directory.load());
-        let mut pending = Pending::new(&self.store, dir, self.size, self.last_ms);
-        let all: Vec<&ParsedEntry> = jobs.iter().flat_map(|j| &j.entries).collect();
+        let (replies, work): (Vec<Reply>, Vec<(String, Vec<ParsedEntry>)>) = jobs
+            .into_iter()
+            .map(|job| (job.reply, (job.caller, job.entries)))
+            .unzip();
+        let mut pending =
+            Pending::new(&self.store, prev, self.dir.clone(), self.size, self.last_ms);
+        let all: Vec<&ParsedEntry> = work.iter().flat_map(|(_, entries)| entries).collect();
         let staged = pending.prefetch(&all).and_then(|()| {
-            jobs.iter()
-                .map(|job| stage_job(&mut pending, job))
+            work.into_iter()
+                .map(|(caller, entries)| stage_job(&mut pending, &caller, entries))
                 .collect::<Result<Vec<_>, StorageError>>()
         });
-        let outcome = staged.and_then(|results| {
-            let (batch, size, dir) = pending.finish();
-            self.store.commit(batch)?;
-            Ok((results, size, dir))
-        });
-        match outcome {
-            Ok((results, size, dir)) => {
-                self.size = size;
-                if let Some(dir) = dir {
-                    self.directory.store(Arc::new(dir));
+        let outcomes = match staged {
+            Ok(outcomes) => outcomes,
+            Err(err) => {
+                return StageResult {
+                    replies,
+                    group: Err(err),
                 }
-                for (job, result) in jobs.into_iter().zip(results) {
-                    let _ = job.reply.send(result);
+            }
+        };
+        let finished = pending.finish();
+        self.size = finished.size;
+        if let Some(dir) = &finished.directory {
+            self.dir = dir.clone();
+        }
+        StageResult {
+            replies: Vec::new(),
+            group: Ok((
+                Staged {
+                    batch: finished.batch,
+                    directory: finished.directory,
+                    replies: replies.into_iter().zip(outcomes).collect(),
+                },
+                finished.overlay,
+            )),
+        }
+    }
+}
+
+/// A staged group with its overlay, or the replies to fail if staging failed.
+struct StageResult {
+    replies: Vec<Reply>,
+    group: Result<(Staged, Overlay), StorageError>,
+}
+
+impl StageResult {
+    /// Every caller of the group, whether or not it staged.
+    fn into_replies(self) -> Vec<Reply> {
+        match self.group {
+            Ok((staged, _)) => staged.replies.into_iter().map(|(reply, _)| reply).collect(),
+            Err(_) => self.replies,
+        }
+    }
+}
+
+/// Commits staged groups in order; answers their callers once durable, publishes membership
+/// changes, and tells the writer whether each commit succeeded.
+fn commit_loop(
+    store: &Store,
+    directory: &ArcSwap<Directory>,
+    staged: &std::sync::mpsc::Receiver<Staged>,
+    done: &std::sync::mpsc::Sender<bool>,
+) {
+    for group in staged {
+        let ok = match store.commit(group.batch) {
+            Ok(()) => {
+                if let Some(dir) = group.directory {
+                    directory.store(Arc::new(dir));
                 }
+                for (reply, outcome) in group.replies {
+                    let _ = reply.send(outcome);
+                }
+                true
             }
             Err(err) => {
                 tracing::error!(error = %err, "group commit failed; nothing was written");
-                for job in jobs {
-                    let _ = job
-                        .reply
-                        .send(Err(SequencerError::whole(ServiceError::Internal(
-                            err.to_string(),
-                        ))));
-                }
+                let replies = group.replies.into_iter().map(|(reply, _)| reply).collect();
+                fail_all(replies, &err.to_string());
+                false
             }
+        };
+        if done.send(ok).is_err() {
+            return;
         }
+    }
+}
+
+fn fail_all(replies: Vec<Reply>, reason: &str) {
+    for reply in replies {
+        let _ = reply.send(Err(SequencerError::whole(ServiceError::Internal(
+            reason.to_owned(),
+        ))));
     }
 }
 
 /// Checks a whole job, then appends it. A refused job stages nothing.
 fn stage_job(
     pending: &mut Pending<'_>,
-    job: &Job,
+    caller: &str,
+    entries: Vec<ParsedEntry>,
 ) -> Result<Result<Vec<Appended>, SequencerError>, StorageError> {
-    if let Err(e) = pending.directory().check_author(&job.caller, None) {
+    if let Err(e) = pending.directory().check_author(caller, None) {
         return Ok(Err(SequencerError::whole(e)));
     }
-    for (i, entry) in job.entries.iter().enumerate() {
+    for (i, entry) in entries.iter().enumerate() {
         if let Err(error) = pending.check(entry) {
             return Ok(Err(SequencerError {
                 position: Some(i),
@@ -198,9 +329,9 @@ fn stage_job(
             }));
         }
     }
-    let mut out = Vec::with_capacity(job.entries.len());
-    for entry in &job.entries {
-        match pending.existing(entry)? {
+    let mut out = Vec::with_capacity(entries.len());
+    for entry in entries {
+        match pending.existing(&entry)? {
             Some(original) => out.push(original),
             None => out.push(pending.append(entry)?),
         }

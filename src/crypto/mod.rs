@@ -69,7 +69,12 @@ pub fn cert_fingerprint(der: &[u8]) -> [u8; 32] {
 /// The statement digest: SHA-256 of the pre-authentication encoding. Two envelopes with the same
 /// digest say the same thing, so the second is a resubmission and gets the first's receipt.
 pub fn statement_digest(payload_type: &str, payload: &[u8]) -> [u8; 32] {
-    Sha256::digest(pae(payload_type, payload)).into()
+    sha256(&pae(payload_type, payload))
+}
+
+/// SHA-256 of `bytes`.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
 }
 
 /// RFC 6962 leaf hash: SHA-256(0x00 || entry bytes).
@@ -161,33 +166,63 @@ pub fn write_public_key(path: &Path, key: &VerifyingKey) -> Result<(), KeyFileEr
 #[cfg(test)]
 mod tests;
 
-/// Verifies many signatures, each over its own message with its own key, using batch
-/// verification on all cores. A signature is accepted when its batch verifies, or when
-/// `verify_strict` accepts it on its own; a failing batch is re-checked one by one to find the
-/// culprit.
+/// Verifies one signature under the registry's rule, [ZIP 215]: the cofactored verification
+/// equation, canonical `s`, any encoding of `A` and `R` that decodes. Single and batch
+/// verification agree exactly under this rule, so the primary, replicas and auditors accept the
+/// same entries whichever way they check. Every signature an RFC 8032 signer makes (such as
+/// `ed25519-dalek`'s) is valid under it.
+///
+/// [ZIP 215]: https://zips.z.cash/zip-0215
+pub fn verify_one(
+    key: &VerifyingKey,
+    message: &[u8],
+    signature: &ed25519_dalek::Signature,
+) -> bool {
+    ed25519_zebra::VerificationKey::try_from(key.to_bytes())
+        .and_then(|vk| {
+            vk.verify(
+                &ed25519_zebra::Signature::from(signature.to_bytes()),
+                message,
+            )
+        })
+        .is_ok()
+}
+
+/// Verifies many signatures, each over its own message with its own key, under the rule of
+/// [`verify_one`], in batches spread over all cores. A failing batch is re-checked one by one to
+/// find the culprit.
+///
+/// Batch verification checks one random linear combination of the equations; signatures by the
+/// same key share one multiplication by that key, which is most of a batch from one member.
 ///
 /// # Errors
 /// The position of the first signature that does not verify.
 pub fn verify_all(
-    messages: &[Vec<u8>],
+    messages: &[&[u8]],
     signatures: &[ed25519_dalek::Signature],
     keys: &[VerifyingKey],
 ) -> Result<(), usize> {
     use rayon::prelude::*;
-    const CHUNK: usize = 256;
+    // Batches of about a thousand: the multiscalar multiplication gets cheaper per point up to
+    // there (measured on 2 cores: 256 → 134k/s, 1024 → 144k/s, 4096 → 133k/s), and the ten of
+    // a full call still spread over the cores.
+    const CHUNK: usize = 1024;
     debug_assert!(messages.len() == signatures.len() && keys.len() == signatures.len());
     let bad = (0..messages.len())
         .into_par_iter()
         .step_by(CHUNK)
         .filter_map(|start| {
             let end = (start + CHUNK).min(messages.len());
-            let msgs: Vec<&[u8]> = messages[start..end].iter().map(Vec::as_slice).collect();
-            if ed25519_dalek::verify_batch(&msgs, &signatures[start..end], &keys[start..end])
-                .is_ok()
-            {
+            let mut batch = ed25519_zebra::batch::Verifier::new();
+            for i in start..end {
+                let key = ed25519_zebra::VerificationKeyBytes::from(keys[i].to_bytes());
+                let sig = ed25519_zebra::Signature::from(signatures[i].to_bytes());
+                batch.queue((key, sig, messages[i]));
+            }
+            if batch.verify(rand::thread_rng()).is_ok() {
                 return None;
             }
-            (start..end).find(|&i| keys[i].verify_strict(&messages[i], &signatures[i]).is_err())
+            (start..end).find(|&i| !verify_one(&keys[i], messages[i], &signatures[i]))
         })
         .min();
     bad.map_or(Ok(()), Err)

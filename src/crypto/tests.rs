@@ -90,7 +90,8 @@ fn leaf_hash_uses_the_rfc6962_prefix() {
 fn verify_all_finds_the_bad_signature() {
     let key = example_key();
     let n = 600;
-    let messages: Vec<Vec<u8>> = (0..n).map(|i: u32| i.to_be_bytes().to_vec()).collect();
+    let owned: Vec<Vec<u8>> = (0..n).map(|i: u32| i.to_be_bytes().to_vec()).collect();
+    let messages: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
     let mut sigs: Vec<_> = messages.iter().map(|m| key.sign(m)).collect();
     let keys = vec![key.verifying_key(); n as usize];
     assert_eq!(verify_all(&messages, &sigs, &keys), Ok(()));

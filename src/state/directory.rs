@@ -55,7 +55,8 @@ impl Caller {
 pub struct Directory {
     members: BTreeMap<String, pb::Member>,
     by_cert: HashMap<[u8; 32], String>,
-    keys: HashMap<(String, String), VerifyingKey>,
+    /// Parsed signing keys: member id → key id → key.
+    keys: HashMap<String, HashMap<String, VerifyingKey>>,
 }
 
 impl Directory {
@@ -94,7 +95,9 @@ impl Directory {
             let bytes: Option<[u8; 32]> = key.public_key.as_slice().try_into().ok();
             if let Some(vk) = bytes.and_then(|b| VerifyingKey::from_bytes(&b).ok()) {
                 self.keys
-                    .insert((member.member_id.clone(), key.keyid.clone()), vk);
+                    .entry(member.member_id.clone())
+                    .or_default()
+                    .insert(key.keyid.clone(), vk);
             }
         }
         self.members.insert(member.member_id.clone(), member);
@@ -149,10 +152,12 @@ impl Directory {
         })?;
         Self::active(member)?;
         match role {
-            Some(role) if !roles(member).contains(&role) => Err(ServiceError::denied(
-                "MISSING_ROLE",
-                format!("member {author} needs the {} role", role.name()),
-            )),
+            Some(role) if !member.roles.contains(&(role.to_pb() as i32)) => {
+                Err(ServiceError::denied(
+                    "MISSING_ROLE",
+                    format!("member {author} needs the {} role", role.name()),
+                ))
+            }
             _ => Ok(()),
         }
     }
@@ -167,7 +172,7 @@ impl Directory {
             .members
             .get(member)
             .and_then(|m| m.keys.iter().find(|k| k.keyid == keyid));
-        let vk = self.keys.get(&(member.to_owned(), keyid.to_owned()));
+        let vk = self.keys.get(member).and_then(|keys| keys.get(keyid));
         match (record, vk) {
             (Some(k), Some(vk)) if k.revoked_at_log_index.is_none() => Ok(*vk),
             (Some(_), Some(_)) => Err(ServiceError::invalid(

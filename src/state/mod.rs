@@ -10,7 +10,7 @@
 
 mod directory;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use ed25519_dalek::VerifyingKey;
 use prost::Message;
@@ -30,13 +30,18 @@ use crate::types::{MemberId, Role};
 /// The stored value of a hash record: its submissions in log order.
 ///
 /// Field 3 on purpose: a stored record is byte-compatible with the `submissions` field of
-/// `pb::HashRecord`.
+/// `pb::HashRecord`. Protobuf decodes concatenated messages as one, with repeated fields
+/// concatenated, so the sequencer appends a submission by appending its encoding as field 3 to
+/// the stored bytes, without decoding the record.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct StoredRecord {
     /// Every submission of the hash, in log order, without envelopes.
     #[prost(message, repeated, tag = "3")]
     pub submissions: Vec<pb::Submission>,
 }
+
+/// The field number of `StoredRecord::submissions` (and `pb::HashRecord::submissions`).
+const RECORD_SUBMISSIONS_TAG: u32 = 3;
 
 /// Where an entry landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,14 +64,42 @@ impl From<Appended> for pb::Receipt {
     }
 }
 
+/// Maps keyed by hashes and digests: uniformly distributed keys, no need for SipHash.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// What a committing group wrote to the views the next group reads: its hash records and
+/// resubmission index. The sequencer stages the next group while the previous one commits, and
+/// reads through this until that commit is done.
+#[derive(Debug, Default)]
+pub struct Overlay {
+    records: FastMap<Vec<u8>, Vec<u8>>,
+    dedup: FastMap<[u8; 32], Appended>,
+}
+
+/// A staged group, ready to commit.
+pub struct Finished {
+    /// Every write of the group, to commit atomically.
+    pub batch: Batch,
+    /// The log size once committed.
+    pub size: u64,
+    /// The new membership, if the group changed it.
+    pub directory: Option<Directory>,
+    /// The group's view writes, for staging the next group before this one is committed.
+    pub overlay: Overlay,
+}
+
 /// One group commit in the making.
 pub struct Pending<'s> {
     store: &'s Store,
-    batch: Batch<'s>,
-    records: HashMap<Vec<u8>, (StoredRecord, bool)>,
-    dedup: HashMap<[u8; 32], Appended>,
-    /// Digests whose absence from the store the prefetch already established.
-    known_new: std::collections::HashSet<[u8; 32]>,
+    /// The previous group, if it may not be committed yet.
+    prev: Option<&'s Overlay>,
+    batch: Batch,
+    /// Hash records read or staged, as stored bytes, and whether this group changed them.
+    records: FastMap<Vec<u8>, (Vec<u8>, bool)>,
+    /// Receipts of statements in the log or staged, by statement digest.
+    dedup: FastMap<[u8; 32], Appended>,
+    /// Digests the prefetch found in neither the store nor the previous group.
+    known_new: HashSet<[u8; 32], foldhash::fast::RandomState>,
     dir: Directory,
     dir_changed: bool,
     size: u64,
@@ -74,14 +107,22 @@ pub struct Pending<'s> {
 }
 
 impl<'s> Pending<'s> {
-    /// Starts a group at log size `size`, stamping entries with `time_ms`.
-    pub fn new(store: &'s Store, dir: Directory, size: u64, time_ms: u64) -> Self {
+    /// Starts a group at log size `size`, stamping entries with `time_ms`. `prev` is the
+    /// previous group's overlay while it may still be committing.
+    pub fn new(
+        store: &'s Store,
+        prev: Option<&'s Overlay>,
+        dir: Directory,
+        size: u64,
+        time_ms: u64,
+    ) -> Self {
         Self {
             store,
+            prev,
             batch: store.batch(),
-            records: HashMap::new(),
-            dedup: HashMap::new(),
-            known_new: std::collections::HashSet::new(),
+            records: FastMap::default(),
+            dedup: FastMap::default(),
+            known_new: HashSet::default(),
             dir,
             dir_changed: false,
             size,
@@ -99,38 +140,58 @@ impl<'s> Pending<'s> {
     /// # Errors
     /// When the store fails.
     pub fn prefetch(&mut self, entries: &[&ParsedEntry]) -> Result<(), StorageError> {
-        let digests: Vec<[u8; 32]> = entries.iter().map(|e| e.digest).collect();
-        for (digest, value) in digests
-            .iter()
-            .zip(self.store.multi_get(CF_DEDUP, &digests)?)
-        {
+        let mut digests = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let d = entry.digest;
+            if self.dedup.contains_key(&d) || self.known_new.contains(&d) {
+                continue;
+            }
+            match self.prev.and_then(|p| p.dedup.get(&d)) {
+                Some(found) => {
+                    let found = Appended {
+                        duplicate: true,
+                        ..*found
+                    };
+                    self.dedup.insert(d, found);
+                }
+                None => digests.push(d),
+            }
+        }
+        digests.sort_unstable();
+        digests.dedup();
+        let values = self.store.multi_get_sorted(CF_DEDUP, &digests)?;
+        for (digest, value) in digests.into_iter().zip(values) {
             match value {
                 Some(v) => {
-                    self.dedup.insert(*digest, decode_dedup(&v)?);
+                    self.dedup.insert(digest, decode_dedup(&v)?);
                 }
                 None => {
-                    self.known_new.insert(*digest);
+                    self.known_new.insert(digest);
                 }
             }
         }
-        let keys: Vec<Vec<u8>> = entries
-            .iter()
-            .filter_map(|e| match &e.body {
-                Body::HashSubmission(s) => Some(s.hash.key()),
-                Body::Genesis(_) => None,
-            })
-            .filter(|k| !self.records.contains_key(k))
-            .collect();
-        for (key, value) in keys.iter().zip(self.store.multi_get(CF_RECORDS, &keys)?) {
-            self.cache_record(key, value.as_deref())?;
+        let mut keys = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let Body::HashSubmission(s) = &entry.body else {
+                continue;
+            };
+            let key = s.hash.key();
+            if self.records.contains_key(&key) {
+                continue;
+            }
+            match self.prev.and_then(|p| p.records.get(&key)) {
+                Some(record) => {
+                    self.records.insert(key, (record.clone(), false));
+                }
+                None => keys.push(key),
+            }
         }
-        Ok(())
-    }
-
-    /// Keeps a record as read from the store (empty when absent), not yet changed.
-    fn cache_record(&mut self, key: &[u8], stored: Option<&[u8]>) -> Result<(), StorageError> {
-        let record = stored.map(decode_record).transpose()?.unwrap_or_default();
-        self.records.insert(key.to_vec(), (record, false));
+        keys.sort_unstable();
+        keys.dedup();
+        let values = self.store.multi_get_sorted(CF_RECORDS, &keys)?;
+        for (key, value) in keys.into_iter().zip(values) {
+            self.records.insert(key, (value.unwrap_or_default(), false));
+        }
         Ok(())
     }
 
@@ -139,26 +200,13 @@ impl<'s> Pending<'s> {
     /// # Errors
     /// When the store fails.
     pub fn existing(&mut self, entry: &ParsedEntry) -> Result<Option<Appended>, StorageError> {
-        if let Some(found) = self.dedup.get(&entry.digest) {
-            return Ok(Some(Appended {
-                duplicate: true,
-                ..*found
-            }));
+        if !self.dedup.contains_key(&entry.digest) && !self.known_new.contains(&entry.digest) {
+            self.prefetch(&[entry])?;
         }
-        if self.known_new.contains(&entry.digest) {
-            return Ok(None);
-        }
-        match self.store.get(CF_DEDUP, &entry.digest)? {
-            Some(v) => {
-                let found = decode_dedup(&v)?;
-                self.dedup.insert(entry.digest, found);
-                Ok(Some(Appended {
-                    duplicate: true,
-                    ..found
-                }))
-            }
-            None => Ok(None),
-        }
+        Ok(self.dedup.get(&entry.digest).map(|found| Appended {
+            duplicate: true,
+            ..*found
+        }))
     }
 
     /// Checks that the entry may be appended now: its author is active with the needed role and
@@ -186,12 +234,8 @@ impl<'s> Pending<'s> {
     ///
     /// # Errors
     /// When the store fails.
-    pub fn append(&mut self, entry: &ParsedEntry) -> Result<Appended, StorageError> {
-        let leaf = pb::LogEntry {
-            envelope: Some(entry.envelope.clone()),
-            sequenced_at_unix_ms: self.time_ms,
-        }
-        .encode_to_vec();
+    pub fn append(&mut self, entry: ParsedEntry) -> Result<Appended, StorageError> {
+        let leaf = leaf_bytes(&entry.leaf_prefix, self.time_ms);
         self.append_leaf(entry, &leaf)
     }
 
@@ -202,7 +246,7 @@ impl<'s> Pending<'s> {
     /// When the store fails.
     pub fn append_leaf(
         &mut self,
-        entry: &ParsedEntry,
+        entry: ParsedEntry,
         leaf: &[u8],
     ) -> Result<Appended, StorageError> {
         let index = self.size;
@@ -212,16 +256,13 @@ impl<'s> Pending<'s> {
             duplicate: false,
         };
         self.batch.put(CF_ENTRIES, &index.to_be_bytes(), leaf);
-        let mut dedup_value = index.to_be_bytes().to_vec();
-        dedup_value.extend_from_slice(&appended.leaf_hash);
-        self.batch.put(CF_DEDUP, &entry.digest, &dedup_value);
         self.dedup.insert(entry.digest, appended);
         self.size += 1;
-        match (&entry.author, &entry.body) {
+        match (entry.author, entry.body) {
             (Author::Member(author), Body::HashSubmission(s)) => {
                 self.apply_submission(author, s, index)?;
             }
-            (_, Body::Genesis(g)) => self.apply_genesis(g),
+            (_, Body::Genesis(g)) => self.apply_genesis(&g),
             (Author::Forum, Body::HashSubmission(_)) => {}
         }
         Ok(appended)
@@ -229,25 +270,30 @@ impl<'s> Pending<'s> {
 
     fn apply_submission(
         &mut self,
-        author: &MemberId,
-        s: &crate::entry::HashSubmission,
+        author: MemberId,
+        s: crate::entry::HashSubmission,
         index: u64,
     ) -> Result<(), StorageError> {
         let key = s.hash.key();
         if !self.records.contains_key(&key) {
-            let stored = self.store.get(CF_RECORDS, &key)?;
-            self.cache_record(&key, stored.as_deref())?;
+            let stored = match self.prev.and_then(|p| p.records.get(&key)) {
+                Some(record) => Some(record.clone()),
+                None => self.store.get(CF_RECORDS, &key)?,
+            };
+            self.records
+                .insert(key.clone(), (stored.unwrap_or_default(), false));
         }
         let (record, dirty) = self.records.get_mut(&key).expect("inserted above");
-        record.submissions.push(pb::Submission {
-            member_id: author.to_string(),
+        let submission = pb::Submission {
+            member_id: author.into_string(),
             log_index: index,
             sequenced_at_unix_ms: self.time_ms,
-            labels: Some(s.labels.clone()),
-            tags: s.tags.clone(),
+            labels: Some(s.labels),
+            tags: s.tags,
             quality: s.quality,
             envelope: None,
-        });
+        };
+        prost::encoding::message::encode(RECORD_SUBMISSIONS_TAG, &submission, record);
         *dirty = true;
         Ok(())
     }
@@ -279,18 +325,65 @@ impl<'s> Pending<'s> {
         self.dir_changed = true;
     }
 
-    /// Finishes the group: the batch to commit, the new size, and the new directory if the
-    /// group changed it.
-    pub fn finish(mut self) -> (Batch<'s>, u64, Option<Directory>) {
-        for (key, (record, dirty)) in &self.records {
-            if *dirty {
-                self.batch.put(CF_RECORDS, key, &record.encode_to_vec());
-            }
+    /// Finishes the group: its batch, the new size and directory, and the overlay the next
+    /// group reads through until this one is committed.
+    ///
+    /// Keys are written in sorted order within each column family: consecutive memtable
+    /// inserts then land next to each other, which RocksDB's skip list does much faster than
+    /// inserts at random places.
+    pub fn finish(mut self) -> Finished {
+        let mut overlay = Overlay::default();
+        overlay.dedup = self
+            .dedup
+            .into_iter()
+            .filter(|(_, a)| !a.duplicate)
+            .collect();
+        let mut new: Vec<(&[u8; 32], &Appended)> = overlay.dedup.iter().collect();
+        new.sort_unstable_by_key(|(digest, _)| *digest);
+        for (digest, appended) in new {
+            let mut value = [0u8; 40];
+            value[..8].copy_from_slice(&appended.index.to_be_bytes());
+            value[8..].copy_from_slice(&appended.leaf_hash);
+            self.batch.put(CF_DEDUP, digest, &value);
+        }
+        overlay.records = self
+            .records
+            .into_iter()
+            .filter(|(_, (_, dirty))| *dirty)
+            .map(|(key, (record, _))| (key, record))
+            .collect();
+        let mut dirty: Vec<(&Vec<u8>, &Vec<u8>)> = overlay.records.iter().collect();
+        dirty.sort_unstable_by_key(|(key, _)| *key);
+        for (key, record) in dirty {
+            self.batch.put(CF_RECORDS, key, record);
         }
         self.batch.put(CF_META, META_SIZE, &self.size.to_be_bytes());
-        let dir = self.dir_changed.then_some(self.dir);
-        (self.batch, self.size, dir)
+        Finished {
+            batch: self.batch,
+            size: self.size,
+            directory: self.dir_changed.then_some(self.dir),
+            overlay,
+        }
     }
+}
+
+/// The start of a log leaf: a `LogEntry` with only its `envelope` field (1), which protobuf
+/// encodes first. [`leaf_bytes`] appends the sequencing time (field 2).
+pub fn leaf_prefix(envelope: &pb::Envelope) -> Vec<u8> {
+    let mut out = Vec::with_capacity(envelope.encoded_len() + 4);
+    prost::encoding::message::encode(1, envelope, &mut out);
+    out
+}
+
+/// The log leaf: exactly the protobuf encoding of
+/// `LogEntry { envelope, sequenced_at_unix_ms: time_ms }`.
+fn leaf_bytes(prefix: &[u8], time_ms: u64) -> Vec<u8> {
+    let mut leaf = Vec::with_capacity(prefix.len() + 11);
+    leaf.extend_from_slice(prefix);
+    if time_ms != 0 {
+        prost::encoding::uint64::encode(2, &time_ms, &mut leaf);
+    }
+    leaf
 }
 
 fn registered_key(k: &pb::KeyRegistered, index: u64) -> pb::SigningKey {
@@ -388,3 +481,6 @@ fn decode_dedup(v: &[u8]) -> Result<Appended, StorageError> {
         duplicate: true,
     })
 }
+
+#[cfg(test)]
+mod tests;
