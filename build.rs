@@ -1,4 +1,10 @@
-//! Compiles `proto/` with protox (pure Rust, no system `protoc`) and tonic-prost-build.
+//! Compiles `proto/` with protox (pure Rust, no system `protoc`) and tonic-prost-build, in two
+//! passes:
+//!
+//! 1. the message types and the gRPC clients (`OUT_DIR/hashforum.v1.rs`, the `pb` module);
+//! 2. the gRPC servers only (`OUT_DIR/server/hashforum.v1.rs`, `pb::server`), over the types of
+//!    pass 1, except that `LookupHashes` answers with `wire::LookupHashesReply`: the same bytes
+//!    on the wire, encoded straight from the stored records instead of decoded and re-encoded.
 
 use std::path::PathBuf;
 
@@ -16,6 +22,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     tonic_prost_build::configure()
         .bytes(".hashforum.v1.Envelope.payload")
+        .build_server(false)
+        .compile_fds(fds.clone())?;
+    let server_out = out.join("server");
+    std::fs::create_dir_all(&server_out)?;
+    tonic_prost_build::configure()
+        .build_client(false)
+        .extern_path(".hashforum.v1", "crate::pb")
+        .extern_path(
+            ".hashforum.v1.LookupHashesResponse",
+            "crate::wire::LookupHashesReply",
+        )
+        .out_dir(server_out)
         .compile_fds(fds)?;
     println!("cargo:rerun-if-changed=proto");
     Ok(())

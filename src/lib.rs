@@ -15,6 +15,7 @@
 //! | [`registry`] | submit and lookup, between adapters and sequencer |
 //! | [`genesis`] | entry 0 |
 //! | [`service`] | thin tonic adapters |
+//! | [`wire`] | replies encoded straight from stored bytes |
 //! | [`server`] | TLS, services, health, reflection, shutdown |
 //! | [`config`], [`identity`], [`forum`], [`pki`] | files: server config, member identities, `init` |
 //! | [`client`] | mTLS gRPC client |
@@ -39,3 +40,4 @@ pub mod service;
 pub mod state;
 pub mod storage;
 pub mod types;
+pub mod wire;

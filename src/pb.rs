@@ -4,6 +4,11 @@
 
 tonic::include_proto!("hashforum.v1");
 
+/// The gRPC servers (see `build.rs`).
+pub mod server {
+    include!(concat!(env!("OUT_DIR"), "/server/hashforum.v1.rs"));
+}
+
 /// The encoded `FileDescriptorSet` of `proto/`, served by gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/hashforum_descriptor.bin"));

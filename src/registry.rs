@@ -17,6 +17,7 @@ use crate::sequencer::Sequencer;
 use crate::state::{decode_record, Appended, Caller, Directory};
 use crate::storage::{StorageError, Store, CF_ENTRIES, CF_RECORDS};
 use crate::types::{ContentHash, Role};
+use crate::wire::RawRecord;
 
 /// Most envelopes in one `SubmitEntries` call.
 pub const MAX_SUBMIT_BATCH: usize = 10_000;
@@ -95,7 +96,8 @@ impl Registry {
             })
     }
 
-    /// Looks hashes up. Each result is `None` when the hash is not in the registry.
+    /// Looks hashes up. Each result is `None` when the hash is not in the registry; a found
+    /// record keeps its submissions encoded as stored (with envelopes attached on request).
     ///
     /// # Errors
     /// When the store fails.
@@ -103,20 +105,29 @@ impl Registry {
         &self,
         hashes: &[ContentHash],
         include_envelopes: bool,
-    ) -> Result<Vec<Option<pb::HashRecord>>, ServiceError> {
+    ) -> Result<Vec<Option<RawRecord>>, ServiceError> {
+        // Read in key order (RocksDB then skips its own sort), answer in query order.
         let keys: Vec<Vec<u8>> = hashes.iter().map(ContentHash::key).collect();
-        let values = self.store.multi_get(CF_RECORDS, &keys)?;
+        let mut order: Vec<usize> = (0..keys.len()).collect();
+        order.sort_unstable_by(|&a, &b| keys[a].cmp(&keys[b]));
+        let sorted: Vec<&[u8]> = order.iter().map(|&i| keys[i].as_slice()).collect();
+        let stored = self.store.multi_get_sorted(CF_RECORDS, &sorted)?;
+        let mut found = vec![None; keys.len()];
+        for (i, record) in order.into_iter().zip(stored) {
+            found[i] = record;
+        }
         let mut out = Vec::with_capacity(hashes.len());
-        for (hash, value) in hashes.iter().zip(values) {
-            let Some(value) = value else {
+        for (hash, stored) in hashes.iter().zip(found) {
+            let Some(mut submissions) = stored else {
                 out.push(None);
                 continue;
             };
-            let mut submissions = decode_record(&value)?.submissions;
             if include_envelopes {
-                self.attach_envelopes(&mut submissions)?;
+                let mut decoded = decode_record(&submissions)?.submissions;
+                self.attach_envelopes(&mut decoded)?;
+                submissions = RawRecord::encode_submissions(&decoded);
             }
-            out.push(Some(pb::HashRecord {
+            out.push(Some(RawRecord {
                 hash_type: hash.hash_type().to_pb() as i32,
                 value: hash.to_hex(),
                 submissions,

@@ -15,8 +15,8 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use crate::config::Config;
-use crate::pb::admin_service_server::AdminServiceServer;
-use crate::pb::registry_service_server::RegistryServiceServer;
+use crate::pb::server::admin_service_server::AdminServiceServer;
+use crate::pb::server::registry_service_server::RegistryServiceServer;
 use crate::registry::Registry;
 use crate::service::{AdminApi, RegistryApi};
 use crate::storage::Store;

@@ -22,7 +22,7 @@ impl AdminApi {
 }
 
 #[tonic::async_trait]
-impl pb::admin_service_server::AdminService for AdminApi {
+impl pb::server::admin_service_server::AdminService for AdminApi {
     /// Any active member may list the directory: its keys are what verifies every entry.
     async fn list_members(
         &self,

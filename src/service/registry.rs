@@ -8,7 +8,9 @@ use super::caller;
 use crate::error::ServiceError;
 use crate::pb;
 use crate::registry::{Registry, MAX_LOOKUP_BATCH, MAX_SUBMIT_BATCH};
+use crate::state::decode_record;
 use crate::types::{ContentHash, HashType, Role};
+use crate::wire::LookupHashesReply;
 
 /// The gRPC adapter over [`Registry`].
 #[derive(Clone)]
@@ -24,7 +26,7 @@ impl RegistryApi {
 }
 
 #[tonic::async_trait]
-impl pb::registry_service_server::RegistryService for RegistryApi {
+impl pb::server::registry_service_server::RegistryService for RegistryApi {
     async fn submit_entry(
         &self,
         req: Request<pb::SubmitEntryRequest>,
@@ -72,8 +74,14 @@ impl pb::registry_service_server::RegistryService for RegistryApi {
         .await
         .map_err(|e| ServiceError::Internal(e.to_string()))??;
         match found.into_iter().next().flatten() {
-            Some(record) => Ok(Response::new(pb::LookupHashResponse {
-                record: Some(record),
+            Some(raw) => Ok(Response::new(pb::LookupHashResponse {
+                record: Some(pb::HashRecord {
+                    hash_type: raw.hash_type,
+                    value: raw.value,
+                    submissions: decode_record(&raw.submissions)
+                        .map_err(ServiceError::from)?
+                        .submissions,
+                }),
             })),
             None => Err(ServiceError::NotFound {
                 reason: "HASH_NOT_FOUND",
@@ -90,7 +98,7 @@ impl pb::registry_service_server::RegistryService for RegistryApi {
     async fn lookup_hashes(
         &self,
         req: Request<pb::LookupHashesRequest>,
-    ) -> Result<Response<pb::LookupHashesResponse>, Status> {
+    ) -> Result<Response<LookupHashesReply>, Status> {
         caller(&self.registry, &req)?.require_any(&[Role::Reader, Role::Observer])?;
         let req = req.into_inner();
         check_batch("queries", req.queries.len(), MAX_LOOKUP_BATCH)?;
@@ -105,14 +113,7 @@ impl pb::registry_service_server::RegistryService for RegistryApi {
             tokio::task::spawn_blocking(move || registry.lookup(&hashes, req.include_envelopes))
                 .await
                 .map_err(|e| ServiceError::Internal(e.to_string()))??;
-        let results = found
-            .into_iter()
-            .map(|record| pb::LookupResult {
-                found: record.is_some(),
-                record,
-            })
-            .collect();
-        Ok(Response::new(pb::LookupHashesResponse { results }))
+        Ok(Response::new(LookupHashesReply { results: found }))
     }
 }
 
