@@ -29,7 +29,12 @@ impl Client {
         let addr = server.unwrap_or(&identity.file.server).to_owned();
         let endpoint = Channel::from_shared(addr.clone())
             .map_err(|e| ClientError::Address(format!("{addr:?}: {e}")))?;
-        let channel = endpoint.tls_config(tls)?.connect().await?;
+        let channel = endpoint
+            .tls_config(tls)?
+            .initial_stream_window_size(crate::server::WINDOW)
+            .initial_connection_window_size(crate::server::CONNECTION_WINDOW)
+            .connect()
+            .await?;
         Ok(Self {
             registry: RegistryServiceClient::new(channel.clone())
                 .max_decoding_message_size(MAX_MESSAGE)

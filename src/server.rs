@@ -24,6 +24,11 @@ use crate::{genesis, pb};
 
 /// Largest gRPC message, either way: a 10,000-entry batch is about 3 MB.
 pub const MAX_MESSAGE: usize = 64 << 20;
+/// HTTP/2 flow-control window per stream. The default, 64 KiB, makes a batch call of a few
+/// megabytes wait for dozens of window updates, one round trip each.
+pub const WINDOW: u32 = 8 << 20;
+/// HTTP/2 flow-control window per connection: a few batch calls in flight.
+pub const CONNECTION_WINDOW: u32 = 32 << 20;
 
 /// Opens the store, bootstraps it with the genesis entry if it is empty, and serves on
 /// `listener` until `shutdown` completes. Then it stops accepting, lets in-flight calls finish,
@@ -66,6 +71,8 @@ pub async fn serve(
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = Server::builder()
         .tls_config(tls)?
+        .initial_stream_window_size(WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
         .trace_fn(|req| {
             tracing::info_span!("rpc", path = %req.uri().path(), member = tracing::field::Empty)
         })

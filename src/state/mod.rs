@@ -332,12 +332,19 @@ impl<'s> Pending<'s> {
     /// inserts then land next to each other, which RocksDB's skip list does much faster than
     /// inserts at random places.
     pub fn finish(mut self) -> Finished {
-        let mut overlay = Overlay::default();
-        overlay.dedup = self
-            .dedup
-            .into_iter()
-            .filter(|(_, a)| !a.duplicate)
-            .collect();
+        let overlay = Overlay {
+            dedup: self
+                .dedup
+                .into_iter()
+                .filter(|(_, a)| !a.duplicate)
+                .collect(),
+            records: self
+                .records
+                .into_iter()
+                .filter(|(_, (_, dirty))| *dirty)
+                .map(|(key, (record, _))| (key, record))
+                .collect(),
+        };
         let mut new: Vec<(&[u8; 32], &Appended)> = overlay.dedup.iter().collect();
         new.sort_unstable_by_key(|(digest, _)| *digest);
         for (digest, appended) in new {
@@ -346,12 +353,6 @@ impl<'s> Pending<'s> {
             value[8..].copy_from_slice(&appended.leaf_hash);
             self.batch.put(CF_DEDUP, digest, &value);
         }
-        overlay.records = self
-            .records
-            .into_iter()
-            .filter(|(_, (_, dirty))| *dirty)
-            .map(|(key, (record, _))| (key, record))
-            .collect();
         let mut dirty: Vec<(&Vec<u8>, &Vec<u8>)> = overlay.records.iter().collect();
         dirty.sort_unstable_by_key(|(key, _)| *key);
         for (key, record) in dirty {
