@@ -22,6 +22,15 @@ pub const MAX_TAGS: usize = 32;
 /// Content types of the forum taxonomy.
 pub const CONTENT_TYPES: [&str; 7] = ["image", "video", "audio", "pdf", "text", "url", "other"];
 
+impl std::fmt::Display for Author {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Author::Forum => f.write_str(MemberId::FORUM),
+            Author::Member(id) => id.fmt(f),
+        }
+    }
+}
+
 /// A well-formed envelope, not yet checked against the registry's state.
 #[derive(Debug, Clone)]
 pub struct ParsedEntry {
@@ -60,6 +69,8 @@ pub enum Body {
     Genesis(pb::Genesis),
     /// Shares a hash.
     HashSubmission(HashSubmission),
+    /// Changes membership or keys.
+    Admin(AdminAction),
 }
 
 impl Body {
@@ -68,6 +79,89 @@ impl Body {
         match self {
             Body::Genesis(_) => None,
             Body::HashSubmission(_) => Some(Role::Contributor),
+            Body::Admin(_) => Some(Role::Admin),
+        }
+    }
+}
+
+/// A validated admin action. Whether it makes sense now (the member exists, is suspended, the
+/// key is not revoked yet, an admin remains) depends on the registry's state and is checked
+/// by `state`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AdminAction {
+    /// Adds a member with its roles and certificate bindings.
+    AddMember {
+        /// The new member.
+        member: MemberId,
+        /// Its display name.
+        display_name: String,
+        /// Its roles.
+        roles: Vec<Role>,
+        /// SHA-256 fingerprints of its TLS client certificates.
+        certs: Vec<[u8; 32]>,
+    },
+    /// Replaces a member's roles.
+    SetRoles {
+        /// The member.
+        member: MemberId,
+        /// Its new roles.
+        roles: Vec<Role>,
+    },
+    /// Suspends an active member.
+    Suspend {
+        /// The member.
+        member: MemberId,
+    },
+    /// Reinstates a suspended member.
+    Reinstate {
+        /// The member.
+        member: MemberId,
+    },
+    /// Removes a member for good.
+    Remove {
+        /// The member.
+        member: MemberId,
+    },
+    /// Registers a signing key.
+    RegisterKey {
+        /// The member.
+        member: MemberId,
+        /// The key.
+        key: ed25519_dalek::VerifyingKey,
+    },
+    /// Revokes a signing key.
+    RevokeKey {
+        /// The member.
+        member: MemberId,
+        /// The key id.
+        keyid: String,
+    },
+}
+
+impl AdminAction {
+    /// The member the action is about.
+    pub fn member(&self) -> &MemberId {
+        match self {
+            AdminAction::AddMember { member, .. }
+            | AdminAction::SetRoles { member, .. }
+            | AdminAction::Suspend { member }
+            | AdminAction::Reinstate { member }
+            | AdminAction::Remove { member }
+            | AdminAction::RegisterKey { member, .. }
+            | AdminAction::RevokeKey { member, .. } => member,
+        }
+    }
+
+    /// The action's name in audit listings.
+    pub fn name(&self) -> &'static str {
+        match self {
+            AdminAction::AddMember { .. } => "added",
+            AdminAction::SetRoles { .. } => "roles_set",
+            AdminAction::Suspend { .. } => "suspended",
+            AdminAction::Reinstate { .. } => "reinstated",
+            AdminAction::Remove { .. } => "removed",
+            AdminAction::RegisterKey { .. } => "key_registered",
+            AdminAction::RevokeKey { .. } => "key_revoked",
         }
     }
 }
@@ -175,11 +269,11 @@ fn parse_statement(statement: pb::Statement) -> Result<(Author, Body), ServiceEr
         Some(pb::statement::Body::HashSubmission(s)) => {
             Body::HashSubmission(parse_submission(s).map_err(|e| e.in_field("hash_submission"))?)
         }
+        Some(admin) => Body::Admin(parse_admin(admin)?),
     };
     match (&author, &body) {
-        (Author::Forum, Body::Genesis(_)) | (Author::Member(_), Body::HashSubmission(_)) => {
-            Ok((author, body))
-        }
+        (Author::Forum, Body::Genesis(_))
+        | (Author::Member(_), Body::HashSubmission(_) | Body::Admin(_)) => Ok((author, body)),
         (Author::Forum, _) => Err(ServiceError::invalid(
             "author",
             "INVALID_STATEMENT",
@@ -191,6 +285,116 @@ fn parse_statement(statement: pb::Statement) -> Result<(Author, Body), ServiceEr
             "a genesis statement is authored by the forum",
         )),
     }
+}
+
+fn parse_admin(body: pb::statement::Body) -> Result<AdminAction, ServiceError> {
+    use pb::statement::Body as B;
+    let member = |field: &str, id: &str| {
+        MemberId::parse(id).map_err(|e| {
+            ServiceError::invalid(format!("{field}.member_id"), "INVALID_MEMBER_ID", e.0)
+        })
+    };
+    Ok(match body {
+        B::MemberAdded(m) => {
+            let field = "member_added";
+            if m.display_name.len() > 256 || m.display_name.chars().any(char::is_control) {
+                return Err(ServiceError::invalid(
+                    format!("{field}.display_name"),
+                    "INVALID_DISPLAY_NAME",
+                    "display names are at most 256 bytes, without control characters",
+                ));
+            }
+            if m.cert_sha256.is_empty() {
+                return Err(ServiceError::invalid(
+                    format!("{field}.cert_sha256"),
+                    "MISSING_FIELD",
+                    "a member needs at least one certificate fingerprint",
+                ));
+            }
+            let certs = m
+                .cert_sha256
+                .iter()
+                .enumerate()
+                .map(|(i, fp)| {
+                    <[u8; 32]>::try_from(fp.as_slice()).map_err(|_| {
+                        ServiceError::invalid(
+                            format!("{field}.cert_sha256[{i}]"),
+                            "INVALID_FINGERPRINT",
+                            format!("a SHA-256 fingerprint is 32 bytes, got {}", fp.len()),
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+            AdminAction::AddMember {
+                member: member(field, &m.member_id)?,
+                display_name: m.display_name,
+                roles: parse_roles(&format!("{field}.roles"), &m.roles)?,
+                certs,
+            }
+        }
+        B::RolesSet(r) => AdminAction::SetRoles {
+            member: member("roles_set", &r.member_id)?,
+            roles: parse_roles("roles_set.roles", &r.roles)?,
+        },
+        B::MemberSuspended(m) => AdminAction::Suspend {
+            member: member("member_suspended", &m.member_id)?,
+        },
+        B::MemberReinstated(m) => AdminAction::Reinstate {
+            member: member("member_reinstated", &m.member_id)?,
+        },
+        B::MemberRemoved(m) => AdminAction::Remove {
+            member: member("member_removed", &m.member_id)?,
+        },
+        B::KeyRegistered(k) => AdminAction::RegisterKey {
+            member: member("key_registered", &k.member_id)?,
+            key: parse_public_key(&k.public_key).map_err(|msg| {
+                ServiceError::invalid("key_registered.public_key", "INVALID_KEY", msg)
+            })?,
+        },
+        B::KeyRevoked(k) => AdminAction::RevokeKey {
+            member: member("key_revoked", &k.member_id)?,
+            keyid: k.keyid,
+        },
+        B::Genesis(_) | B::HashSubmission(_) => {
+            return Err(ServiceError::invalid(
+                "body",
+                "INVALID_STATEMENT",
+                "not an admin action",
+            ))
+        }
+    })
+}
+
+fn parse_roles(field: &str, roles: &[i32]) -> Result<Vec<Role>, ServiceError> {
+    if roles.is_empty() {
+        return Err(ServiceError::invalid(
+            field,
+            "INVALID_ROLE",
+            "at least one role is required",
+        ));
+    }
+    let mut out = roles
+        .iter()
+        .map(|r| Role::from_pb(*r).map_err(|e| ServiceError::invalid(field, "INVALID_ROLE", e.0)))
+        .collect::<Result<Vec<_>, _>>()?;
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+/// Parses a 32-byte Ed25519 public key, refusing small-order ("weak") keys.
+///
+/// # Errors
+/// Why the bytes are not an acceptable key.
+pub fn parse_public_key(bytes: &[u8]) -> Result<ed25519_dalek::VerifyingKey, String> {
+    let arr = <[u8; 32]>::try_from(bytes)
+        .map_err(|_| format!("an Ed25519 public key is 32 bytes, got {}", bytes.len()))?;
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&arr)
+        .map_err(|_| "not an Ed25519 public key".to_owned())?;
+    if key.is_weak() {
+        return Err("a small-order key cannot be registered".into());
+    }
+    Ok(key)
 }
 
 fn parse_submission(s: pb::HashSubmission) -> Result<HashSubmission, ServiceError> {

@@ -51,6 +51,23 @@ pub enum ServiceError {
         /// For humans.
         message: String,
     },
+    /// It exists already (`ALREADY_EXISTS`): a member id, a certificate, a key.
+    #[error("{message}")]
+    AlreadyExists {
+        /// Stable reason.
+        reason: &'static str,
+        /// For humans.
+        message: String,
+    },
+    /// Not possible in the registry's current state (`FAILED_PRECONDITION`), e.g. reinstating
+    /// an active member or removing the last admin.
+    #[error("{message}")]
+    FailedPrecondition {
+        /// Stable reason.
+        reason: &'static str,
+        /// For humans.
+        message: String,
+    },
     /// The server is shutting down (`UNAVAILABLE`); retry elsewhere or later.
     #[error("server is shutting down")]
     ShuttingDown,
@@ -112,7 +129,9 @@ impl ServiceError {
             Self::Invalid { reason, .. }
             | Self::Unauthenticated { reason, .. }
             | Self::PermissionDenied { reason, .. }
-            | Self::NotFound { reason, .. } => Some(reason),
+            | Self::NotFound { reason, .. }
+            | Self::AlreadyExists { reason, .. }
+            | Self::FailedPrecondition { reason, .. } => Some(reason),
             Self::ShuttingDown => Some("SHUTTING_DOWN"),
             Self::Storage(_) | Self::Internal(_) => None,
         }
@@ -126,6 +145,8 @@ impl From<ServiceError> for Status {
             ServiceError::Unauthenticated { .. } => Code::Unauthenticated,
             ServiceError::PermissionDenied { .. } => Code::PermissionDenied,
             ServiceError::NotFound { .. } => Code::NotFound,
+            ServiceError::AlreadyExists { .. } => Code::AlreadyExists,
+            ServiceError::FailedPrecondition { .. } => Code::FailedPrecondition,
             ServiceError::ShuttingDown => Code::Unavailable,
             ServiceError::Storage(_) | ServiceError::Internal(_) => {
                 tracing::error!(error = %err, "request failed");

@@ -61,22 +61,8 @@ pub fn init_dev(spec: &ForumSpec, members: &[String]) -> anyhow::Result<()> {
     let server_cert = ca.issue_server(&["localhost", "127.0.0.1"])?;
     let mut founders = Vec::new();
     for name in &names {
-        let cert = ca.issue_client(name)?;
-        let key = crypto::generate_key();
-        let file = IdentityFile {
-            member: name.clone(),
-            server: format!("https://{}", spec.listen),
-            server_name: "localhost".into(),
-        };
         let dir = spec.dir.join("identities").join(name);
-        Identity::write(
-            &dir,
-            &file,
-            &cert.cert_pem,
-            &cert.key_pem,
-            &ca.certified.cert_pem,
-            &key,
-        )?;
+        let (cert_der, key) = issue_identity(&ca, name, &format!("https://{}", spec.listen), &dir)?;
         let roles = if name == DEV_ADMIN {
             vec![Role::Admin, Role::Reader]
         } else {
@@ -86,8 +72,8 @@ pub fn init_dev(spec: &ForumSpec, members: &[String]) -> anyhow::Result<()> {
             member_id: name.clone(),
             display_name: name.clone(),
             roles,
-            cert_der: cert.cert_der,
-            signing_key: key.verifying_key(),
+            cert_der,
+            signing_key: key,
         });
     }
     write_server(
@@ -104,6 +90,36 @@ pub fn init_dev(spec: &ForumSpec, members: &[String]) -> anyhow::Result<()> {
     });
     std::fs::write(server_dir.join("hashforum.toml"), render_config(&config))?;
     Ok(())
+}
+
+/// Issues a member identity from a (dev) CA into `dir`: a TLS client certificate and key, a new
+/// Ed25519 signing key, the CA certificate and the server address. Returns the certificate's
+/// DER (its SHA-256 binds it to the member) and the public signing key.
+///
+/// # Errors
+/// When the certificate cannot be made or a file cannot be written.
+pub fn issue_identity(
+    ca: &Ca,
+    member: &str,
+    server: &str,
+    dir: &Path,
+) -> anyhow::Result<(Vec<u8>, ed25519_dalek::VerifyingKey)> {
+    let cert = ca.issue_client(member)?;
+    let key = crypto::generate_key();
+    let file = IdentityFile {
+        member: member.to_owned(),
+        server: server.to_owned(),
+        server_name: "localhost".into(),
+    };
+    Identity::write(
+        dir,
+        &file,
+        &cert.cert_pem,
+        &cert.key_pem,
+        &ca.certified.cert_pem,
+        &key,
+    )?;
+    Ok((cert.cert_der, key.verifying_key()))
 }
 
 /// The production `init`: an existing CA and server certificate, and the first admin's client

@@ -69,6 +69,7 @@ pub fn create(log_key: &SigningKey, origin: &str, founders: &[Founder], time_ms:
     };
     let statement = pb::Statement {
         author: crate::types::MemberId::FORUM.to_owned(),
+        issued_at_unix_ms: 0,
         body: Some(pb::statement::Body::Genesis(genesis)),
     };
     pb::LogEntry {

@@ -10,12 +10,12 @@ use arc_swap::ArcSwap;
 use prost::Message;
 
 use crate::crypto;
-use crate::entry::{Author, ParsedEntry};
+use crate::entry::{Author, Body, ParsedEntry};
 use crate::error::ServiceError;
 use crate::pb;
 use crate::sequencer::Sequencer;
-use crate::state::{decode_record, Appended, Caller, Directory};
-use crate::storage::{StorageError, Store, CF_ENTRIES, CF_RECORDS};
+use crate::state::{self, decode_record, Appended, Caller, Directory};
+use crate::storage::{StorageError, Store, CF_ENTRIES, CF_HISTORY, CF_RECORDS};
 use crate::types::{ContentHash, Role};
 use crate::wire::RawRecord;
 
@@ -154,6 +154,62 @@ impl Registry {
             s.envelope = entry.envelope;
         }
         Ok(())
+    }
+
+    /// Every entry that changed `member`, oldest first.
+    ///
+    /// # Errors
+    /// `NOT_FOUND` for an unknown member; `INTERNAL` when the store fails.
+    pub fn member_history(&self, member: &str) -> Result<Vec<pb::MemberEvent>, ServiceError> {
+        if self.directory().member(member).is_none() {
+            return Err(ServiceError::NotFound {
+                reason: "UNKNOWN_MEMBER",
+                message: format!("no member {member}"),
+            });
+        }
+        let prefix = state::history_prefix(member);
+        let indexes: Vec<[u8; 8]> = self
+            .store
+            .keys_with_prefix(CF_HISTORY, &prefix)?
+            .iter()
+            .map(|key| <[u8; 8]>::try_from(&key[prefix.len()..]))
+            .collect::<Result<_, _>>()
+            .map_err(|_| ServiceError::Internal(format!("malformed history key of {member}")))?;
+        let leaves = self.store.multi_get_sorted(CF_ENTRIES, &indexes)?;
+        indexes
+            .iter()
+            .zip(leaves)
+            .map(|(index, leaf)| {
+                let index = u64::from_be_bytes(*index);
+                let corrupt = |why: String| {
+                    ServiceError::Internal(format!(
+                        "log entry {index} (history of {member}): {why}"
+                    ))
+                };
+                let leaf = leaf.ok_or_else(|| corrupt("missing".into()))?;
+                let log_entry =
+                    pb::LogEntry::decode(leaf.as_slice()).map_err(|e| corrupt(e.to_string()))?;
+                let envelope = log_entry
+                    .envelope
+                    .ok_or_else(|| corrupt("no envelope".into()))?;
+                let entry =
+                    ParsedEntry::parse(envelope.clone()).map_err(|e| corrupt(e.to_string()))?;
+                let (author, action) = match (&entry.author, &entry.body) {
+                    (_, Body::Admin(action)) => (entry.author.to_string(), action.name()),
+                    (_, Body::Genesis(_)) => (entry.author.to_string(), "added"),
+                    (_, Body::HashSubmission(_)) => {
+                        return Err(corrupt("a hash submission in a member's history".into()))
+                    }
+                };
+                Ok(pb::MemberEvent {
+                    log_index: index,
+                    sequenced_at_unix_ms: log_entry.sequenced_at_unix_ms,
+                    author,
+                    action: action.into(),
+                    envelope: Some(envelope),
+                })
+            })
+            .collect()
     }
 
     /// Stops the sequencer after it has committed everything queued.

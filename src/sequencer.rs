@@ -10,6 +10,7 @@
 //! A job (one `SubmitEntries` call) is all or nothing: if one entry is refused, none of the
 //! job's entries is appended, and other jobs in the same group are unaffected.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -18,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::entry::ParsedEntry;
 use crate::error::ServiceError;
-use crate::state::{Appended, Directory, Overlay, Pending};
+use crate::state::{self, Appended, Directory, Overlay, Pending};
 use crate::storage::{Batch, StorageError, Store};
 
 /// The most entries one group commit takes from the queue.
@@ -321,8 +322,20 @@ fn stage_job(
     if let Err(e) = pending.directory().check_author(caller, None) {
         return Ok(Err(SequencerError::whole(e)));
     }
+    // Resubmissions get their original receipt and are not checked again.
+    let originals = entries
+        .iter()
+        .map(|entry| pending.existing(entry))
+        .collect::<Result<Vec<_>, _>>()?;
+    // Admin actions change the directory the job's later entries are checked against; a
+    // scratch copy is made on the first one, so that a refused job leaves no trace.
+    let mut dir = Cow::Borrowed(pending.directory());
+    let base = pending.size();
     for (i, entry) in entries.iter().enumerate() {
-        if let Err(error) = pending.check(entry) {
+        if originals[i].is_some() {
+            continue;
+        }
+        if let Err(error) = state::check(&mut dir, entry, base + i as u64) {
             return Ok(Err(SequencerError {
                 position: Some(i),
                 error,
@@ -330,8 +343,8 @@ fn stage_job(
         }
     }
     let mut out = Vec::with_capacity(entries.len());
-    for entry in entries {
-        match pending.existing(&entry)? {
+    for (entry, original) in entries.into_iter().zip(originals) {
+        match original.or(pending.existing(&entry)?) {
             Some(original) => out.push(original),
             None => out.push(pending.append(entry)?),
         }

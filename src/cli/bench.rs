@@ -125,6 +125,7 @@ fn presign(identity: &Identity, n: usize) -> Vec<pb::Envelope> {
         .map(|i| {
             let statement = pb::Statement {
                 author: author.clone(),
+                issued_at_unix_ms: 0,
                 body: Some(pb::statement::Body::HashSubmission(pb::HashSubmission {
                     hash_type: HashType::Sha256.to_pb() as i32,
                     value: hash_value(i),

@@ -115,6 +115,7 @@ fn submission(
 ) -> pb::Statement {
     pb::Statement {
         author: author.to_owned(),
+        issued_at_unix_ms: 0,
         body: Some(pb::statement::Body::HashSubmission(pb::HashSubmission {
             hash_type: hash_type.to_pb() as i32,
             value: value.to_owned(),

@@ -10,6 +10,7 @@ use crate::pb;
 fn example_statement() -> pb::Statement {
     pb::Statement {
         author: "alpha".into(),
+        issued_at_unix_ms: 0,
         body: Some(pb::statement::Body::HashSubmission(pb::HashSubmission {
             hash_type: pb::HashType::Md5 as i32,
             value: "d41d8cd98f00b204e9800998ecf8427e".into(),

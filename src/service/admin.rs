@@ -5,6 +5,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::caller;
+use crate::error::ServiceError;
 use crate::pb;
 use crate::registry::Registry;
 
@@ -31,5 +32,38 @@ impl pb::server::admin_service_server::AdminService for AdminApi {
         caller(&self.registry, &req)?;
         let members = self.registry.directory().members().cloned().collect();
         Ok(Response::new(pb::ListMembersResponse { members }))
+    }
+
+    async fn get_member(
+        &self,
+        req: Request<pb::GetMemberRequest>,
+    ) -> Result<Response<pb::GetMemberResponse>, Status> {
+        caller(&self.registry, &req)?;
+        let id = req.into_inner().member_id;
+        let member = self
+            .registry
+            .directory()
+            .member(&id)
+            .cloned()
+            .ok_or_else(|| ServiceError::NotFound {
+                reason: "UNKNOWN_MEMBER",
+                message: format!("no member {id}"),
+            })?;
+        Ok(Response::new(pb::GetMemberResponse {
+            member: Some(member),
+        }))
+    }
+
+    async fn get_member_history(
+        &self,
+        req: Request<pb::GetMemberHistoryRequest>,
+    ) -> Result<Response<pb::GetMemberHistoryResponse>, Status> {
+        caller(&self.registry, &req)?;
+        let id = req.into_inner().member_id;
+        let registry = self.registry.clone();
+        let events = tokio::task::spawn_blocking(move || registry.member_history(&id))
+            .await
+            .map_err(|e| ServiceError::Internal(e.to_string()))??;
+        Ok(Response::new(pb::GetMemberHistoryResponse { events }))
     }
 }

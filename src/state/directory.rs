@@ -10,6 +10,8 @@ use std::collections::{BTreeMap, HashMap};
 use ed25519_dalek::VerifyingKey;
 use prost::Message;
 
+use crate::crypto;
+use crate::entry::AdminAction;
 use crate::error::ServiceError;
 use crate::pb;
 use crate::storage::{StorageError, Store, CF_MEMBERS};
@@ -86,9 +88,12 @@ impl Directory {
                 }
             }
         }
-        for fp in &member.cert_sha256 {
-            if let Ok(fp) = <[u8; 32]>::try_from(fp.as_slice()) {
-                self.by_cert.insert(fp, member.member_id.clone());
+        // A removed member's certificates are unbound: they authenticate nobody.
+        if member.status != pb::MemberStatus::Removed as i32 {
+            for fp in &member.cert_sha256 {
+                if let Ok(fp) = <[u8; 32]>::try_from(fp.as_slice()) {
+                    self.by_cert.insert(fp, member.member_id.clone());
+                }
             }
         }
         for key in &member.keys {
@@ -186,6 +191,128 @@ impl Directory {
                 format!("no key {keyid:?} is registered for {member}"),
             )),
         }
+    }
+
+    /// Applies an admin action made at log index `index`, returning the changed member.
+    ///
+    /// # Errors
+    /// `NOT_FOUND` for an unknown member or key; `ALREADY_EXISTS` for a member id, certificate
+    /// or key already registered; `FAILED_PRECONDITION` when the member's status does not
+    /// allow the action, or when no active admin with a valid key would remain. On error the
+    /// directory is unchanged.
+    pub fn apply(&mut self, action: &AdminAction, index: u64) -> Result<pb::Member, ServiceError> {
+        let id = action.member().as_str();
+        let mut member = match (action, self.members.get(id)) {
+            (AdminAction::AddMember { .. }, Some(_)) => {
+                return Err(ServiceError::AlreadyExists {
+                    reason: "MEMBER_EXISTS",
+                    message: format!("member {id} already exists"),
+                })
+            }
+            (AdminAction::AddMember { .. }, None) => pb::Member::default(),
+            (_, Some(m)) => m.clone(),
+            (_, None) => {
+                return Err(ServiceError::NotFound {
+                    reason: "UNKNOWN_MEMBER",
+                    message: format!("no member {id}"),
+                })
+            }
+        };
+        let status = member.status;
+        let precondition = |reason: &'static str, message: String| {
+            Err(ServiceError::FailedPrecondition { reason, message })
+        };
+        if status == pb::MemberStatus::Removed as i32 {
+            return precondition("MEMBER_REMOVED", format!("member {id} was removed"));
+        }
+        match action {
+            AdminAction::AddMember {
+                member: new,
+                display_name,
+                roles,
+                certs,
+            } => {
+                if let Some(holder) = certs.iter().find_map(|fp| self.by_cert.get(fp)) {
+                    return Err(ServiceError::AlreadyExists {
+                        reason: "CERTIFICATE_IN_USE",
+                        message: format!("a certificate is already bound to member {holder}"),
+                    });
+                }
+                member = pb::Member {
+                    member_id: new.to_string(),
+                    display_name: display_name.clone(),
+                    roles: roles.iter().map(|r| r.to_pb() as i32).collect(),
+                    status: pb::MemberStatus::Active as i32,
+                    keys: Vec::new(),
+                    added_at_log_index: index,
+                    cert_sha256: certs.iter().map(|fp| fp.to_vec()).collect(),
+                };
+            }
+            AdminAction::SetRoles { roles, .. } => {
+                member.roles = roles.iter().map(|r| r.to_pb() as i32).collect();
+            }
+            AdminAction::Suspend { .. } => {
+                if status != pb::MemberStatus::Active as i32 {
+                    return precondition("NOT_ACTIVE", format!("member {id} is not active"));
+                }
+                member.status = pb::MemberStatus::Suspended as i32;
+            }
+            AdminAction::Reinstate { .. } => {
+                if status != pb::MemberStatus::Suspended as i32 {
+                    return precondition("NOT_SUSPENDED", format!("member {id} is not suspended"));
+                }
+                member.status = pb::MemberStatus::Active as i32;
+            }
+            AdminAction::Remove { .. } => {
+                member.status = pb::MemberStatus::Removed as i32;
+            }
+            AdminAction::RegisterKey { key, .. } => {
+                let keyid = crypto::key_id(key);
+                if member.keys.iter().any(|k| k.keyid == keyid) {
+                    return Err(ServiceError::AlreadyExists {
+                        reason: "KEY_EXISTS",
+                        message: format!("key {keyid} is already registered for {id}"),
+                    });
+                }
+                member.keys.push(pb::SigningKey {
+                    keyid,
+                    public_key: key.to_bytes().to_vec(),
+                    valid_from_log_index: index,
+                    revoked_at_log_index: None,
+                });
+            }
+            AdminAction::RevokeKey { keyid, .. } => {
+                let Some(key) = member.keys.iter_mut().find(|k| &k.keyid == keyid) else {
+                    return Err(ServiceError::NotFound {
+                        reason: "UNKNOWN_KEY",
+                        message: format!("no key {keyid:?} is registered for {id}"),
+                    });
+                };
+                if key.revoked_at_log_index.is_some() {
+                    return precondition("KEY_REVOKED", format!("key {keyid} is already revoked"));
+                }
+                key.revoked_at_log_index = Some(index);
+            }
+        }
+        let mut next = self.clone();
+        next.upsert(member.clone());
+        if !next.has_working_admin() {
+            return precondition(
+                "LAST_ADMIN",
+                "the forum needs at least one active admin with a valid signing key".into(),
+            );
+        }
+        *self = next;
+        Ok(member)
+    }
+
+    /// Whether some active admin holds an unrevoked signing key.
+    fn has_working_admin(&self) -> bool {
+        self.members.values().any(|m| {
+            m.status == pb::MemberStatus::Active as i32
+                && m.roles.contains(&(pb::Role::Admin as i32))
+                && m.keys.iter().any(|k| k.revoked_at_log_index.is_none())
+        })
     }
 
     fn active(member: &pb::Member) -> Result<(), ServiceError> {

@@ -18,12 +18,12 @@ use prost::Message;
 pub use directory::{roles, Caller, Directory};
 
 use crate::crypto;
-use crate::entry::{Author, Body, ParsedEntry};
+use crate::entry::{AdminAction, Author, Body, ParsedEntry};
 use crate::error::ServiceError;
 use crate::pb;
 use crate::storage::{
-    decode_u64, Batch, StorageError, Store, CF_DEDUP, CF_ENTRIES, CF_MEMBERS, CF_META, CF_RECORDS,
-    META_SIZE,
+    decode_u64, Batch, StorageError, Store, CF_DEDUP, CF_ENTRIES, CF_HISTORY, CF_MEMBERS, CF_META,
+    CF_RECORDS, META_SIZE,
 };
 use crate::types::{MemberId, Role};
 
@@ -135,6 +135,11 @@ impl<'s> Pending<'s> {
         &self.dir
     }
 
+    /// The log size as of the entries staged so far: the index of the next entry.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
     /// Loads, in two multi-gets, the resubmission index and hash records the entries touch.
     ///
     /// # Errors
@@ -209,27 +214,6 @@ impl<'s> Pending<'s> {
         }))
     }
 
-    /// Checks that the entry may be appended now: its author is active with the needed role and
-    /// its key is registered and valid at this point of the log.
-    ///
-    /// # Errors
-    /// `PERMISSION_DENIED` or `INVALID_ARGUMENT` as [`Directory::check_author`] and
-    /// [`Directory::active_key`].
-    pub fn check(&self, entry: &ParsedEntry) -> Result<VerifyingKey, ServiceError> {
-        match &entry.author {
-            Author::Forum => Err(ServiceError::invalid(
-                "payload.author",
-                "INVALID_STATEMENT",
-                "only entry 0 is authored by the forum",
-            )),
-            Author::Member(id) => {
-                self.dir
-                    .check_author(id.as_str(), entry.body.required_role())?;
-                self.dir.active_key(id.as_str(), &entry.keyid)
-            }
-        }
-    }
-
     /// Appends a checked, verified, new entry and stages its effect on the views.
     ///
     /// # Errors
@@ -263,6 +247,7 @@ impl<'s> Pending<'s> {
                 self.apply_submission(author, s, index)?;
             }
             (_, Body::Genesis(g)) => self.apply_genesis(&g),
+            (_, Body::Admin(action)) => self.apply_admin(&action, index)?,
             (Author::Forum, Body::HashSubmission(_)) => {}
         }
         Ok(appended)
@@ -298,6 +283,26 @@ impl<'s> Pending<'s> {
         Ok(())
     }
 
+    fn apply_admin(&mut self, action: &AdminAction, index: u64) -> Result<(), StorageError> {
+        // `check` applied the same action to the same state, so this cannot fail.
+        let member = self
+            .dir
+            .apply(action, index)
+            .map_err(|e| StorageError::Corrupt {
+                cf: CF_MEMBERS,
+                reason: format!("admin action failed after its check: {e}"),
+            })?;
+        self.batch.put(
+            CF_MEMBERS,
+            member.member_id.as_bytes(),
+            &member.encode_to_vec(),
+        );
+        self.batch
+            .put(CF_HISTORY, &history_key(&member.member_id, index), &[]);
+        self.dir_changed = true;
+        Ok(())
+    }
+
     fn apply_genesis(&mut self, genesis: &pb::Genesis) {
         for added in &genesis.members {
             let keys = genesis
@@ -320,6 +325,8 @@ impl<'s> Pending<'s> {
                 member.member_id.as_bytes(),
                 &member.encode_to_vec(),
             );
+            self.batch
+                .put(CF_HISTORY, &history_key(&member.member_id, 0), &[]);
             self.dir.upsert(member);
         }
         self.dir_changed = true;
@@ -366,6 +373,51 @@ impl<'s> Pending<'s> {
             overlay,
         }
     }
+}
+
+/// Checks that `entry` may be appended now, at log index `index`, against `dir`: its author is
+/// an active member with the needed role and signs with a registered, unrevoked key, and an
+/// admin action makes sense in this state. An admin action is then applied to `dir`, so that
+/// the next entry of the same job is checked after it.
+///
+/// # Errors
+/// `PERMISSION_DENIED` or `INVALID_ARGUMENT` as [`Directory::check_author`] and
+/// [`Directory::active_key`]; for admin actions, as [`Directory::apply`].
+pub fn check(
+    dir: &mut std::borrow::Cow<'_, Directory>,
+    entry: &ParsedEntry,
+    index: u64,
+) -> Result<VerifyingKey, ServiceError> {
+    let Author::Member(id) = &entry.author else {
+        return Err(ServiceError::invalid(
+            "payload.author",
+            "INVALID_STATEMENT",
+            "only entry 0 is authored by the forum",
+        ));
+    };
+    dir.check_author(id.as_str(), entry.body.required_role())?;
+    let key = dir.active_key(id.as_str(), &entry.keyid)?;
+    if let Body::Admin(action) = &entry.body {
+        dir.to_mut()
+            .apply(action, index)
+            .map_err(|e| e.in_field("payload"))?;
+    }
+    Ok(key)
+}
+
+/// The `history` key of the entry at `index` that changed `member`.
+pub fn history_key(member: &str, index: u64) -> Vec<u8> {
+    let mut key = history_prefix(member);
+    key.extend_from_slice(&index.to_be_bytes());
+    key
+}
+
+/// The prefix of every `history` key of `member`.
+pub fn history_prefix(member: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(member.len() + 9);
+    key.extend_from_slice(member.as_bytes());
+    key.push(0);
+    key
 }
 
 /// The start of a log leaf: a `LogEntry` with only its `envelope` field (1), which protobuf

@@ -9,6 +9,7 @@ const HASH: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f0
 fn submission(key: &SigningKey, author: &str, value: &str) -> ParsedEntry {
     let statement = pb::Statement {
         author: author.into(),
+        issued_at_unix_ms: 0,
         body: Some(pb::statement::Body::HashSubmission(pb::HashSubmission {
             hash_type: HashType::Sha256.to_pb() as i32,
             value: value.into(),

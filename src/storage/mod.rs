@@ -22,11 +22,15 @@ pub const CF_RECORDS: &str = "records";
 pub const CF_MEMBERS: &str = "members";
 /// Single values, under the `META_*` keys.
 pub const CF_META: &str = "meta";
+/// `member id ++ 0x00 ++ u64 BE log index` → empty: the entries that changed each member.
+pub const CF_HISTORY: &str = "history";
 
 /// `meta` key of the log size (number of entries), `u64 BE`.
 pub const META_SIZE: &[u8] = b"size";
 
-const ALL_CFS: [&str; 5] = [CF_ENTRIES, CF_DEDUP, CF_RECORDS, CF_MEMBERS, CF_META];
+const ALL_CFS: [&str; 6] = [
+    CF_ENTRIES, CF_DEDUP, CF_RECORDS, CF_MEMBERS, CF_META, CF_HISTORY,
+];
 
 /// A storage failure. Never the caller's fault: mapped to `INTERNAL` and logged.
 #[derive(Debug, thiserror::Error)]
@@ -145,6 +149,27 @@ impl Store {
                 Ok((k.to_vec(), v.to_vec()))
             })
             .collect()
+    }
+
+    /// The keys of a column family that start with `prefix`, in key order.
+    ///
+    /// # Errors
+    /// When RocksDB fails.
+    pub fn keys_with_prefix(
+        &self,
+        cf: &'static str,
+        prefix: &[u8],
+    ) -> Result<Vec<Vec<u8>>, StorageError> {
+        let mode = rocksdb::IteratorMode::From(prefix, rocksdb::Direction::Forward);
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(cf), mode) {
+            let (key, _) = item?;
+            if !key.starts_with(prefix) {
+                break;
+            }
+            out.push(key.to_vec());
+        }
+        Ok(out)
     }
 
     /// The number of entries in the log.

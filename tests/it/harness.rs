@@ -81,6 +81,23 @@ impl TestServer {
         self.dir.path().join("identities").join(name)
     }
 
+    /// Issues a new identity from the forum's dev CA (not yet a member): returns it with the
+    /// SHA-256 of its certificate.
+    pub(crate) fn issue_identity(&self, name: &str) -> (Identity, Vec<u8>) {
+        let ca_dir = self.dir().join("ca");
+        let ca = hashforum::pki::Ca::load(
+            &std::fs::read_to_string(ca_dir.join("ca.crt")).unwrap(),
+            &std::fs::read_to_string(ca_dir.join("ca.key")).unwrap(),
+        )
+        .unwrap();
+        let dir = self.identity_dir(name);
+        let (cert_der, _) = forum::issue_identity(&ca, name, &self.addr, &dir).unwrap();
+        (
+            Identity::load(&dir).unwrap(),
+            crypto::cert_fingerprint(&cert_der).to_vec(),
+        )
+    }
+
     /// The identity of a member.
     pub(crate) fn identity(&self, name: &str) -> Identity {
         Identity::load(&self.identity_dir(name)).unwrap()
@@ -106,6 +123,7 @@ impl Drop for TestServer {
 pub(crate) fn submission(author: &str, hash_type: HashType, value: &str) -> pb::Statement {
     pb::Statement {
         author: author.into(),
+        issued_at_unix_ms: 0,
         body: Some(pb::statement::Body::HashSubmission(pb::HashSubmission {
             hash_type: hash_type.to_pb() as i32,
             value: value.into(),
@@ -117,6 +135,18 @@ pub(crate) fn submission(author: &str, hash_type: HashType, value: &str) -> pb::
             tags: vec!["incident-2026-11".into()],
             quality: None,
         })),
+    }
+}
+
+/// An admin statement by `author`. `issued_at_unix_ms` is set from a counter so that repeated
+/// actions are new statements.
+pub(crate) fn admin_statement(author: &str, body: pb::statement::Body) -> pb::Statement {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static CLOCK: AtomicU64 = AtomicU64::new(1);
+    pb::Statement {
+        author: author.into(),
+        issued_at_unix_ms: CLOCK.fetch_add(1, Ordering::Relaxed),
+        body: Some(body),
     }
 }
 

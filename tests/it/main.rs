@@ -1,6 +1,7 @@
 //! Integration tests: the real server on 127.0.0.1:0, RocksDB in a temporary directory, a PKI
 //! made at test time, and real gRPC clients over mTLS.
 
+mod admin;
 mod cli;
 mod harness;
 mod mtls;
