@@ -6,3 +6,4 @@ mod cli;
 mod harness;
 mod mtls;
 mod registry;
+mod roles;
