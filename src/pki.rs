@@ -112,6 +112,22 @@ impl Ca {
     }
 }
 
+/// A new TLS key pair and a certificate signing request for a member's client certificate, made
+/// on the member's machine: the private key never leaves it. Returns (key PEM, CSR PEM).
+///
+/// # Errors
+/// When key generation or signing fails.
+pub fn client_csr(member_id: &str) -> Result<(String, String), rcgen::Error> {
+    let mut params = CertificateParams::default();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, member_id);
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let key = KeyPair::generate()?;
+    let csr = params.serialize_request(&key)?;
+    Ok((key.serialize_pem(), csr.pem()?))
+}
+
 /// Decodes the first certificate of a PEM file to DER.
 ///
 /// # Errors

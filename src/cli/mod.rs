@@ -1,8 +1,10 @@
 //! The `hashforum` command: one function per subcommand.
 
 pub mod bench;
+pub mod identity;
 pub mod init;
 pub mod lookup;
+pub mod member;
 pub mod output;
 pub mod serve;
 pub mod submit;
@@ -34,22 +36,40 @@ pub enum Command {
     Submit(submit::SubmitArgs),
     /// Look hashes up (one, or a batch of `type:value` lines).
     Lookup(lookup::LookupArgs),
+    /// Manage members (admin) and read the member directory.
+    Member(member::MemberArgs),
+    /// Manage members' signing keys (admin) and list them.
+    Key(member::KeyArgs),
+    /// Make your own keys and certificate request, as a member.
+    Identity(identity::IdentityArgs),
     /// Measure ingest and lookup throughput against an in-process server.
     Bench(bench::BenchArgs),
 }
 
-/// Options every client command takes.
+/// Options every client command takes (before or after a subcommand).
 #[derive(Debug, Args)]
 pub struct ClientOpts {
     /// The identity directory (TLS certificate and key, signing key, CA, server address).
-    #[arg(long, env = "HASHFORUM_IDENTITY")]
-    pub identity: PathBuf,
+    #[arg(long, env = "HASHFORUM_IDENTITY", global = true)]
+    pub identity: Option<PathBuf>,
     /// The server address, e.g. https://127.0.0.1:50051 (default: the identity's).
-    #[arg(long, env = "HASHFORUM_SERVER")]
+    #[arg(long, env = "HASHFORUM_SERVER", global = true)]
     pub server: Option<String>,
     /// Print machine-readable JSON.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub json: bool,
+}
+
+impl ClientOpts {
+    /// The identity directory.
+    ///
+    /// # Errors
+    /// `INVALID_ARGUMENT` when neither `--identity` nor `HASHFORUM_IDENTITY` gives one.
+    pub fn identity_dir(&self) -> Result<&std::path::Path, tonic::Status> {
+        self.identity.as_deref().ok_or_else(|| {
+            tonic::Status::invalid_argument("give --identity DIR or set HASHFORUM_IDENTITY")
+        })
+    }
 }
 
 /// Runs a parsed command line.
@@ -62,11 +82,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::run(args).await,
         Command::Submit(args) => submit::run(args).await,
         Command::Lookup(args) => lookup::run(args).await,
+        Command::Member(args) => member::run_member(args).await,
+        Command::Key(args) => member::run_key(args).await,
+        Command::Identity(args) => identity::run(args),
         Command::Bench(args) => bench::run(args).await,
     }
 }
 
 async fn connect(opts: &ClientOpts) -> anyhow::Result<crate::client::Client> {
-    let identity = crate::identity::Identity::load(&opts.identity)?;
+    let identity = crate::identity::Identity::load(opts.identity_dir()?)?;
     Ok(crate::client::Client::connect(&identity, opts.server.as_deref()).await?)
 }

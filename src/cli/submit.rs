@@ -53,7 +53,7 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
         )],
         _ => anyhow::bail!("give --type and --value, or --batch FILE"),
     };
-    let identity = Identity::load(&args.client.identity)?;
+    let identity = Identity::load(args.client.identity_dir()?)?;
     let envelopes: Vec<pb::Envelope> = hashes
         .iter()
         .map(|(t, v)| {

@@ -117,3 +117,159 @@ async fn submit_and_lookup_through_the_cli() {
     assert!(err.starts_with("INVALID_ARGUMENT: "), "{err}");
     assert!(err.contains("hash_submission.value"), "{err}");
 }
+
+fn json(out: &Output) -> serde_json::Value {
+    assert!(out.status.success(), "{out:?}");
+    serde_json::from_str(&stdout(out)).unwrap()
+}
+
+/// An admin onboards, suspends and audits a member with the CLI; the new member uses the
+/// identity directory the CLI wrote; a member makes its own keys with `identity new`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_administration_through_the_cli() {
+    let server = TestServer::start(&["alpha"]).await;
+    let carol_dir = server.identity_dir("carol");
+    let carol = carol_dir.to_str().unwrap();
+    let out = hashforum(
+        &server,
+        "admin",
+        &[
+            "member",
+            "add",
+            "carol",
+            "--roles",
+            "contributor,reader",
+            "--issue-identity",
+            carol,
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+
+    let md5 = "0cc175b9c0f1b6a831c399e269772661";
+    let out = hashforum(
+        &server,
+        "carol",
+        &["submit", "--type", "md5", "--value", md5],
+    );
+    assert!(out.status.success(), "{out:?}");
+
+    let shown = json(&hashforum(
+        &server,
+        "alpha",
+        &["member", "show", "carol", "--json"],
+    ));
+    assert_eq!(shown["status"], "active");
+    assert_eq!(shown["roles"], serde_json::json!(["contributor", "reader"]));
+    assert_eq!(shown["keys"].as_array().unwrap().len(), 1);
+
+    let out = hashforum(
+        &server,
+        "admin",
+        &["member", "suspend", "carol", "--reason", "audit"],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let out = hashforum(
+        &server,
+        "carol",
+        &["lookup", "--type", "md5", "--value", md5],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).starts_with("UNAUTHENTICATED:"),
+        "{out:?}"
+    );
+
+    let history = json(&hashforum(
+        &server,
+        "admin",
+        &["member", "history", "carol", "--json"],
+    ));
+    let actions: Vec<(&str, &str)> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["action"].as_str().unwrap(), e["author"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("added", "admin"),
+            ("key_registered", "admin"),
+            ("suspended", "admin")
+        ]
+    );
+    let listed = json(&hashforum(&server, "admin", &["member", "list", "--json"]));
+    let ids: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["member_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["admin", "alpha", "carol"]);
+
+    // Rotation of alpha's key with `identity new` + `key add` + `key revoke`.
+    let dave = server.dir().join("dave-keys");
+    let out = hashforum(
+        &server,
+        "alpha",
+        &["identity", "new", dave.to_str().unwrap(), "--name", "dave"],
+    );
+    assert!(out.status.success(), "{out:?}");
+    for file in ["tls.key", "tls.csr", "signing.key", "signing.pub"] {
+        assert!(dave.join(file).exists(), "{file}");
+    }
+    let pub_key = dave.join("signing.pub");
+    let out = hashforum(
+        &server,
+        "admin",
+        &[
+            "key",
+            "add",
+            "alpha",
+            "--public-key",
+            pub_key.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let keys = json(&hashforum(
+        &server,
+        "admin",
+        &["key", "list", "alpha", "--json"],
+    ));
+    assert_eq!(keys.as_array().unwrap().len(), 2);
+    let old = keys[0]["keyid"].as_str().unwrap().to_owned();
+    let out = hashforum(&server, "admin", &["key", "revoke", "alpha", &old]);
+    assert!(out.status.success(), "{out:?}");
+    let keys = json(&hashforum(
+        &server,
+        "admin",
+        &["key", "list", "alpha", "--json"],
+    ));
+    assert!(keys[0]["revoked_at_log_index"].is_u64(), "{keys}");
+
+    // Refusals are one line with the code name.
+    for (member, args, code) in [
+        ("admin", vec!["member", "suspend", "nobody"], "NOT_FOUND:"),
+        (
+            "alpha",
+            vec!["member", "suspend", "carol"],
+            "PERMISSION_DENIED:",
+        ),
+        (
+            "admin",
+            vec!["member", "reinstate", "alpha"],
+            "FAILED_PRECONDITION:",
+        ),
+        (
+            "admin",
+            vec!["member", "set-roles", "alpha", "boss"],
+            "INVALID_ARGUMENT:",
+        ),
+    ] {
+        let out = hashforum(&server, member, &args);
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.starts_with(code), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+}
