@@ -37,8 +37,11 @@ const OK: Code = Code::Ok;
 const DENIED: Code = Code::PermissionDenied;
 const UNAUTH: Code = Code::Unauthenticated;
 
+/// One table: each RPC with the code for each role.
+type Table = [(Rpc, [Code; 5]); 8];
+
 /// Active members, by role: admin, contributor, reader, observer, replica.
-const ACTIVE: [(Rpc, [Code; 5]); 8] = [
+const ACTIVE: Table = [
     (Rpc::SubmitHash, [DENIED, OK, DENIED, DENIED, DENIED]),
     (Rpc::SubmitHashes, [DENIED, OK, DENIED, DENIED, DENIED]),
     (Rpc::AdminAction, [OK, DENIED, DENIED, DENIED, DENIED]),
@@ -50,7 +53,7 @@ const ACTIVE: [(Rpc, [Code; 5]); 8] = [
 ];
 
 /// Suspended and removed members, by role: refused before any handler logic.
-const NOT_ACTIVE: [(Rpc, [Code; 5]); 8] = [
+const NOT_ACTIVE: Table = [
     (Rpc::SubmitHash, [UNAUTH; 5]),
     (Rpc::SubmitHashes, [UNAUTH; 5]),
     (Rpc::AdminAction, [UNAUTH; 5]),
@@ -61,7 +64,7 @@ const NOT_ACTIVE: [(Rpc, [Code; 5]); 8] = [
     (Rpc::GetMemberHistory, [UNAUTH; 5]),
 ];
 
-const STATUSES: [(&str, &[(Rpc, [Code; 5]); 8]); 3] = [
+const STATUSES: [(&str, &Table); 3] = [
     ("active", &ACTIVE),
     ("suspended", &NOT_ACTIVE),
     ("removed", &NOT_ACTIVE),
