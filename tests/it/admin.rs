@@ -138,12 +138,29 @@ async fn an_added_member_can_submit_at_once_and_its_history_is_signed() {
     ];
     let receipts = client
         .registry
-        .submit_entries(pb::SubmitEntriesRequest { envelopes })
+        .submit_entries(pb::SubmitEntriesRequest {
+            envelopes: envelopes.clone(),
+        })
         .await
         .unwrap()
         .into_inner()
         .receipts;
     assert_eq!(receipts.len(), 2);
+    // The same signed actions again: the original receipts, nothing appended.
+    let again = client
+        .registry
+        .submit_entries(pb::SubmitEntriesRequest { envelopes })
+        .await
+        .unwrap()
+        .into_inner()
+        .receipts;
+    for (first, second) in receipts.iter().zip(&again) {
+        assert!(second.duplicate);
+        assert_eq!(
+            (first.log_index, &first.entry_hash),
+            (second.log_index, &second.entry_hash)
+        );
+    }
 
     let receipt = submit_hash(&server, &carol, 1).await.unwrap();
     assert_eq!(receipt.log_index, receipts[1].log_index + 1);
@@ -203,7 +220,7 @@ async fn an_added_member_can_submit_at_once_and_its_history_is_signed() {
 
 #[tokio::test]
 async fn a_suspension_applies_to_a_connection_opened_before_it() {
-    let server = TestServer::start(&["alpha"]).await;
+    let mut server = TestServer::start(&["alpha"]).await;
     let alpha = server.identity("alpha");
     let mut open = server.client("alpha").await;
     let hash = |n| {
@@ -247,6 +264,16 @@ async fn a_suspension_applies_to_a_connection_opened_before_it() {
     let status = act(&server, reinstate("alpha")).await.unwrap_err();
     assert_eq!(status.code(), Code::FailedPrecondition);
     assert_eq!(details(&status).1, "MEMBER_REMOVED");
+
+    // Membership is a view of the log: it is all there after a restart.
+    server.restart().await;
+    assert_eq!(
+        member(&server, "alpha").await.status,
+        pb::MemberStatus::Removed as i32
+    );
+    assert_eq!(history(&server, "alpha").await.len(), 5);
+    let status = submit_hash(&server, &alpha, 4).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
 }
 
 #[tokio::test]
