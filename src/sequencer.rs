@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::entry::ParsedEntry;
 use crate::error::ServiceError;
-use crate::state::{self, Appended, Directory, Overlay, Pending};
+use crate::state::{self, Appended, Directory, Finished, Overlay, Pending};
 use crate::storage::{Batch, StorageError, Store};
 
 /// The most entries one group commit takes from the queue.
@@ -121,6 +121,9 @@ impl SequencerError {
 /// What a group's callers get back, once the group is committed.
 type Outcome = Result<Vec<Appended>, SequencerError>;
 
+/// A staged group and each job's outcome, in job order.
+type StagedGroup = (Finished, Vec<Outcome>);
+
 /// A staged group on its way to the committer thread.
 struct Staged {
     batch: Batch,
@@ -176,7 +179,8 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let staged = self.stage(jobs, in_flight.as_ref().map(|(overlay, _)| overlay));
+            let (replies, staged) =
+                self.stage(jobs, in_flight.as_ref().map(|(overlay, _)| overlay));
             if let Some((_, size)) = in_flight.take() {
                 if done_rx.recv().unwrap_or(false) {
                     self.committed_size = size;
@@ -184,24 +188,28 @@ impl Writer {
                     // This group was staged on top of one that failed to commit.
                     self.size = self.committed_size;
                     self.dir = Directory::clone(&self.directory.load());
-                    fail_all(staged.into_replies(), "an earlier group failed to commit");
+                    fail_all(replies, "an earlier group failed to commit");
                     continue;
                 }
             }
-            let StageResult { replies, group } = staged;
-            let (staged, overlay) = match group {
-                Ok(group) => group,
+            let (finished, outcomes) = match staged {
+                Ok(staged) => staged,
                 Err(err) => {
                     tracing::error!(error = %err, "staging failed; nothing was written");
                     fail_all(replies, &err.to_string());
                     continue;
                 }
             };
-            if to_committer.send(staged).is_err() {
+            let group = Staged {
+                batch: finished.batch,
+                directory: finished.directory,
+                replies: replies.into_iter().zip(outcomes).collect(),
+            };
+            if to_committer.send(group).is_err() {
                 tracing::error!("the committer thread stopped");
                 break;
             }
-            in_flight = Some((overlay, self.size));
+            in_flight = Some((finished.overlay, self.size));
         }
         if in_flight.is_some() {
             let _ = done_rx.recv();
@@ -212,7 +220,13 @@ impl Writer {
     }
 
     /// Stages a group: checks and appends each job on top of everything staged before.
-    fn stage(&mut self, jobs: Vec<Job>, prev: Option<&Overlay>) -> StageResult {
+    /// Returns the jobs' reply channels, and the staged group with each job's outcome in the
+    /// same order (or the storage failure that stopped staging).
+    fn stage(
+        &mut self,
+        jobs: Vec<Job>,
+        prev: Option<&Overlay>,
+    ) -> (Vec<Reply>, Result<StagedGroup, StorageError>) {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
@@ -231,45 +245,14 @@ impl Writer {
         });
         let outcomes = match staged {
             Ok(outcomes) => outcomes,
-            Err(err) => {
-                return StageResult {
-                    replies,
-                    group: Err(err),
-                }
-            }
+            Err(err) => return (replies, Err(err)),
         };
         let finished = pending.finish();
         self.size = finished.size;
         if let Some(dir) = &finished.directory {
             self.dir = dir.clone();
         }
-        StageResult {
-            replies: Vec::new(),
-            group: Ok((
-                Staged {
-                    batch: finished.batch,
-                    directory: finished.directory,
-                    replies: replies.into_iter().zip(outcomes).collect(),
-                },
-                finished.overlay,
-            )),
-        }
-    }
-}
-
-/// A staged group with its overlay, or the replies to fail if staging failed.
-struct StageResult {
-    replies: Vec<Reply>,
-    group: Result<(Staged, Overlay), StorageError>,
-}
-
-impl StageResult {
-    /// Every caller of the group, whether or not it staged.
-    fn into_replies(self) -> Vec<Reply> {
-        match self.group {
-            Ok((staged, _)) => staged.replies.into_iter().map(|(reply, _)| reply).collect(),
-            Err(_) => self.replies,
-        }
+        (replies, Ok((finished, outcomes)))
     }
 }
 
@@ -344,10 +327,15 @@ fn stage_job(
     }
     let mut out = Vec::with_capacity(entries.len());
     for (entry, original) in entries.into_iter().zip(originals) {
-        match original.or(pending.existing(&entry)?) {
-            Some(original) => out.push(original),
-            None => out.push(pending.append(entry)?),
-        }
+        // An entry new to the log may still repeat an earlier entry of this job.
+        let original = match original {
+            Some(original) => Some(original),
+            None => pending.existing(&entry)?,
+        };
+        out.push(match original {
+            Some(original) => original,
+            None => pending.append(entry)?,
+        });
     }
     Ok(Ok(out))
 }

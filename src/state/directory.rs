@@ -294,25 +294,19 @@ impl Directory {
                 key.revoked_at_log_index = Some(index);
             }
         }
-        let mut next = self.clone();
-        next.upsert(member.clone());
-        if !next.has_working_admin() {
+        let admin_remains = is_working_admin(&member)
+            || self
+                .members
+                .values()
+                .any(|m| m.member_id != member.member_id && is_working_admin(m));
+        if !admin_remains {
             return precondition(
                 "LAST_ADMIN",
                 "the forum needs at least one active admin with a valid signing key".into(),
             );
         }
-        *self = next;
+        self.upsert(member.clone());
         Ok(member)
-    }
-
-    /// Whether some active admin holds an unrevoked signing key.
-    fn has_working_admin(&self) -> bool {
-        self.members.values().any(|m| {
-            m.status == pb::MemberStatus::Active as i32
-                && m.roles.contains(&(pb::Role::Admin as i32))
-                && m.keys.iter().any(|k| k.revoked_at_log_index.is_none())
-        })
     }
 
     fn active(member: &pb::Member) -> Result<(), ServiceError> {
@@ -325,6 +319,13 @@ impl Directory {
             ))
         }
     }
+}
+
+/// Whether `member` is an active admin holding an unrevoked signing key.
+fn is_working_admin(member: &pb::Member) -> bool {
+    member.status == pb::MemberStatus::Active as i32
+        && member.roles.contains(&(pb::Role::Admin as i32))
+        && member.keys.iter().any(|k| k.revoked_at_log_index.is_none())
 }
 
 /// A member's roles, skipping any unknown numbers.
