@@ -139,7 +139,11 @@ impl Config {
             listen: file.listen,
             data_dir: base.join(&file.data_dir),
             tls_cert: read(&file.tls.cert)?,
-            tls_key: read(&file.tls.key)?,
+            tls_key: {
+                let p = base.join(&file.tls.key);
+                crate::fsutil::read_private(&p)
+                    .map_err(|source| ConfigError::Io { path: p, source })?
+            },
             client_ca: read(&file.tls.client_ca)?,
             origin: file.log.origin.clone(),
             log_key: crypto::read_signing_key(&base.join(&file.log.signing_key))?,

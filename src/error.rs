@@ -68,6 +68,15 @@ pub enum ServiceError {
         /// For humans.
         message: String,
     },
+    /// The request asks for more than the server gives in one call (`RESOURCE_EXHAUSTED`),
+    /// e.g. a lookup reply past its byte budget.
+    #[error("{message}")]
+    ResourceExhausted {
+        /// Stable reason.
+        reason: &'static str,
+        /// For humans: what to do instead.
+        message: String,
+    },
     /// The server is shutting down (`UNAVAILABLE`); retry elsewhere or later.
     #[error("server is shutting down")]
     ShuttingDown,
@@ -131,7 +140,8 @@ impl ServiceError {
             | Self::PermissionDenied { reason, .. }
             | Self::NotFound { reason, .. }
             | Self::AlreadyExists { reason, .. }
-            | Self::FailedPrecondition { reason, .. } => Some(reason),
+            | Self::FailedPrecondition { reason, .. }
+            | Self::ResourceExhausted { reason, .. } => Some(reason),
             Self::ShuttingDown => Some("SHUTTING_DOWN"),
             Self::Storage(_) | Self::Internal(_) => None,
         }
@@ -147,6 +157,7 @@ impl From<ServiceError> for Status {
             ServiceError::NotFound { .. } => Code::NotFound,
             ServiceError::AlreadyExists { .. } => Code::AlreadyExists,
             ServiceError::FailedPrecondition { .. } => Code::FailedPrecondition,
+            ServiceError::ResourceExhausted { .. } => Code::ResourceExhausted,
             ServiceError::ShuttingDown => Code::Unavailable,
             ServiceError::Storage(_) | ServiceError::Internal(_) => {
                 tracing::error!(error = %err, "request failed");

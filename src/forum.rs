@@ -62,7 +62,8 @@ pub fn init_dev(spec: &ForumSpec, members: &[String]) -> anyhow::Result<()> {
     let mut founders = Vec::new();
     for name in &names {
         let dir = spec.dir.join("identities").join(name);
-        let (cert_der, key) = issue_identity(&ca, name, &format!("https://{}", spec.listen), &dir)?;
+        let server = format!("https://{}", spec.listen);
+        let (cert_der, key) = issue_identity(&ca, name, &server, &spec.origin, &dir)?;
         let roles = if name == DEV_ADMIN {
             vec![Role::Admin, Role::Reader]
         } else {
@@ -93,7 +94,7 @@ pub fn init_dev(spec: &ForumSpec, members: &[String]) -> anyhow::Result<()> {
 }
 
 /// Issues a member identity from a (dev) CA into `dir`: a TLS client certificate and key, a new
-/// Ed25519 signing key, the CA certificate and the server address. Returns the certificate's
+/// Ed25519 signing key, the CA certificate, the forum's origin and the server address. Returns the certificate's
 /// DER (its SHA-256 binds it to the member) and the public signing key.
 ///
 /// # Errors
@@ -102,12 +103,14 @@ pub fn issue_identity(
     ca: &Ca,
     member: &str,
     server: &str,
+    origin: &str,
     dir: &Path,
 ) -> anyhow::Result<(Vec<u8>, ed25519_dalek::VerifyingKey)> {
     let cert = ca.issue_client(member)?;
     let key = crypto::generate_key();
     let file = IdentityFile {
         member: member.to_owned(),
+        origin: origin.to_owned(),
         server: server.to_owned(),
         server_name: "localhost".into(),
     };

@@ -10,8 +10,8 @@ use prost::Message;
 use crate::crypto;
 use crate::entry::{Author, Body, ParsedEntry};
 use crate::pb;
-use crate::state::{validate_genesis, Directory, Pending};
-use crate::storage::{StorageError, Store, CF_ENTRIES};
+use crate::state::{Directory, Effect, Pending};
+use crate::storage::{StorageError, Store};
 use crate::types::Role;
 
 /// Why the genesis entry was refused.
@@ -56,7 +56,7 @@ pub fn create(log_key: &SigningKey, origin: &str, founders: &[Founder], time_ms:
                 member_id: f.member_id.clone(),
                 display_name: f.display_name.clone(),
                 roles: f.roles.iter().map(|r| r.to_pb() as i32).collect(),
-                cert_sha256: vec![crypto::cert_fingerprint(&f.cert_der).to_vec()],
+                cert_sha256: vec![crypto::cert_fingerprint(&f.cert_der).as_bytes().to_vec()],
             })
             .collect(),
         keys: founders
@@ -69,17 +69,21 @@ pub fn create(log_key: &SigningKey, origin: &str, founders: &[Founder], time_ms:
     };
     let statement = pb::Statement {
         author: crate::types::MemberId::FORUM.to_owned(),
-        issued_at_unix_ms: 0,
+        issued_at_unix_ms: time_ms,
+        origin: origin.to_owned(),
         body: Some(pb::statement::Body::Genesis(genesis)),
     };
     pb::LogEntry {
         envelope: Some(crypto::sign_statement(log_key, &statement)),
         sequenced_at_unix_ms: time_ms,
+        relayed_by: String::new(),
     }
     .encode_to_vec()
 }
 
-/// Appends the genesis entry to an empty store, or checks that a non-empty store starts with it.
+/// Appends the genesis entry to an empty store, or checks that a non-empty store starts with
+/// exactly these bytes. The entry is parsed and verified only on an empty store: a store that
+/// holds it accepted it then, and it is not re-judged by later admission rules.
 ///
 /// # Errors
 /// When the entry is malformed, not signed by `log_key`, names another origin, or the store
@@ -90,47 +94,50 @@ pub fn bootstrap(
     log_key: &VerifyingKey,
     origin: &str,
 ) -> Result<(), GenesisError> {
-    let entry = parse(leaf, log_key)?;
-    match &entry.body {
-        Body::Genesis(g) if g.origin == origin => {}
-        _ => {
-            return Err(GenesisError::Invalid(format!(
-                "the genesis entry is not for origin {origin:?}"
-            )))
-        }
-    }
     if store.size()? > 0 {
-        return match store.get(CF_ENTRIES, &0u64.to_be_bytes())? {
+        return match store.entry(0)? {
             Some(first) if first == leaf => Ok(()),
             _ => Err(GenesisError::OtherForum),
         };
     }
+    let entry = parse(leaf, log_key, origin)?;
     let time_ms = pb::LogEntry::decode(leaf)
         .map_err(|e| GenesisError::Invalid(e.to_string()))?
         .sequenced_at_unix_ms;
     let mut pending = Pending::new(store, None, Directory::default(), 0, time_ms);
-    pending.append_leaf(entry, leaf)?;
+    pending.append_leaf(entry, Effect::Genesis, leaf)?;
     store.commit(pending.finish().batch)?;
     Ok(())
 }
 
-/// Parses and verifies a genesis entry's bytes.
+/// Parses and verifies a genesis entry's bytes for the forum `origin`.
 ///
 /// # Errors
-/// When the bytes are not a genesis entry signed by `log_key`.
-pub fn parse(leaf: &[u8], log_key: &VerifyingKey) -> Result<ParsedEntry, GenesisError> {
+/// When the bytes are not a genesis entry of `origin` signed by `log_key`.
+pub fn parse(
+    leaf: &[u8],
+    log_key: &VerifyingKey,
+    origin: &str,
+) -> Result<ParsedEntry, GenesisError> {
     let invalid = |e: &dyn std::fmt::Display| GenesisError::Invalid(e.to_string());
     let log_entry = pb::LogEntry::decode(leaf).map_err(|e| invalid(&e))?;
     let envelope = log_entry
         .envelope
         .ok_or_else(|| GenesisError::Invalid("no envelope".into()))?;
-    let entry = ParsedEntry::parse(envelope).map_err(|e| invalid(&e))?;
-    let Body::Genesis(g) = &entry.body else {
-        return Err(GenesisError::Invalid(
-            "entry 0 must be a genesis statement".into(),
-        ));
-    };
-    validate_genesis(g).map_err(|e| invalid(&e))?;
+    let entry = ParsedEntry::parse(envelope, origin).map_err(|e| invalid(&e))?;
+    match &entry.body {
+        Body::Genesis(g) if g.origin == origin => {}
+        Body::Genesis(_) => {
+            return Err(GenesisError::Invalid(format!(
+                "the genesis entry is not for origin {origin:?}"
+            )))
+        }
+        _ => {
+            return Err(GenesisError::Invalid(
+                "entry 0 must be a genesis statement".into(),
+            ))
+        }
+    }
     if entry.author != Author::Forum || entry.keyid != crypto::key_id(log_key) {
         return Err(GenesisError::BadSignature);
     }

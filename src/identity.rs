@@ -1,7 +1,7 @@
 //! Identity directories: everything a member's client needs, in one folder.
 //!
 //! ```text
-//! DIR/identity.toml   member id, server address, TLS server name
+//! DIR/identity.toml   member id, forum origin, server address, TLS server name
 //! DIR/tls.crt         the member's TLS client certificate (PEM)
 //! DIR/tls.key         its private key (PEM, mode 0600)
 //! DIR/ca.crt          the forum CA, to authenticate the server
@@ -23,6 +23,8 @@ use crate::fsutil;
 pub struct IdentityFile {
     /// The member id.
     pub member: String,
+    /// The origin line of the forum: every statement this identity signs names it.
+    pub origin: String,
     /// The server's gRPC address, e.g. `https://127.0.0.1:50051`.
     pub server: String,
     /// The name the server's certificate is checked against.
@@ -96,7 +98,10 @@ impl Identity {
             dir: dir.to_owned(),
             file,
             tls_cert: read("tls.crt")?,
-            tls_key: read("tls.key")?,
+            tls_key: {
+                let p = dir.join("tls.key");
+                fsutil::read_private(&p).map_err(io(&p))?
+            },
             ca_cert: read("ca.crt")?,
             signing_key: crypto::read_signing_key(&dir.join("signing.key"))?,
         })

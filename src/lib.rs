@@ -8,9 +8,11 @@
 //! |---|---|
 //! | [`types`] | validated newtypes: member ids, roles, hash types and values |
 //! | [`crypto`] | DSSE over Ed25519, key ids, leaf hashes, key files |
-//! | [`entry`] | parsing signed envelopes at the door |
-//! | [`state`] | `apply`: the views as a function of the log; the membership directory |
-//! | [`storage`] | RocksDB column families and keys |
+//! | [`entry`] | parsing signed envelopes at the door (admission rules) |
+//! | [`statement`] | building and signing statements (CLI, bench, tests) |
+//! | [`log`] | the log's leaves: exact bytes, hashes, reading them back |
+//! | [`state`] | `check` and `apply`: the views as a function of the log; the membership |
+//! | [`storage`] | RocksDB: the only code that knows column families and keys |
 //! | [`sequencer`] | the single writer: group commit |
 //! | [`registry`] | submit and lookup, between adapters and sequencer |
 //! | [`genesis`] | entry 0 |
@@ -31,6 +33,7 @@ pub mod forum;
 pub mod fsutil;
 pub mod genesis;
 pub mod identity;
+pub mod log;
 pub mod pb;
 pub mod pki;
 pub mod registry;
@@ -38,6 +41,7 @@ pub mod sequencer;
 pub mod server;
 pub mod service;
 pub mod state;
+pub mod statement;
 pub mod storage;
 pub mod types;
 pub mod wire;

@@ -4,29 +4,48 @@
 //! checked here, in parallel and outside the single writer; the sequencer then re-checks state
 //! at each entry's place in the log and commits. Lookups read RocksDB directly.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
-use prost::Message;
+use tokio_util::sync::CancellationToken;
 
 use crate::crypto;
-use crate::entry::{Author, Body, ParsedEntry};
+use crate::entry::{action_name, Body, ParsedEntry};
 use crate::error::ServiceError;
+use crate::log::StoredEntry;
 use crate::pb;
 use crate::sequencer::Sequencer;
-use crate::state::{self, decode_record, Appended, Caller, Directory};
-use crate::storage::{StorageError, Store, CF_ENTRIES, CF_HISTORY, CF_RECORDS};
-use crate::types::{ContentHash, Role};
+use crate::state::{self, decode_record, Appended, Caller, Directory, Step};
+use crate::storage::Store;
+use crate::types::{CertFingerprint, ContentHash, Role, StatementDigest};
 use crate::wire::RawRecord;
 
 /// Most envelopes in one `SubmitEntries` call.
 pub const MAX_SUBMIT_BATCH: usize = 10_000;
 /// Most hashes in one `LookupHashes` call.
 pub const MAX_LOOKUP_BATCH: usize = 10_000;
+/// Largest lookup reply, in bytes: a reply that would be larger is refused with
+/// `RESOURCE_EXHAUSTED` before it is built. 10,000 records with a few submissions each fit.
+pub const MAX_REPLY_BYTES: usize = 16 << 20;
+
+/// The default of [`Policy::admin_freshness`].
+pub const ADMIN_FRESHNESS: Duration = Duration::from_secs(10 * 60);
+
+/// The forum's admission rules that are not a function of the log.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// The forum's origin line: every statement must name it.
+    pub origin: String,
+    /// How far an admin statement's `issued_at_unix_ms` may be from the server's clock.
+    pub admin_freshness: Duration,
+}
 
 /// The registry: store, membership snapshot and sequencer.
 pub struct Registry {
     store: Store,
+    policy: Policy,
     directory: Arc<ArcSwap<Directory>>,
     sequencer: Sequencer,
 }
@@ -35,12 +54,14 @@ impl Registry {
     /// Opens the registry over a bootstrapped store and starts its sequencer.
     ///
     /// # Errors
-    /// When the store cannot be read.
-    pub fn start(store: Store) -> Result<Self, StorageError> {
-        let directory = Arc::new(ArcSwap::from_pointee(Directory::load(&store)?));
+    /// When the store cannot be read or the sequencer thread cannot start.
+    pub fn start(store: Store, policy: Policy) -> std::io::Result<Self> {
+        let directory = Directory::load(&store).map_err(std::io::Error::other)?;
+        let directory = Arc::new(ArcSwap::from_pointee(directory));
         let sequencer = Sequencer::start(store.clone(), directory.clone())?;
         Ok(Self {
             store,
+            policy,
             directory,
             sequencer,
         })
@@ -51,20 +72,36 @@ impl Registry {
         self.directory.load_full()
     }
 
+    /// The forum's origin line.
+    pub fn origin(&self) -> &str {
+        &self.policy.origin
+    }
+
+    /// Cancelled when the store failed and the registry can append nothing more.
+    pub fn failed(&self) -> &CancellationToken {
+        self.sequencer.failed()
+    }
+
     /// The caller holding the certificate with this SHA-256 fingerprint.
     ///
     /// # Errors
     /// `UNAUTHENTICATED` when it is bound to no active member.
-    pub fn caller(&self, cert_sha256: &[u8; 32]) -> Result<Caller, ServiceError> {
+    pub fn caller(&self, cert_sha256: &CertFingerprint) -> Result<Caller, ServiceError> {
         self.directory.load().caller(cert_sha256)
     }
 
     /// Verifies and appends envelopes, all or none. `field(i)` names envelope `i` in errors
     /// (`envelope` or `envelopes[i]`).
     ///
+    /// Checks run in this order, each over the whole batch: form (parsing); resubmissions,
+    /// which get their original receipt whoever sends them and whatever has changed since;
+    /// freshness of admin statements; authorization of the rest against the current
+    /// membership (the sequencer repeats it at each entry's place in the log); signatures.
+    ///
     /// # Errors
-    /// `INVALID_ARGUMENT` for a malformed envelope, an unknown or revoked key or a bad
-    /// signature; `PERMISSION_DENIED` when the caller may not submit for the author.
+    /// `INVALID_ARGUMENT` for a malformed envelope, a stale admin statement, an unknown or
+    /// revoked key or a bad signature; `PERMISSION_DENIED` when the caller may not submit
+    /// it.
     pub async fn submit(
         &self,
         caller: &Caller,
@@ -72,14 +109,40 @@ impl Registry {
         field: impl Fn(usize) -> String,
     ) -> Result<Vec<Appended>, ServiceError> {
         caller.require_any(&[Role::Contributor, Role::Admin])?;
-        let dir = self.directory.load_full();
         let mut entries = Vec::with_capacity(envelopes.len());
-        let mut keys = Vec::with_capacity(envelopes.len());
         for (i, envelope) in envelopes.into_iter().enumerate() {
-            let entry = ParsedEntry::parse(envelope).map_err(|e| e.in_field(&field(i)))?;
-            keys.push(authorize(&dir, caller, &entry).map_err(|e| e.in_field(&field(i)))?);
+            let entry = ParsedEntry::parse(envelope, &self.policy.origin)
+                .map_err(|e| e.in_field(&field(i)))?;
             entries.push(entry);
         }
+        let known = self.landed(&entries)?;
+        let now = now_ms();
+        for (i, entry) in entries.iter().enumerate() {
+            if !known.contains_key(&entry.digest) {
+                self.check_fresh(entry, now)
+                    .map_err(|e| e.in_field(&field(i)))?;
+            }
+        }
+        let dir = self.directory.load_full();
+        let plan = state::check_job(
+            &dir,
+            caller.member_id.as_str(),
+            &entries,
+            |entry| Ok(known.contains_key(&entry.digest)),
+            self.store.size()?,
+        )?
+        .map_err(|e| match e.position {
+            Some(i) => e.error.in_field(&field(i)),
+            None => e.error,
+        })?;
+        let keys: Vec<_> = plan
+            .steps
+            .iter()
+            .map(|step| match step {
+                Step::New { key, .. } => Some(*key),
+                Step::Duplicate => None,
+            })
+            .collect();
         let entries = verify(entries, keys).await?.map_err(|i| {
             ServiceError::invalid(
                 format!("{}.signatures[0].sig", field(i)),
@@ -96,67 +159,106 @@ impl Registry {
             })
     }
 
+    /// Where the statements already in the log landed, by digest.
+    fn landed(
+        &self,
+        entries: &[ParsedEntry],
+    ) -> Result<HashMap<StatementDigest, (u64, crate::types::LeafHash)>, ServiceError> {
+        let mut digests: Vec<StatementDigest> = entries.iter().map(|e| e.digest).collect();
+        digests.sort_unstable();
+        digests.dedup();
+        let found = self.store.landed(&digests)?;
+        Ok(digests
+            .into_iter()
+            .zip(found)
+            .filter_map(|(d, f)| Some((d, f?)))
+            .collect())
+    }
+
+    /// Refuses an admin statement issued too far from now: a signed action that was never
+    /// delivered cannot be replayed months later. Hash submissions carry no time.
+    fn check_fresh(&self, entry: &ParsedEntry, now: u64) -> Result<(), ServiceError> {
+        if !matches!(entry.body, Body::Admin(_)) {
+            return Ok(());
+        }
+        let window = u64::try_from(self.policy.admin_freshness.as_millis()).unwrap_or(u64::MAX);
+        let issued = entry.issued_at_unix_ms;
+        if issued.abs_diff(now) <= window {
+            return Ok(());
+        }
+        Err(ServiceError::invalid(
+            "payload.issued_at_unix_ms",
+            "STALE_STATEMENT",
+            format!(
+                "an admin statement must be issued within {} of the server's clock; this one \
+                 is {} ms off (sign it again)",
+                humantime::format_duration(self.policy.admin_freshness),
+                issued.abs_diff(now)
+            ),
+        ))
+    }
+
     /// Looks hashes up. Each result is `None` when the hash is not in the registry; a found
     /// record keeps its submissions encoded as stored (with envelopes attached on request).
+    /// Each distinct hash is read once, however often it is asked for.
     ///
     /// # Errors
-    /// When the store fails.
+    /// `RESOURCE_EXHAUSTED` (`REPLY_TOO_LARGE`) when the reply would exceed
+    /// [`MAX_REPLY_BYTES`], found before the reply is built; `INTERNAL` when the store fails.
     pub fn lookup(
         &self,
         hashes: &[ContentHash],
         include_envelopes: bool,
     ) -> Result<Vec<Option<RawRecord>>, ServiceError> {
-        // Read in key order (RocksDB then skips its own sort), answer in query order.
-        let keys: Vec<Vec<u8>> = hashes.iter().map(ContentHash::key).collect();
-        let mut order: Vec<usize> = (0..keys.len()).collect();
-        order.sort_unstable_by(|&a, &b| keys[a].cmp(&keys[b]));
-        let sorted: Vec<&[u8]> = order.iter().map(|&i| keys[i].as_slice()).collect();
-        let stored = self.store.multi_get_sorted(CF_RECORDS, &sorted)?;
-        let mut found = vec![None; keys.len()];
-        for (i, record) in order.into_iter().zip(stored) {
-            found[i] = record;
-        }
-        let mut out = Vec::with_capacity(hashes.len());
-        for (hash, stored) in hashes.iter().zip(found) {
-            let Some(mut submissions) = stored else {
-                out.push(None);
-                continue;
-            };
+        let mut unique: Vec<&ContentHash> = hashes.iter().collect();
+        unique.sort_unstable();
+        unique.dedup();
+        let stored = self.store.records(&unique)?;
+        let mut budget = ReplyBudget::default();
+        let mut found: HashMap<&ContentHash, Vec<u8>> = HashMap::with_capacity(unique.len());
+        for (hash, record) in unique.into_iter().zip(stored) {
+            let Some(mut record) = record else { continue };
             if include_envelopes {
-                let mut decoded = decode_record(&submissions)?.submissions;
+                let mut decoded = decode_record(&record)?.submissions;
                 self.attach_envelopes(&mut decoded)?;
-                submissions = RawRecord::encode_submissions(&decoded);
+                record = RawRecord::encode_submissions(&decoded);
+                // Envelopes make records many times larger: stop before holding them all.
+                budget.take(record.len())?;
             }
-            out.push(Some(RawRecord {
-                hash_type: hash.hash_type().to_pb() as i32,
-                value: hash.to_hex(),
-                submissions,
-            }));
+            found.insert(hash, record);
         }
-        Ok(out)
+        let mut budget = ReplyBudget::default();
+        hashes
+            .iter()
+            .map(|hash| {
+                let Some(submissions) = found.get(hash) else {
+                    return Ok(None);
+                };
+                budget.take(submissions.len() + 96)?;
+                Ok(Some(RawRecord {
+                    hash_type: hash.hash_type().to_pb() as i32,
+                    value: hash.to_hex(),
+                    submissions: submissions.clone(),
+                }))
+            })
+            .collect()
     }
 
     fn attach_envelopes(&self, submissions: &mut [pb::Submission]) -> Result<(), ServiceError> {
-        let keys: Vec<[u8; 8]> = submissions
-            .iter()
-            .map(|s| s.log_index.to_be_bytes())
-            .collect();
-        for (s, leaf) in submissions
-            .iter_mut()
-            .zip(self.store.multi_get(CF_ENTRIES, &keys)?)
-        {
+        let indexes: Vec<u64> = submissions.iter().map(|s| s.log_index).collect();
+        for (s, leaf) in submissions.iter_mut().zip(self.store.entries(&indexes)?) {
             let leaf = leaf.ok_or_else(|| {
                 ServiceError::Internal(format!("log entry {} is missing", s.log_index))
             })?;
-            let entry = pb::LogEntry::decode(leaf.as_slice()).map_err(|e| {
-                ServiceError::Internal(format!("log entry {} does not decode: {e}", s.log_index))
-            })?;
-            s.envelope = entry.envelope;
+            let stored = StoredEntry::decode(&leaf)
+                .map_err(|e| ServiceError::Internal(format!("log entry {}: {e}", s.log_index)))?;
+            s.envelope = Some(stored.envelope);
         }
         Ok(())
     }
 
-    /// Every entry that changed `member`, oldest first.
+    /// Every entry that changed `member`, oldest first. Entries are read back as stored,
+    /// without today's admission rules.
     ///
     /// # Errors
     /// `NOT_FOUND` for an unknown member; `INTERNAL` when the store fails.
@@ -167,46 +269,30 @@ impl Registry {
                 message: format!("no member {member}"),
             });
         }
-        let prefix = state::history_prefix(member);
-        let indexes: Vec<[u8; 8]> = self
-            .store
-            .keys_with_prefix(CF_HISTORY, &prefix)?
-            .iter()
-            .map(|key| <[u8; 8]>::try_from(&key[prefix.len()..]))
-            .collect::<Result<_, _>>()
-            .map_err(|_| ServiceError::Internal(format!("malformed history key of {member}")))?;
-        let leaves = self.store.multi_get_sorted(CF_ENTRIES, &indexes)?;
+        let indexes = self.store.history(member)?;
+        let leaves = self.store.entries(&indexes)?;
         indexes
             .iter()
             .zip(leaves)
-            .map(|(index, leaf)| {
-                let index = u64::from_be_bytes(*index);
+            .map(|(&index, leaf)| {
                 let corrupt = |why: String| {
                     ServiceError::Internal(format!(
                         "log entry {index} (history of {member}): {why}"
                     ))
                 };
                 let leaf = leaf.ok_or_else(|| corrupt("missing".into()))?;
-                let log_entry =
-                    pb::LogEntry::decode(leaf.as_slice()).map_err(|e| corrupt(e.to_string()))?;
-                let envelope = log_entry
-                    .envelope
-                    .ok_or_else(|| corrupt("no envelope".into()))?;
-                let entry =
-                    ParsedEntry::parse(envelope.clone()).map_err(|e| corrupt(e.to_string()))?;
-                let (author, action) = match (&entry.author, &entry.body) {
-                    (_, Body::Admin(action)) => (entry.author.to_string(), action.name()),
-                    (_, Body::Genesis(_)) => (entry.author.to_string(), "added"),
-                    (_, Body::HashSubmission(_)) => {
-                        return Err(corrupt("a hash submission in a member's history".into()))
-                    }
-                };
+                let stored = StoredEntry::decode(&leaf).map_err(|e| corrupt(e.to_string()))?;
+                let body = stored
+                    .statement
+                    .body
+                    .as_ref()
+                    .ok_or_else(|| corrupt("a statement without a body".into()))?;
                 Ok(pb::MemberEvent {
                     log_index: index,
-                    sequenced_at_unix_ms: log_entry.sequenced_at_unix_ms,
-                    author,
-                    action: action.into(),
-                    envelope: Some(envelope),
+                    sequenced_at_unix_ms: stored.sequenced_at_unix_ms,
+                    author: stored.statement.author.clone(),
+                    action: action_name(body).into(),
+                    envelope: Some(stored.envelope),
                 })
             })
             .collect()
@@ -218,44 +304,134 @@ impl Registry {
     }
 }
 
-/// Checks that `caller` may submit `entry` now and returns the author's key. Members submit
-/// their own statements; an admin may relay another member's.
-fn authorize(
-    dir: &Directory,
-    caller: &Caller,
-    entry: &ParsedEntry,
-) -> Result<ed25519_dalek::VerifyingKey, ServiceError> {
-    let Author::Member(author) = &entry.author else {
-        return Err(ServiceError::invalid(
-            "payload.author",
-            "INVALID_STATEMENT",
-            "only entry 0 is authored by the forum",
-        ));
-    };
-    if author.as_str() != caller.member_id && !caller.has(Role::Admin) {
-        return Err(ServiceError::denied(
-            "AUTHOR_MISMATCH",
-            format!(
-                "the statement is authored by {author} but the caller is {}",
-                caller.member_id
-            ),
-        ));
+/// A running total of reply bytes, refused past [`MAX_REPLY_BYTES`].
+#[derive(Default)]
+struct ReplyBudget(usize);
+
+impl ReplyBudget {
+    fn take(&mut self, bytes: usize) -> Result<(), ServiceError> {
+        self.0 += bytes;
+        if self.0 > MAX_REPLY_BYTES {
+            return Err(ServiceError::ResourceExhausted {
+                reason: "REPLY_TOO_LARGE",
+                message: format!(
+                    "the reply would exceed {} MiB: ask for fewer hashes per call, or without \
+                     envelopes",
+                    MAX_REPLY_BYTES >> 20
+                ),
+            });
+        }
+        Ok(())
     }
-    dir.check_author(author.as_str(), entry.body.required_role())?;
-    dir.active_key(author.as_str(), &entry.keyid)
 }
 
-/// Verifies every entry's signature on the blocking pool. Returns the entries, or the position
-/// of the first bad signature.
+/// Milliseconds since the Unix epoch by the server's clock.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Verifies the signatures of the entries that have a key (the new ones) on the blocking
+/// pool. Returns the entries, or the position of the first bad signature.
 async fn verify(
     entries: Vec<ParsedEntry>,
-    keys: Vec<ed25519_dalek::VerifyingKey>,
+    keys: Vec<Option<ed25519_dalek::VerifyingKey>>,
 ) -> Result<Result<Vec<ParsedEntry>, usize>, ServiceError> {
     tokio::task::spawn_blocking(move || {
-        let messages: Vec<&[u8]> = entries.iter().map(|e| e.signed.as_slice()).collect();
-        let sigs: Vec<_> = entries.iter().map(|e| e.signature).collect();
-        crypto::verify_all(&messages, &sigs, &keys).map(|()| entries)
+        let (positions, keys): (Vec<usize>, Vec<_>) = keys
+            .iter()
+            .enumerate()
+            .filter_map(|(i, key)| Some((i, (*key)?)))
+            .unzip();
+        let messages: Vec<&[u8]> = positions
+            .iter()
+            .map(|&i| entries[i].signed.as_slice())
+            .collect();
+        let sigs: Vec<_> = positions.iter().map(|&i| entries[i].signature).collect();
+        match crypto::verify_all(&messages, &sigs, &keys) {
+            Ok(()) => Ok(entries),
+            Err(bad) => Err(positions[bad]),
+        }
     })
     .await
     .map_err(|e| ServiceError::Internal(format!("signature verification task: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::*;
+    use crate::genesis::{self, Founder};
+    use crate::statement::{admin, Signer};
+
+    const ORIGIN: &str = "old.example/forum";
+
+    /// L4: a member's history reads its entries as stored, without today's admission rules:
+    /// an entry admitted under older, looser rules (here a display name with a zero-width
+    /// space, refused today) stays readable.
+    #[tokio::test]
+    async fn history_reads_entries_that_todays_rules_would_refuse() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Store::open(dir.path()).expect("open");
+        let admin_key = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
+        let log_key = ed25519_dalek::SigningKey::from_bytes(&[4; 32]);
+        let founder = Founder {
+            member_id: "admin".into(),
+            display_name: "admin".into(),
+            roles: vec![Role::Admin],
+            cert_der: vec![1],
+            signing_key: admin_key.verifying_key(),
+        };
+        let leaf = genesis::create(&log_key, ORIGIN, &[founder], 1);
+        genesis::bootstrap(&store, &leaf, &log_key.verifying_key(), ORIGIN).expect("genesis");
+
+        let old_rules = admin::add_member(
+            "gamma",
+            "Gamma\u{200B}Inc",
+            &[Role::Reader],
+            vec![vec![9; 32]],
+        );
+        let envelope = Signer::new(ORIGIN, "admin", admin_key).admin(old_rules);
+        assert!(
+            ParsedEntry::parse(envelope.clone(), ORIGIN).is_err(),
+            "refused today"
+        );
+        let leaf = pb::LogEntry {
+            envelope: Some(envelope.clone()),
+            sequenced_at_unix_ms: 2,
+            relayed_by: String::new(),
+        }
+        .encode_to_vec();
+        let member = pb::Member {
+            member_id: "gamma".into(),
+            display_name: "Gamma\u{200B}Inc".into(),
+            roles: vec![Role::Reader.to_pb() as i32],
+            status: pb::MemberStatus::Active as i32,
+            added_at_log_index: 1,
+            cert_sha256: vec![vec![9; 32]],
+            ..Default::default()
+        };
+        let mut batch = store.batch();
+        batch.put_entry(1, &leaf);
+        batch.put_member("gamma", &member.encode_to_vec(), 1);
+        batch.put_size(2);
+        store.commit(batch).expect("commit");
+
+        let policy = Policy {
+            origin: ORIGIN.into(),
+            admin_freshness: ADMIN_FRESHNESS,
+        };
+        let registry = Registry::start(store, policy).expect("start");
+        let events = registry.member_history("gamma").expect("readable");
+        assert_eq!(events.len(), 1);
+        assert_eq!(
+            (events[0].log_index, events[0].action.as_str()),
+            (1, "added")
+        );
+        assert_eq!(events[0].author, "admin");
+        assert_eq!(events[0].envelope.as_ref(), Some(&envelope));
+        registry.close().await;
+    }
 }

@@ -17,7 +17,7 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use crate::config::Config;
 use crate::pb::server::admin_service_server::AdminServiceServer;
 use crate::pb::server::registry_service_server::RegistryServiceServer;
-use crate::registry::Registry;
+use crate::registry::{Policy, Registry};
 use crate::service::{AdminApi, RegistryApi};
 use crate::storage::Store;
 use crate::{genesis, pb};
@@ -49,7 +49,11 @@ pub async fn serve(
         &config.log_key.verifying_key(),
         &config.origin,
     )?;
-    let registry = Arc::new(Registry::start(store)?);
+    let policy = Policy {
+        origin: config.origin.clone(),
+        admin_freshness: crate::registry::ADMIN_FRESHNESS,
+    };
+    let registry = Arc::new(Registry::start(store, policy)?);
     let addr: SocketAddr = listener.local_addr()?;
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -84,8 +88,12 @@ pub async fn serve(
             let _ = stop_rx.await;
         });
     let server = tokio::spawn(server);
-    shutdown.await;
-    tracing::info!("shutting down");
+    let failed = registry.failed().clone();
+    let store_failed = tokio::select! {
+        () = shutdown => false,
+        () = failed.cancelled() => true,
+    };
+    tracing::info!(store_failed, "shutting down");
     health
         .set_not_serving::<RegistryServiceServer<RegistryApi>>()
         .await;
@@ -102,5 +110,8 @@ pub async fn serve(
         Err(_) => tracing::warn!("registry still referenced at shutdown"),
     }
     tracing::info!("stopped");
+    if store_failed {
+        anyhow::bail!("a group commit failed, so the server stopped (see the log for the cause)");
+    }
     Ok(())
 }

@@ -63,6 +63,58 @@ impl fmt::Display for MemberId {
     }
 }
 
+/// Defines a newtype over 32 bytes: one per meaning, so that a leaf hash can never be passed
+/// where a certificate fingerprint is expected.
+macro_rules! bytes32 {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(pub [u8; 32]);
+
+        impl $name {
+            /// The raw bytes.
+            pub fn as_bytes(&self) -> &[u8; 32] {
+                &self.0
+            }
+
+            /// Reads 32 bytes.
+            ///
+            /// # Errors
+            /// When `bytes` is not 32 bytes long.
+            pub fn from_slice(bytes: &[u8]) -> Result<Self, Invalid> {
+                <[u8; 32]>::try_from(bytes).map(Self).map_err(|_| {
+                    invalid(format!("expected 32 bytes, got {}", bytes.len()))
+                })
+            }
+
+            /// Lowercase hex.
+            pub fn to_hex(&self) -> String {
+                hex::encode(self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({})", stringify!($name), hex::encode(self.0))
+            }
+        }
+    };
+}
+
+bytes32!(
+    /// SHA-256 of a statement's DSSE pre-authentication encoding: equal digests, equal
+    /// statements (docs/signed-bytes.md §4).
+    StatementDigest
+);
+bytes32!(
+    /// RFC 6962 leaf hash of a stored log entry: SHA-256(0x00 || entry bytes).
+    LeafHash
+);
+bytes32!(
+    /// SHA-256 of a DER TLS certificate: how certificates are bound to members.
+    CertFingerprint
+);
+
 /// What a member may do (docs/membership.md has the matrix).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Role {
@@ -182,7 +234,9 @@ impl HashType {
         }
     }
 
-    /// The byte that starts this type's storage keys. Fixed forever: it is on disk.
+    /// The byte that starts this type's storage keys. Fixed forever: it is on disk (see
+    /// `storage::keys::record`, whose test pins each value). The order of the variants above
+    /// is the order of these tags, so `ContentHash`'s derived order is its key order.
     pub fn tag(self) -> u8 {
         match self {
             HashType::Pdq => 1,
@@ -298,14 +352,6 @@ impl ContentHash {
     pub fn to_hex(&self) -> String {
         hex::encode(&self.bytes)
     }
-
-    /// The storage key: the type's tag byte followed by the raw bytes.
-    pub fn key(&self) -> Vec<u8> {
-        let mut key = Vec::with_capacity(1 + self.bytes.len());
-        key.push(self.hash_type.tag());
-        key.extend_from_slice(&self.bytes);
-        key
-    }
 }
 
 #[cfg(test)]
@@ -321,9 +367,14 @@ mod tests {
         assert!(ContentHash::parse(HashType::Sha1, md5).is_err());
         assert!(ContentHash::parse(HashType::Pdq, &"0".repeat(64)).is_err());
         assert!(ContentHash::parse(HashType::Pdq, &"g".repeat(64)).is_err());
+        let sha256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        assert!(ContentHash::parse(HashType::Sha256, sha256).is_ok());
+        assert!(ContentHash::parse(HashType::Sha256, &sha256[..62]).is_err());
+        assert!(ContentHash::parse(HashType::UrlMd5, md5).is_ok());
+        assert!(ContentHash::parse(HashType::UrlMd5, &format!("{md5}0")).is_err());
         let pdq = ContentHash::parse(HashType::Pdq, &"f".repeat(64)).unwrap();
-        assert_eq!(pdq.key().len(), 33);
-        assert_eq!(pdq.key()[0], 1);
+        assert_eq!(pdq.to_hex(), "f".repeat(64));
+        assert_eq!(pdq.as_bytes(), [0xff; 32]);
     }
 
     #[test]

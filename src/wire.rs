@@ -145,6 +145,7 @@ mod tests {
             }),
             tags: vec!["a".into(), "b".into()],
             quality: (index % 2 == 0).then_some(90),
+            first_log_index: index / 2,
             envelope: envelope.then(|| pb::Envelope {
                 payload: vec![1, 2, 3].into(),
                 payload_type: "t".into(),

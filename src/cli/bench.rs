@@ -19,8 +19,9 @@ use crate::client::Client;
 use crate::config::Config;
 use crate::forum::{self, ForumSpec, DEV_ORIGIN};
 use crate::identity::Identity;
+use crate::pb;
+use crate::statement::{hash_submission, Signer};
 use crate::types::HashType;
-use crate::{crypto, pb};
 
 /// Options of `hashforum bench`.
 #[derive(Debug, Args)]
@@ -119,26 +120,19 @@ fn hash_value(i: usize) -> String {
 }
 
 fn presign(identity: &Identity, n: usize) -> Vec<pb::Envelope> {
-    let author = identity.file.member.clone();
+    let signer = Signer::of(identity);
     (0..n)
         .into_par_iter()
         .map(|i| {
-            let statement = pb::Statement {
-                author: author.clone(),
-                issued_at_unix_ms: 0,
-                body: Some(pb::statement::Body::HashSubmission(pb::HashSubmission {
-                    hash_type: HashType::Sha256.to_pb() as i32,
-                    value: hash_value(i),
-                    labels: Some(pb::Labels {
-                        entity: "bench-entity".into(),
-                        behaviour: "glorification".into(),
-                        content_type: "video".into(),
-                    }),
-                    tags: vec!["bench".into()],
-                    quality: None,
-                })),
-            };
-            crypto::sign_statement(&identity.signing_key, &statement)
+            signer.submit(pb::HashSubmission {
+                labels: Some(pb::Labels {
+                    entity: "bench-entity".into(),
+                    behaviour: "glorification".into(),
+                    content_type: "video".into(),
+                }),
+                tags: vec!["bench".into()],
+                ..hash_submission(HashType::Sha256, &hash_value(i))
+            })
         })
         .collect()
 }

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::output::{parse_lines, read_input, record_json, record_text};
+use super::input::{parse_lines, read_input};
+use super::output::{record_json, record_text};
 use super::{connect, ClientOpts};
 use crate::pb;
 use crate::registry::MAX_LOOKUP_BATCH;

@@ -1,8 +1,11 @@
 //! The `hashforum` command: one function per subcommand.
 
+mod admin;
 pub mod bench;
 pub mod identity;
 pub mod init;
+mod input;
+pub mod key;
 pub mod lookup;
 pub mod member;
 pub mod output;
@@ -39,7 +42,7 @@ pub enum Command {
     /// Manage members (admin) and read the member directory.
     Member(member::MemberArgs),
     /// Manage members' signing keys (admin) and list them.
-    Key(member::KeyArgs),
+    Key(key::KeyArgs),
     /// Make your own keys and certificate request, as a member.
     Identity(identity::IdentityArgs),
     /// Measure ingest and lookup throughput against an in-process server.
@@ -82,8 +85,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::run(args).await,
         Command::Submit(args) => submit::run(args).await,
         Command::Lookup(args) => lookup::run(args).await,
-        Command::Member(args) => member::run_member(args).await,
-        Command::Key(args) => member::run_key(args).await,
+        Command::Member(args) => member::run(args).await,
+        Command::Key(args) => key::run(args).await,
         Command::Identity(args) => identity::run(args),
         Command::Bench(args) => bench::run(args).await,
     }

@@ -1,4 +1,4 @@
-//! Printing results and errors.
+//! Printing results and errors: one function per kind of thing printed, text and JSON.
 
 use std::io::Write;
 
@@ -8,7 +8,7 @@ use tonic_types::StatusExt;
 
 use crate::client::ClientError;
 use crate::pb;
-use crate::types::HashType;
+use crate::types::{HashType, Role};
 
 /// The canonical name of a gRPC code, as in `INVALID_ARGUMENT`.
 pub fn code_name(code: Code) -> &'static str {
@@ -79,6 +79,7 @@ fn submission_json(s: &pb::Submission) -> Value {
     let mut v = json!({
         "member": s.member_id,
         "log_index": s.log_index,
+        "first_log_index": s.first_log_index,
         "sequenced_at": format_ms(s.sequenced_at_unix_ms),
         "labels": {
             "entity": labels.entity,
@@ -121,17 +122,13 @@ pub fn record_text(hash_type: &str, value: &str, record: Option<&pb::HashRecord>
     let Some(record) = record else {
         return format!("{hash_type}:{value} not found\n");
     };
-    let mut members: Vec<&str> = record
-        .submissions
-        .iter()
-        .map(|s| s.member_id.as_str())
-        .collect();
-    members.sort_unstable();
-    members.dedup();
     let mut out = format!(
-        "{hash_type}:{value} found: {} submission(s) by {} member(s)\n",
+        "{hash_type}:{value} found: submitted by {} member(s), first by {}\n",
         record.submissions.len(),
-        members.len()
+        record
+            .submissions
+            .first()
+            .map_or("nobody", |s| s.member_id.as_str()),
     );
     for s in &record.submissions {
         let l = s.labels.clone().unwrap_or_default();
@@ -149,45 +146,135 @@ pub fn record_text(hash_type: &str, value: &str, record: Option<&pb::HashRecord>
     out
 }
 
-/// Parses `type:value` lines (blank lines and `#` comments skipped).
-///
-/// # Errors
-/// `INVALID_ARGUMENT` naming the line.
-pub fn parse_lines(text: &str) -> Result<Vec<(HashType, String)>, tonic::Status> {
-    let mut out = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
+/// Prints the receipts of submitted entries: the log index of each, and whether it was
+/// already in the log.
+pub fn print_receipts(receipts: &[pb::Receipt], json: bool) {
+    for r in receipts {
+        if json {
+            println!("{}", receipt_json(r));
+        } else if r.duplicate {
+            println!("already logged at index {}", r.log_index);
+        } else {
+            println!("logged at index {}", r.log_index);
         }
-        let bad = |msg: String| tonic::Status::invalid_argument(format!("line {}: {msg}", n + 1));
-        let (t, v) = line
-            .split_once(':')
-            .ok_or_else(|| bad(format!("expected type:value, got {line:?}")))?;
-        let t = HashType::parse(t.trim()).map_err(|e| bad(e.0))?;
-        out.push((t, v.trim().to_owned()));
     }
-    if out.is_empty() {
-        return Err(tonic::Status::invalid_argument(
-            "no type:value lines in the input",
-        ));
-    }
-    Ok(out)
 }
 
-/// Reads a file, or stdin for `-`.
-///
-/// # Errors
-/// When it cannot be read.
-pub fn read_input(path: &std::path::Path) -> anyhow::Result<String> {
-    if path.as_os_str() == "-" {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
-        Ok(s)
-    } else {
-        Ok(
-            std::fs::read_to_string(path)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
-        )
+/// The JSON of a receipt.
+pub fn receipt_json(r: &pb::Receipt) -> Value {
+    json!({
+        "log_index": r.log_index,
+        "entry_hash": hex::encode(&r.entry_hash),
+        "duplicate": r.duplicate,
+    })
+}
+
+/// A member status's name.
+pub fn status_name(status: i32) -> &'static str {
+    match pb::MemberStatus::try_from(status) {
+        Ok(pb::MemberStatus::Active) => "active",
+        Ok(pb::MemberStatus::Suspended) => "suspended",
+        Ok(pb::MemberStatus::Removed) => "removed",
+        _ => "unknown",
     }
+}
+
+/// Role names from wire values.
+pub fn role_names(roles: &[i32]) -> Vec<&'static str> {
+    roles
+        .iter()
+        .map(|r| Role::from_pb(*r).map_or("unknown", Role::name))
+        .collect()
+}
+
+/// One line about a signing key.
+pub fn key_line(k: &pb::SigningKey) -> String {
+    let revoked = k
+        .revoked_at_log_index
+        .map_or(String::new(), |i| format!(", revoked at {i}"));
+    format!(
+        "{}\tvalid from {}{revoked}",
+        k.keyid, k.valid_from_log_index
+    )
+}
+
+/// The JSON of a member's signing key.
+pub fn key_json(k: &pb::SigningKey) -> Value {
+    json!({
+        "keyid": k.keyid,
+        "public_key": hex::encode(&k.public_key),
+        "valid_from_log_index": k.valid_from_log_index,
+        "revoked_at_log_index": k.revoked_at_log_index,
+    })
+}
+
+/// The JSON of a member.
+pub fn member_json(m: &pb::Member) -> Value {
+    json!({
+        "member_id": m.member_id,
+        "display_name": m.display_name,
+        "roles": role_names(&m.roles),
+        "status": status_name(m.status),
+        "added_at_log_index": m.added_at_log_index,
+        "cert_sha256": m.cert_sha256.iter().map(hex::encode).collect::<Vec<_>>(),
+        "retired_cert_sha256": m.retired_cert_sha256.iter().map(hex::encode).collect::<Vec<_>>(),
+        "keys": m.keys.iter().map(key_json).collect::<Vec<_>>(),
+    })
+}
+
+/// One line per member: id, status, roles, display name.
+pub fn member_line(m: &pb::Member) -> String {
+    format!(
+        "{}\t{}\t{}\t{}",
+        m.member_id,
+        status_name(m.status),
+        role_names(&m.roles).join(","),
+        m.display_name
+    )
+}
+
+/// A member, several lines.
+pub fn member_text(m: &pb::Member) -> String {
+    let mut out = format!(
+        "member:   {}\nname:     {}\nstatus:   {}\nroles:    {}\nadded at: log index {}\n",
+        m.member_id,
+        m.display_name,
+        status_name(m.status),
+        role_names(&m.roles).join(", "),
+        m.added_at_log_index
+    );
+    for fp in &m.cert_sha256 {
+        out.push_str(&format!("cert:     sha256 {}\n", hex::encode(fp)));
+    }
+    for fp in &m.retired_cert_sha256 {
+        out.push_str(&format!("retired:  sha256 {}\n", hex::encode(fp)));
+    }
+    for k in &m.keys {
+        out.push_str(&format!("key:      {}\n", key_line(k)));
+    }
+    out
+}
+
+/// The JSON of a member event.
+pub fn event_json(e: &pb::MemberEvent) -> Value {
+    json!({
+        "log_index": e.log_index,
+        "sequenced_at_unix_ms": e.sequenced_at_unix_ms,
+        "author": e.author,
+        "action": e.action,
+        "keyid": e.envelope.as_ref()
+            .and_then(|env| env.signatures.first())
+            .map(|s| s.keyid.clone()),
+    })
+}
+
+/// One line per member event.
+pub fn event_line(e: &pb::MemberEvent) -> String {
+    format!(
+        "{}\t{}\t{}\tby {}",
+        e.log_index,
+        format_ms(e.sequenced_at_unix_ms),
+        e.action,
+        e.author
+    )
 }

@@ -6,12 +6,13 @@ use std::process::ExitCode;
 use clap::Args;
 use serde_json::json;
 
-use super::output::{parse_lines, read_input};
+use super::input::{parse_labels, parse_lines, read_input};
 use super::{connect, ClientOpts};
 use crate::identity::Identity;
+use crate::pb;
 use crate::registry::MAX_SUBMIT_BATCH;
+use crate::statement::{hash_submission, Signer};
 use crate::types::HashType;
-use crate::{crypto, pb};
 
 /// `hashforum submit --type T --value V [--label K=V]... [--tag T]...`, or `--batch FILE`.
 #[derive(Debug, Args)]
@@ -53,12 +54,16 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
         )],
         _ => anyhow::bail!("give --type and --value, or --batch FILE"),
     };
-    let identity = Identity::load(args.client.identity_dir()?)?;
+    let signer = Signer::of(&Identity::load(args.client.identity_dir()?)?);
     let envelopes: Vec<pb::Envelope> = hashes
         .iter()
         .map(|(t, v)| {
-            let statement = submission(&identity.file.member, *t, v, &labels, &args);
-            crypto::sign_statement(&identity.signing_key, &statement)
+            signer.submit(pb::HashSubmission {
+                labels: Some(labels.clone()),
+                tags: args.tags.clone(),
+                quality: args.quality,
+                ..hash_submission(*t, v)
+            })
         })
         .collect();
     let mut client = connect(&args.client).await?;
@@ -104,44 +109,4 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn submission(
-    author: &str,
-    hash_type: HashType,
-    value: &str,
-    labels: &pb::Labels,
-    args: &SubmitArgs,
-) -> pb::Statement {
-    pb::Statement {
-        author: author.to_owned(),
-        issued_at_unix_ms: 0,
-        body: Some(pb::statement::Body::HashSubmission(pb::HashSubmission {
-            hash_type: hash_type.to_pb() as i32,
-            value: value.to_owned(),
-            labels: Some(labels.clone()),
-            tags: args.tags.clone(),
-            quality: args.quality,
-        })),
-    }
-}
-
-fn parse_labels(labels: &[String]) -> Result<pb::Labels, tonic::Status> {
-    let mut out = pb::Labels::default();
-    for label in labels {
-        let bad = || {
-            tonic::Status::invalid_argument(format!(
-                "--label {label:?}: expected entity=..., behaviour=... or content_type=..."
-            ))
-        };
-        let (k, v) = label.split_once('=').ok_or_else(bad)?;
-        let slot = match k {
-            "entity" => &mut out.entity,
-            "behaviour" | "behavior" => &mut out.behaviour,
-            "content_type" => &mut out.content_type,
-            _ => return Err(bad()),
-        };
-        v.clone_into(slot);
-    }
-    Ok(out)
 }

@@ -62,8 +62,8 @@ pub fn key_id(key: &VerifyingKey) -> String {
 }
 
 /// SHA-256 of a DER certificate: how certificates are bound to members.
-pub fn cert_fingerprint(der: &[u8]) -> [u8; 32] {
-    Sha256::digest(der).into()
+pub fn cert_fingerprint(der: &[u8]) -> crate::types::CertFingerprint {
+    crate::types::CertFingerprint(Sha256::digest(der).into())
 }
 
 /// The statement digest: SHA-256 of the pre-authentication encoding. Two envelopes with the same
@@ -75,14 +75,6 @@ pub fn statement_digest(payload_type: &str, payload: &[u8]) -> [u8; 32] {
 /// SHA-256 of `bytes`.
 pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
-}
-
-/// RFC 6962 leaf hash: SHA-256(0x00 || entry bytes).
-pub fn leaf_hash(entry: &[u8]) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update([0u8]);
-    h.update(entry);
-    h.finalize().into()
 }
 
 /// Signs a statement into a DSSE envelope.
@@ -126,9 +118,11 @@ fn format_err(path: &Path, reason: impl ToString) -> KeyFileError {
 /// Reads a PKCS#8 PEM Ed25519 private key (as `openssl genpkey -algorithm ed25519` writes).
 ///
 /// # Errors
-/// When the file is missing or not such a key.
+/// When the file is missing, readable by others (see `fsutil::read_private`) or not such a
+/// key.
 pub fn read_signing_key(path: &Path) -> Result<SigningKey, KeyFileError> {
-    let pem = std::fs::read_to_string(path).map_err(io_err(path))?;
+    let pem = crate::fsutil::read_private(path).map_err(io_err(path))?;
+    let pem = String::from_utf8(pem).map_err(|e| format_err(path, e))?;
     SigningKey::from_pkcs8_pem(&pem).map_err(|e| format_err(path, e))
 }
 

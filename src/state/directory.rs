@@ -14,14 +14,14 @@ use crate::crypto;
 use crate::entry::AdminAction;
 use crate::error::ServiceError;
 use crate::pb;
-use crate::storage::{StorageError, Store, CF_MEMBERS};
-use crate::types::Role;
+use crate::storage::{StorageError, Store};
+use crate::types::{CertFingerprint, MemberId, Role};
 
 /// The authenticated caller of an RPC.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     /// The member id.
-    pub member_id: String,
+    pub member_id: MemberId,
     /// Its roles.
     pub roles: Vec<Role>,
 }
@@ -56,9 +56,15 @@ impl Caller {
 #[derive(Debug, Clone, Default)]
 pub struct Directory {
     members: BTreeMap<String, pb::Member>,
-    by_cert: HashMap<[u8; 32], String>,
+    /// Certificates that authenticate someone now: bound to a member that is not removed.
+    by_cert: HashMap<CertFingerprint, String>,
+    /// Every certificate ever bound, bound now or retired, and its member: a fingerprint is
+    /// never bound to a second member.
+    cert_owner: HashMap<CertFingerprint, String>,
     /// Parsed signing keys: member id → key id → key.
     keys: HashMap<String, HashMap<String, VerifyingKey>>,
+    /// Every public key ever registered, and its member: a key belongs to one member.
+    key_owner: HashMap<[u8; 32], String>,
 }
 
 impl Directory {
@@ -68,10 +74,10 @@ impl Directory {
     /// When the store fails or holds an undecodable member.
     pub fn load(store: &Store) -> Result<Self, StorageError> {
         let mut dir = Self::default();
-        for (_, value) in store.scan(CF_MEMBERS)? {
+        for value in store.members()? {
             let member =
                 pb::Member::decode(value.as_slice()).map_err(|e| StorageError::Corrupt {
-                    cf: CF_MEMBERS,
+                    cf: "members",
                     reason: e.to_string(),
                 })?;
             dir.upsert(member);
@@ -81,31 +87,40 @@ impl Directory {
 
     /// Inserts or replaces a member and refreshes the indexes.
     pub fn upsert(&mut self, member: pb::Member) {
-        if let Some(old) = self.members.get(&member.member_id) {
-            for fp in &old.cert_sha256 {
-                if let Ok(fp) = <[u8; 32]>::try_from(fp.as_slice()) {
-                    self.by_cert.remove(&fp);
-                }
+        let id = &member.member_id;
+        let fingerprints = |m: &pb::Member| -> Vec<CertFingerprint> {
+            m.cert_sha256
+                .iter()
+                .filter_map(|fp| CertFingerprint::from_slice(fp).ok())
+                .collect()
+        };
+        if let Some(old) = self.members.get(id) {
+            for fp in fingerprints(old) {
+                self.by_cert.remove(&fp);
             }
         }
-        // A removed member's certificates are unbound: they authenticate nobody.
+        // A removed member's certificates authenticate nobody.
         if member.status != pb::MemberStatus::Removed as i32 {
-            for fp in &member.cert_sha256 {
-                if let Ok(fp) = <[u8; 32]>::try_from(fp.as_slice()) {
-                    self.by_cert.insert(fp, member.member_id.clone());
-                }
+            for fp in fingerprints(&member) {
+                self.by_cert.insert(fp, id.clone());
+            }
+        }
+        for fp in member.cert_sha256.iter().chain(&member.retired_cert_sha256) {
+            if let Ok(fp) = CertFingerprint::from_slice(fp) {
+                self.cert_owner.insert(fp, id.clone());
             }
         }
         for key in &member.keys {
             let bytes: Option<[u8; 32]> = key.public_key.as_slice().try_into().ok();
             if let Some(vk) = bytes.and_then(|b| VerifyingKey::from_bytes(&b).ok()) {
+                self.key_owner.insert(vk.to_bytes(), id.clone());
                 self.keys
-                    .entry(member.member_id.clone())
+                    .entry(id.clone())
                     .or_default()
                     .insert(key.keyid.clone(), vk);
             }
         }
-        self.members.insert(member.member_id.clone(), member);
+        self.members.insert(id.clone(), member);
     }
 
     /// A member by id.
@@ -128,7 +143,7 @@ impl Directory {
     /// # Errors
     /// `UNAUTHENTICATED` when the certificate is bound to no member, or its member is not
     /// active.
-    pub fn caller(&self, cert_sha256: &[u8; 32]) -> Result<Caller, ServiceError> {
+    pub fn caller(&self, cert_sha256: &CertFingerprint) -> Result<Caller, ServiceError> {
         let member = self
             .by_cert
             .get(cert_sha256)
@@ -141,8 +156,11 @@ impl Directory {
             reason: "MEMBER_NOT_ACTIVE",
             message: format!("member {} is not active", member.member_id),
         })?;
+        let member_id = MemberId::parse(&member.member_id).map_err(|e| {
+            ServiceError::Internal(format!("stored member id {:?}: {e}", member.member_id))
+        })?;
         Ok(Caller {
-            member_id: member.member_id.clone(),
+            member_id,
             roles: roles(member),
         })
     }
@@ -157,12 +175,10 @@ impl Directory {
         })?;
         Self::active(member)?;
         match role {
-            Some(role) if !member.roles.contains(&(role.to_pb() as i32)) => {
-                Err(ServiceError::denied(
-                    "MISSING_ROLE",
-                    format!("member {author} needs the {} role", role.name()),
-                ))
-            }
+            Some(role) if !roles(member).contains(&role) => Err(ServiceError::denied(
+                "MISSING_ROLE",
+                format!("member {author} needs the {} role", role.name()),
+            )),
             _ => Ok(()),
         }
     }
@@ -196,10 +212,11 @@ impl Directory {
     /// Applies an admin action made at log index `index`, returning the changed member.
     ///
     /// # Errors
-    /// `NOT_FOUND` for an unknown member or key; `ALREADY_EXISTS` for a member id, certificate
-    /// or key already registered; `FAILED_PRECONDITION` when the member's status does not
-    /// allow the action, or when no active admin with a valid key would remain. On error the
-    /// directory is unchanged.
+    /// `NOT_FOUND` for an unknown member, key or certificate; `ALREADY_EXISTS` for a member id,
+    /// certificate or key already registered (a certificate or key once bound to a member
+    /// stays its own); `FAILED_PRECONDITION` when the member's status does not allow the
+    /// action, when it would leave a member without a certificate, or when no active admin
+    /// with a valid key would remain. On error the directory is unchanged.
     pub fn apply(&mut self, action: &AdminAction, index: u64) -> Result<pb::Member, ServiceError> {
         let id = action.member().as_str();
         let mut member = match (action, self.members.get(id)) {
@@ -218,13 +235,34 @@ impl Directory {
                 })
             }
         };
-        let status = member.status;
-        let precondition = |reason: &'static str, message: String| {
-            Err(ServiceError::FailedPrecondition { reason, message })
-        };
-        if status == pb::MemberStatus::Removed as i32 {
+        if member.status == pb::MemberStatus::Removed as i32 {
             return precondition("MEMBER_REMOVED", format!("member {id} was removed"));
         }
+        self.change(&mut member, action, index)?;
+        let admin_remains = is_working_admin(&member)
+            || self
+                .members
+                .values()
+                .any(|m| m.member_id != member.member_id && is_working_admin(m));
+        if !admin_remains {
+            return precondition(
+                "LAST_ADMIN",
+                "the forum needs at least one active admin with a valid signing key".into(),
+            );
+        }
+        self.upsert(member.clone());
+        Ok(member)
+    }
+
+    /// The change an action makes to `member` (a copy), or why it cannot be made.
+    fn change(
+        &self,
+        member: &mut pb::Member,
+        action: &AdminAction,
+        index: u64,
+    ) -> Result<(), ServiceError> {
+        let id = action.member().as_str();
+        let status = member.status;
         match action {
             AdminAction::AddMember {
                 member: new,
@@ -232,20 +270,18 @@ impl Directory {
                 roles,
                 certs,
             } => {
-                if let Some(holder) = certs.iter().find_map(|fp| self.by_cert.get(fp)) {
-                    return Err(ServiceError::AlreadyExists {
-                        reason: "CERTIFICATE_IN_USE",
-                        message: format!("a certificate is already bound to member {holder}"),
-                    });
+                for fp in certs {
+                    self.check_cert_free(fp, id)?;
                 }
-                member = pb::Member {
+                *member = pb::Member {
                     member_id: new.to_string(),
                     display_name: display_name.clone(),
                     roles: roles.iter().map(|r| r.to_pb() as i32).collect(),
                     status: pb::MemberStatus::Active as i32,
                     keys: Vec::new(),
                     added_at_log_index: index,
-                    cert_sha256: certs.iter().map(|fp| fp.to_vec()).collect(),
+                    cert_sha256: certs.iter().map(|fp| fp.as_bytes().to_vec()).collect(),
+                    retired_cert_sha256: Vec::new(),
                 };
             }
             AdminAction::SetRoles { roles, .. } => {
@@ -265,13 +301,15 @@ impl Directory {
             }
             AdminAction::Remove { .. } => {
                 member.status = pb::MemberStatus::Removed as i32;
+                let certs = std::mem::take(&mut member.cert_sha256);
+                member.retired_cert_sha256.extend(certs);
             }
             AdminAction::RegisterKey { key, .. } => {
                 let keyid = crypto::key_id(key);
-                if member.keys.iter().any(|k| k.keyid == keyid) {
+                if let Some(owner) = self.key_owner.get(key.as_bytes()) {
                     return Err(ServiceError::AlreadyExists {
                         reason: "KEY_EXISTS",
-                        message: format!("key {keyid} is already registered for {id}"),
+                        message: format!("key {keyid} is already registered for {owner}"),
                     });
                 }
                 member.keys.push(pb::SigningKey {
@@ -284,8 +322,8 @@ impl Directory {
             AdminAction::RevokeKey { keyid, .. } => {
                 let Some(key) = member.keys.iter_mut().find(|k| &k.keyid == keyid) else {
                     return Err(ServiceError::NotFound {
-                        reason: "UNKNOWN_KEY",
-                        message: format!("no key {keyid:?} is registered for {id}"),
+                        reason: "KEY_NOT_FOUND",
+                        message: format!("no key {keyid} is registered for {id}"),
                     });
                 };
                 if key.revoked_at_log_index.is_some() {
@@ -293,20 +331,56 @@ impl Directory {
                 }
                 key.revoked_at_log_index = Some(index);
             }
+            AdminAction::BindCert { cert, .. } => {
+                self.check_cert_free(cert, id)?;
+                let fp = cert.as_bytes().to_vec();
+                if member.cert_sha256.contains(&fp) {
+                    return Err(ServiceError::AlreadyExists {
+                        reason: "CERTIFICATE_BOUND",
+                        message: format!("the certificate is already bound to {id}"),
+                    });
+                }
+                if member.cert_sha256.len() >= crate::entry::MAX_CERTS {
+                    return precondition(
+                        "TOO_MANY_CERTIFICATES",
+                        format!("{id} has {} certificates bound", member.cert_sha256.len()),
+                    );
+                }
+                member.retired_cert_sha256.retain(|c| *c != fp);
+                member.cert_sha256.push(fp);
+            }
+            AdminAction::UnbindCert { cert, .. } => {
+                let fp = cert.as_bytes().to_vec();
+                let Some(pos) = member.cert_sha256.iter().position(|c| *c == fp) else {
+                    return Err(ServiceError::NotFound {
+                        reason: "CERTIFICATE_NOT_BOUND",
+                        message: format!("the certificate is not bound to {id}"),
+                    });
+                };
+                if member.cert_sha256.len() == 1 {
+                    return precondition(
+                        "LAST_CERTIFICATE",
+                        format!(
+                            "{id} would have no certificate left (suspend or remove it instead)"
+                        ),
+                    );
+                }
+                member.cert_sha256.remove(pos);
+                member.retired_cert_sha256.push(fp);
+            }
         }
-        let admin_remains = is_working_admin(&member)
-            || self
-                .members
-                .values()
-                .any(|m| m.member_id != member.member_id && is_working_admin(m));
-        if !admin_remains {
-            return precondition(
-                "LAST_ADMIN",
-                "the forum needs at least one active admin with a valid signing key".into(),
-            );
+        Ok(())
+    }
+
+    /// Refuses a certificate bound, now or once, to a member other than `id`.
+    fn check_cert_free(&self, fp: &CertFingerprint, id: &str) -> Result<(), ServiceError> {
+        match self.cert_owner.get(fp) {
+            Some(holder) if holder != id => Err(ServiceError::AlreadyExists {
+                reason: "CERTIFICATE_IN_USE",
+                message: format!("the certificate is, or was, bound to member {holder}"),
+            }),
+            _ => Ok(()),
         }
-        self.upsert(member.clone());
-        Ok(member)
     }
 
     fn active(member: &pb::Member) -> Result<(), ServiceError> {
@@ -324,8 +398,12 @@ impl Directory {
 /// Whether `member` is an active admin holding an unrevoked signing key.
 fn is_working_admin(member: &pb::Member) -> bool {
     member.status == pb::MemberStatus::Active as i32
-        && member.roles.contains(&(pb::Role::Admin as i32))
+        && roles(member).contains(&Role::Admin)
         && member.keys.iter().any(|k| k.revoked_at_log_index.is_none())
+}
+
+fn precondition<T>(reason: &'static str, message: String) -> Result<T, ServiceError> {
+    Err(ServiceError::FailedPrecondition { reason, message })
 }
 
 /// A member's roles, skipping any unknown numbers.

@@ -1,47 +1,38 @@
-//! `state::apply`: the registry's views as a deterministic function of the log.
+//! The registry's views as a deterministic function of the log.
 //!
-//! The sequencer (and, later, replicas) feed entries in log order through a [`Pending`] group
-//! commit: each entry's leaf is appended and its effect on the views (hash records, members,
-//! keys, resubmission index) is staged, and [`Pending::finish`] turns it all into one RocksDB
-//! `WriteBatch`. Nothing here decides *when* to commit or signs anything.
+//! Every entry goes through the same two steps, on the primary and (later) on replicas:
 //!
-//! Invariant: after a commit, `entries` holds exactly indexes `0..size` and every view equals
-//! the fold of `apply` over those entries.
+//! 1. [`check`]: may this entry be appended at this index, against the membership as of the
+//!    entries before it? It returns what the entry will do to the views (its [`Effect`]); for
+//!    an admin action that is the changed member, computed once by `Directory::apply`.
+//! 2. [`Pending::append`]: append the leaf and stage the effect in the group's `WriteBatch`.
+//!
+//! [`Pending::apply`] is the two together for one entry. The sequencer checks a whole job first
+//! with [`check_job`] (a job is all or nothing), then appends the job's entries with the
+//! effects the check computed, so what is checked is exactly what is applied. Nothing here
+//! decides *when* to commit or signs anything.
+//!
+//! Invariant: after a commit, the log holds exactly indexes `0..size` and every view equals
+//! the fold of these two steps over those entries.
 
 mod directory;
+mod record;
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 use ed25519_dalek::VerifyingKey;
 use prost::Message;
 
 pub use directory::{roles, Caller, Directory};
+pub use record::{decode_record, StoredRecord};
 
-use crate::crypto;
-use crate::entry::{AdminAction, Author, Body, ParsedEntry};
+use crate::entry::{Author, Body, ParsedEntry};
 use crate::error::ServiceError;
+use crate::log;
 use crate::pb;
-use crate::storage::{
-    decode_u64, Batch, StorageError, Store, CF_DEDUP, CF_ENTRIES, CF_HISTORY, CF_MEMBERS, CF_META,
-    CF_RECORDS, META_SIZE,
-};
-use crate::types::{MemberId, Role};
-
-/// The stored value of a hash record: its submissions in log order.
-///
-/// Field 3 on purpose: a stored record is byte-compatible with the `submissions` field of
-/// `pb::HashRecord`. Protobuf decodes concatenated messages as one, with repeated fields
-/// concatenated, so the sequencer appends a submission by appending its encoding as field 3 to
-/// the stored bytes, without decoding the record.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct StoredRecord {
-    /// Every submission of the hash, in log order, without envelopes.
-    #[prost(message, repeated, tag = "3")]
-    pub submissions: Vec<pb::Submission>,
-}
-
-/// The field number of `StoredRecord::submissions` (and `pb::HashRecord::submissions`).
-const RECORD_SUBMISSIONS_TAG: u32 = 3;
+use crate::storage::{Batch, StorageError, Store};
+use crate::types::{ContentHash, LeafHash, MemberId, Role, StatementDigest};
 
 /// Where an entry landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,7 +40,7 @@ pub struct Appended {
     /// Its log index.
     pub index: u64,
     /// Its RFC 6962 leaf hash.
-    pub leaf_hash: [u8; 32],
+    pub leaf_hash: LeafHash,
     /// Whether it was already in the log (then index and hash are the original's).
     pub duplicate: bool,
 }
@@ -58,10 +49,149 @@ impl From<Appended> for pb::Receipt {
     fn from(a: Appended) -> Self {
         pb::Receipt {
             log_index: a.index,
-            entry_hash: a.leaf_hash.to_vec(),
+            entry_hash: a.leaf_hash.as_bytes().to_vec(),
             duplicate: a.duplicate,
         }
     }
+}
+
+/// What a checked entry does to the views.
+#[derive(Debug, Clone)]
+pub enum Effect {
+    /// Adds or supersedes the author's submission of a hash.
+    Submission,
+    /// Replaces a member's record: the member as changed by the admin action.
+    Member(pb::Member),
+    /// Creates the forum's first members.
+    Genesis,
+}
+
+/// A refused job: which entry (if one in particular) and why.
+#[derive(Debug)]
+pub struct Refusal {
+    /// Position of the refused entry in the job, if the error is about one entry.
+    pub position: Option<usize>,
+    /// The error.
+    pub error: ServiceError,
+}
+
+impl Refusal {
+    /// A refusal of the whole job.
+    pub fn whole(error: ServiceError) -> Self {
+        Self {
+            position: None,
+            error,
+        }
+    }
+}
+
+/// One step of a checked job, in the job's order.
+#[derive(Debug, Clone)]
+pub enum Step {
+    /// The statement is already in the log, or earlier in the job: it gets that receipt.
+    Duplicate,
+    /// A new entry, with its author's key and its effect.
+    New {
+        /// The key its signature must verify with.
+        key: VerifyingKey,
+        /// What it does to the views.
+        effect: Effect,
+    },
+}
+
+/// A job that passed its checks.
+#[derive(Debug)]
+pub struct JobPlan<'d> {
+    /// The membership after the job: borrowed when the job changes none.
+    pub directory: Cow<'d, Directory>,
+    /// One step per entry.
+    pub steps: Vec<Step>,
+}
+
+/// Checks that `entry`, sent by `caller`, may be appended at log index `index` against `dir`
+/// (the membership as of the entries before it): its author is an active member with the
+/// needed role signing with a registered, unrevoked key; a caller other than the author is an
+/// active admin relaying it; an admin action makes sense in this state. An admin action is
+/// applied to `dir`, so that the next entry is checked after it.
+///
+/// # Errors
+/// `PERMISSION_DENIED` or `INVALID_ARGUMENT` as [`Directory::check_author`] and
+/// [`Directory::active_key`]; for admin actions, as [`Directory::apply`] (fields relative to
+/// the envelope).
+pub fn check(
+    dir: &mut Cow<'_, Directory>,
+    entry: &ParsedEntry,
+    index: u64,
+    caller: &str,
+) -> Result<(VerifyingKey, Effect), ServiceError> {
+    let Author::Member(author) = &entry.author else {
+        return Err(ServiceError::invalid(
+            "payload.author",
+            "INVALID_STATEMENT",
+            "only entry 0 is authored by the forum",
+        ));
+    };
+    if author.as_str() != caller && dir.check_author(caller, Some(Role::Admin)).is_err() {
+        return Err(ServiceError::denied(
+            "AUTHOR_MISMATCH",
+            format!("the statement is authored by {author} but the caller is {caller}"),
+        ));
+    }
+    dir.check_author(author.as_str(), entry.body.required_role())?;
+    let key = dir.active_key(author.as_str(), &entry.keyid)?;
+    let effect = match &entry.body {
+        Body::HashSubmission(_) => Effect::Submission,
+        Body::Admin(action) => Effect::Member(
+            dir.to_mut()
+                .apply(action, index)
+                .map_err(|e| e.in_field("payload"))?,
+        ),
+        Body::Genesis(_) => {
+            return Err(ServiceError::invalid(
+                "payload.genesis",
+                "INVALID_STATEMENT",
+                "only entry 0 is a genesis statement",
+            ))
+        }
+    };
+    Ok((key, effect))
+}
+
+/// Checks a job's entries in order, exactly as they will be appended: a statement already in
+/// the log (`known`) or earlier in the job is a [`Step::Duplicate`], whoever sends it; every
+/// other entry is [`check`]ed against the membership as changed by the job's earlier entries,
+/// at the index it will get (`next_index` for the first new entry). The result is what
+/// [`Pending::apply`] would do entry by entry, without staging anything.
+///
+/// # Errors
+/// The outer error when `known` fails; the inner one names the first refused entry.
+pub fn check_job<'d>(
+    dir: &'d Directory,
+    caller: &str,
+    entries: &[ParsedEntry],
+    mut known: impl FnMut(&ParsedEntry) -> Result<bool, StorageError>,
+    next_index: u64,
+) -> Result<Result<JobPlan<'d>, Refusal>, StorageError> {
+    let mut directory = Cow::Borrowed(dir);
+    let mut seen: HashSet<StatementDigest, foldhash::fast::RandomState> = HashSet::default();
+    let mut steps = Vec::with_capacity(entries.len());
+    for (position, entry) in entries.iter().enumerate() {
+        if !seen.insert(entry.digest) || known(entry)? {
+            steps.push(Step::Duplicate);
+            continue;
+        }
+        let index = next_index + seen.len() as u64 - 1;
+        match check(&mut directory, entry, index, caller) {
+            Ok((key, effect)) => steps.push(Step::New { key, effect }),
+            Err(error) => {
+                return Ok(Err(Refusal {
+                    position: Some(position),
+                    error,
+                }))
+            }
+        }
+    }
+    Ok(Ok(JobPlan { directory, steps }))
 }
 
 /// Maps keyed by hashes and digests: uniformly distributed keys, no need for SipHash.
@@ -72,8 +202,8 @@ type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 /// reads through this until that commit is done.
 #[derive(Debug, Default)]
 pub struct Overlay {
-    records: FastMap<Vec<u8>, Vec<u8>>,
-    dedup: FastMap<[u8; 32], Appended>,
+    records: FastMap<ContentHash, Vec<u8>>,
+    landed: FastMap<StatementDigest, Appended>,
 }
 
 /// A staged group, ready to commit.
@@ -82,6 +212,8 @@ pub struct Finished {
     pub batch: Batch,
     /// The log size once committed.
     pub size: u64,
+    /// The sequencing time of the group's entries.
+    pub time_ms: u64,
     /// The new membership, if the group changed it.
     pub directory: Option<Directory>,
     /// The group's view writes, for staging the next group before this one is committed.
@@ -95,11 +227,11 @@ pub struct Pending<'s> {
     prev: Option<&'s Overlay>,
     batch: Batch,
     /// Hash records read or staged, as stored bytes, and whether this group changed them.
-    records: FastMap<Vec<u8>, (Vec<u8>, bool)>,
+    records: FastMap<ContentHash, (Vec<u8>, bool)>,
     /// Receipts of statements in the log or staged, by statement digest.
-    dedup: FastMap<[u8; 32], Appended>,
+    landed: FastMap<StatementDigest, Appended>,
     /// Digests the prefetch found in neither the store nor the previous group.
-    known_new: HashSet<[u8; 32], foldhash::fast::RandomState>,
+    known_new: HashSet<StatementDigest, foldhash::fast::RandomState>,
     dir: Directory,
     dir_changed: bool,
     size: u64,
@@ -121,7 +253,7 @@ impl<'s> Pending<'s> {
             prev,
             batch: store.batch(),
             records: FastMap::default(),
-            dedup: FastMap::default(),
+            landed: FastMap::default(),
             known_new: HashSet::default(),
             dir,
             dir_changed: false,
@@ -133,6 +265,12 @@ impl<'s> Pending<'s> {
     /// The directory as of the entries staged so far.
     pub fn directory(&self) -> &Directory {
         &self.dir
+    }
+
+    /// Replaces the directory with the one a checked job computed (see [`check_job`]).
+    pub fn set_directory(&mut self, dir: Directory) {
+        self.dir = dir;
+        self.dir_changed = true;
     }
 
     /// The log size as of the entries staged so far: the index of the next entry.
@@ -148,54 +286,53 @@ impl<'s> Pending<'s> {
         let mut digests = Vec::with_capacity(entries.len());
         for entry in entries {
             let d = entry.digest;
-            if self.dedup.contains_key(&d) || self.known_new.contains(&d) {
+            if self.landed.contains_key(&d) || self.known_new.contains(&d) {
                 continue;
             }
-            match self.prev.and_then(|p| p.dedup.get(&d)) {
+            match self.prev.and_then(|p| p.landed.get(&d)) {
                 Some(found) => {
-                    let found = Appended {
-                        duplicate: true,
-                        ..*found
-                    };
-                    self.dedup.insert(d, found);
+                    self.landed.insert(d, *found);
                 }
                 None => digests.push(d),
             }
         }
         digests.sort_unstable();
         digests.dedup();
-        let values = self.store.multi_get_sorted(CF_DEDUP, &digests)?;
-        for (digest, value) in digests.into_iter().zip(values) {
+        for (digest, value) in digests.iter().zip(self.store.landed(&digests)?) {
             match value {
-                Some(v) => {
-                    self.dedup.insert(digest, decode_dedup(&v)?);
+                Some((index, leaf_hash)) => {
+                    let appended = Appended {
+                        index,
+                        leaf_hash,
+                        duplicate: true,
+                    };
+                    self.landed.insert(*digest, appended);
                 }
                 None => {
-                    self.known_new.insert(digest);
+                    self.known_new.insert(*digest);
                 }
             }
         }
-        let mut keys = Vec::with_capacity(entries.len());
+        let mut hashes = Vec::with_capacity(entries.len());
         for entry in entries {
             let Body::HashSubmission(s) = &entry.body else {
                 continue;
             };
-            let key = s.hash.key();
-            if self.records.contains_key(&key) {
+            if self.records.contains_key(&s.hash) {
                 continue;
             }
-            match self.prev.and_then(|p| p.records.get(&key)) {
+            match self.prev.and_then(|p| p.records.get(&s.hash)) {
                 Some(record) => {
-                    self.records.insert(key, (record.clone(), false));
+                    self.records.insert(s.hash.clone(), (record.clone(), false));
                 }
-                None => keys.push(key),
+                None => hashes.push(&s.hash),
             }
         }
-        keys.sort_unstable();
-        keys.dedup();
-        let values = self.store.multi_get_sorted(CF_RECORDS, &keys)?;
-        for (key, value) in keys.into_iter().zip(values) {
-            self.records.insert(key, (value.unwrap_or_default(), false));
+        hashes.sort_unstable();
+        hashes.dedup();
+        for (hash, value) in hashes.iter().zip(self.store.records(&hashes)?) {
+            self.records
+                .insert((*hash).clone(), (value.unwrap_or_default(), false));
         }
         Ok(())
     }
@@ -204,23 +341,73 @@ impl<'s> Pending<'s> {
     ///
     /// # Errors
     /// When the store fails.
-    pub fn existing(&mut self, entry: &ParsedEntry) -> Result<Option<Appended>, StorageError> {
-        if !self.dedup.contains_key(&entry.digest) && !self.known_new.contains(&entry.digest) {
-            self.prefetch(&[entry])?;
-        }
-        Ok(self.dedup.get(&entry.digest).map(|found| Appended {
+    pub fn existing(&self, entry: &ParsedEntry) -> Result<Option<Appended>, StorageError> {
+        let digest = &entry.digest;
+        let found = match self.landed.get(digest) {
+            Some(found) => Some(*found),
+            None if self.known_new.contains(digest) => None,
+            None => match self.prev.and_then(|p| p.landed.get(digest)) {
+                Some(found) => Some(*found),
+                None => self
+                    .store
+                    .landed(std::slice::from_ref(digest))?
+                    .pop()
+                    .flatten()
+                    .map(|(index, leaf_hash)| Appended {
+                        index,
+                        leaf_hash,
+                        duplicate: true,
+                    }),
+            },
+        };
+        Ok(found.map(|found| Appended {
             duplicate: true,
-            ..*found
+            ..found
         }))
     }
 
-    /// Appends a checked, verified, new entry and stages its effect on the views.
+    /// `state::apply`: checks one entry, sent by `caller`, at the next index against the
+    /// staged membership, and appends it; or refuses it and stages nothing. A statement
+    /// already in the log gets its original receipt.
+    ///
+    /// # Errors
+    /// The outer error when the store fails; the inner one when the entry is refused.
+    pub fn apply(
+        &mut self,
+        entry: ParsedEntry,
+        caller: &str,
+    ) -> Result<Result<Appended, ServiceError>, StorageError> {
+        if let Some(original) = self.existing(&entry)? {
+            return Ok(Ok(original));
+        }
+        let mut dir = Cow::Borrowed(&self.dir);
+        let effect = match check(&mut dir, &entry, self.size, caller) {
+            Ok((_, effect)) => effect,
+            Err(e) => return Ok(Err(e)),
+        };
+        if let Cow::Owned(dir) = dir {
+            self.set_directory(dir);
+        }
+        Ok(Ok(self.append(entry, effect, caller)?))
+    }
+
+    /// Appends a checked, verified, new entry sent by `caller` and stages its `effect` (as
+    /// [`check`] computed it) on the views.
     ///
     /// # Errors
     /// When the store fails.
-    pub fn append(&mut self, entry: ParsedEntry) -> Result<Appended, StorageError> {
-        let leaf = leaf_bytes(&entry.leaf_prefix, self.time_ms);
-        self.append_leaf(entry, &leaf)
+    pub fn append(
+        &mut self,
+        entry: ParsedEntry,
+        effect: Effect,
+        caller: &str,
+    ) -> Result<Appended, StorageError> {
+        let relayed_by = match &entry.author {
+            Author::Member(author) if author.as_str() != caller => Some(caller),
+            _ => None,
+        };
+        let leaf = log::leaf_bytes(&entry.leaf_prefix, self.time_ms, relayed_by);
+        self.append_leaf(entry, effect, &leaf)
     }
 
     /// Appends an entry whose leaf bytes were made elsewhere (the genesis entry, made by
@@ -231,75 +418,67 @@ impl<'s> Pending<'s> {
     pub fn append_leaf(
         &mut self,
         entry: ParsedEntry,
+        effect: Effect,
         leaf: &[u8],
     ) -> Result<Appended, StorageError> {
         let index = self.size;
         let appended = Appended {
             index,
-            leaf_hash: crypto::leaf_hash(leaf),
+            leaf_hash: log::leaf_hash(leaf),
             duplicate: false,
         };
-        self.batch.put(CF_ENTRIES, &index.to_be_bytes(), leaf);
-        self.dedup.insert(entry.digest, appended);
+        self.batch.put_entry(index, leaf);
+        self.landed.insert(entry.digest, appended);
         self.size += 1;
-        match (entry.author, entry.body) {
-            (Author::Member(author), Body::HashSubmission(s)) => {
-                self.apply_submission(author, s, index)?;
+        match (effect, entry.author, entry.body) {
+            (Effect::Submission, Author::Member(author), Body::HashSubmission(s)) => {
+                self.apply_submission(&author, s, index)?;
             }
-            (_, Body::Genesis(g)) => self.apply_genesis(&g),
-            (_, Body::Admin(action)) => self.apply_admin(&action, index)?,
-            (Author::Forum, Body::HashSubmission(_)) => {}
+            (Effect::Member(member), _, _) => {
+                self.batch
+                    .put_member(&member.member_id, &member.encode_to_vec(), index);
+            }
+            (Effect::Genesis, _, Body::Genesis(g)) => self.apply_genesis(&g),
+            (effect, author, _) => {
+                return Err(StorageError::Corrupt {
+                    cf: "-",
+                    reason: format!("entry {index} by {author}: effect {effect:?} does not fit"),
+                })
+            }
         }
         Ok(appended)
     }
 
     fn apply_submission(
         &mut self,
-        author: MemberId,
+        author: &MemberId,
         s: crate::entry::HashSubmission,
         index: u64,
     ) -> Result<(), StorageError> {
-        let key = s.hash.key();
-        if !self.records.contains_key(&key) {
-            let stored = match self.prev.and_then(|p| p.records.get(&key)) {
-                Some(record) => Some(record.clone()),
-                None => self.store.get(CF_RECORDS, &key)?,
-            };
-            self.records
-                .insert(key.clone(), (stored.unwrap_or_default(), false));
-        }
-        let (record, dirty) = self.records.get_mut(&key).expect("inserted above");
+        let (record, dirty) = match self.records.get_mut(&s.hash) {
+            Some(slot) => slot,
+            None => {
+                let stored = match self.prev.and_then(|p| p.records.get(&s.hash)) {
+                    Some(record) => Some(record.clone()),
+                    None => self.store.records(&[&s.hash])?.pop().flatten(),
+                };
+                self.records
+                    .entry(s.hash.clone())
+                    .or_insert((stored.unwrap_or_default(), false))
+            }
+        };
         let submission = pb::Submission {
-            member_id: author.into_string(),
+            member_id: author.to_string(),
             log_index: index,
             sequenced_at_unix_ms: self.time_ms,
             labels: Some(s.labels),
             tags: s.tags,
             quality: s.quality,
             envelope: None,
+            first_log_index: index,
         };
-        prost::encoding::message::encode(RECORD_SUBMISSIONS_TAG, &submission, record);
+        record::add_submission(record, submission)?;
         *dirty = true;
-        Ok(())
-    }
-
-    fn apply_admin(&mut self, action: &AdminAction, index: u64) -> Result<(), StorageError> {
-        // `check` applied the same action to the same state, so this cannot fail.
-        let member = self
-            .dir
-            .apply(action, index)
-            .map_err(|e| StorageError::Corrupt {
-                cf: CF_MEMBERS,
-                reason: format!("admin action failed after its check: {e}"),
-            })?;
-        self.batch.put(
-            CF_MEMBERS,
-            member.member_id.as_bytes(),
-            &member.encode_to_vec(),
-        );
-        self.batch
-            .put(CF_HISTORY, &history_key(&member.member_id, index), &[]);
-        self.dir_changed = true;
         Ok(())
     }
 
@@ -319,29 +498,21 @@ impl<'s> Pending<'s> {
                 keys,
                 added_at_log_index: 0,
                 cert_sha256: added.cert_sha256.clone(),
+                retired_cert_sha256: Vec::new(),
             };
-            self.batch.put(
-                CF_MEMBERS,
-                member.member_id.as_bytes(),
-                &member.encode_to_vec(),
-            );
             self.batch
-                .put(CF_HISTORY, &history_key(&member.member_id, 0), &[]);
+                .put_member(&member.member_id, &member.encode_to_vec(), 0);
             self.dir.upsert(member);
         }
         self.dir_changed = true;
     }
 
     /// Finishes the group: its batch, the new size and directory, and the overlay the next
-    /// group reads through until this one is committed.
-    ///
-    /// Keys are written in sorted order within each column family: consecutive memtable
-    /// inserts then land next to each other, which RocksDB's skip list does much faster than
-    /// inserts at random places.
+    /// group reads through until this one is committed. Keys are written in ascending order.
     pub fn finish(mut self) -> Finished {
         let overlay = Overlay {
-            dedup: self
-                .dedup
+            landed: self
+                .landed
                 .into_iter()
                 .filter(|(_, a)| !a.duplicate)
                 .collect(),
@@ -349,101 +520,36 @@ impl<'s> Pending<'s> {
                 .records
                 .into_iter()
                 .filter(|(_, (_, dirty))| *dirty)
-                .map(|(key, (record, _))| (key, record))
+                .map(|(hash, (record, _))| (hash, record))
                 .collect(),
         };
-        let mut new: Vec<(&[u8; 32], &Appended)> = overlay.dedup.iter().collect();
+        let mut new: Vec<(&StatementDigest, &Appended)> = overlay.landed.iter().collect();
         new.sort_unstable_by_key(|(digest, _)| *digest);
         for (digest, appended) in new {
-            let mut value = [0u8; 40];
-            value[..8].copy_from_slice(&appended.index.to_be_bytes());
-            value[8..].copy_from_slice(&appended.leaf_hash);
-            self.batch.put(CF_DEDUP, digest, &value);
+            self.batch
+                .put_landed(digest, appended.index, &appended.leaf_hash);
         }
-        let mut dirty: Vec<(&Vec<u8>, &Vec<u8>)> = overlay.records.iter().collect();
-        dirty.sort_unstable_by_key(|(key, _)| *key);
-        for (key, record) in dirty {
-            self.batch.put(CF_RECORDS, key, record);
+        let mut dirty: Vec<(&ContentHash, &Vec<u8>)> = overlay.records.iter().collect();
+        dirty.sort_unstable_by_key(|(hash, _)| *hash);
+        for (hash, record) in dirty {
+            self.batch.put_record(hash, record);
         }
-        self.batch.put(CF_META, META_SIZE, &self.size.to_be_bytes());
+        self.batch.put_size(self.size);
         Finished {
             batch: self.batch,
             size: self.size,
+            time_ms: self.time_ms,
             directory: self.dir_changed.then_some(self.dir),
             overlay,
         }
     }
 }
 
-/// Checks that `entry` may be appended now, at log index `index`, against `dir`: its author is
-/// an active member with the needed role and signs with a registered, unrevoked key, and an
-/// admin action makes sense in this state. An admin action is then applied to `dir`, so that
-/// the next entry of the same job is checked after it.
-///
-/// # Errors
-/// `PERMISSION_DENIED` or `INVALID_ARGUMENT` as [`Directory::check_author`] and
-/// [`Directory::active_key`]; for admin actions, as [`Directory::apply`].
-pub fn check(
-    dir: &mut std::borrow::Cow<'_, Directory>,
-    entry: &ParsedEntry,
-    index: u64,
-) -> Result<VerifyingKey, ServiceError> {
-    let Author::Member(id) = &entry.author else {
-        return Err(ServiceError::invalid(
-            "payload.author",
-            "INVALID_STATEMENT",
-            "only entry 0 is authored by the forum",
-        ));
-    };
-    dir.check_author(id.as_str(), entry.body.required_role())?;
-    let key = dir.active_key(id.as_str(), &entry.keyid)?;
-    if let Body::Admin(action) = &entry.body {
-        dir.to_mut()
-            .apply(action, index)
-            .map_err(|e| e.in_field("payload"))?;
-    }
-    Ok(key)
-}
-
-/// The `history` key of the entry at `index` that changed `member`.
-pub fn history_key(member: &str, index: u64) -> Vec<u8> {
-    let mut key = history_prefix(member);
-    key.extend_from_slice(&index.to_be_bytes());
-    key
-}
-
-/// The prefix of every `history` key of `member`.
-pub fn history_prefix(member: &str) -> Vec<u8> {
-    let mut key = Vec::with_capacity(member.len() + 9);
-    key.extend_from_slice(member.as_bytes());
-    key.push(0);
-    key
-}
-
-/// The start of a log leaf: a `LogEntry` with only its `envelope` field (1), which protobuf
-/// encodes first. [`leaf_bytes`] appends the sequencing time (field 2).
-pub fn leaf_prefix(envelope: &pb::Envelope) -> Vec<u8> {
-    let mut out = Vec::with_capacity(envelope.encoded_len() + 4);
-    prost::encoding::message::encode(1, envelope, &mut out);
-    out
-}
-
-/// The log leaf: exactly the protobuf encoding of
-/// `LogEntry { envelope, sequenced_at_unix_ms: time_ms }`.
-fn leaf_bytes(prefix: &[u8], time_ms: u64) -> Vec<u8> {
-    let mut leaf = Vec::with_capacity(prefix.len() + 11);
-    leaf.extend_from_slice(prefix);
-    if time_ms != 0 {
-        prost::encoding::uint64::encode(2, &time_ms, &mut leaf);
-    }
-    leaf
-}
-
 fn registered_key(k: &pb::KeyRegistered, index: u64) -> pb::SigningKey {
     let keyid = <[u8; 32]>::try_from(k.public_key.as_slice())
         .ok()
         .and_then(|b| VerifyingKey::from_bytes(&b).ok())
-        .map(|vk| crypto::key_id(&vk))
+        .map(|vk| crate::crypto::key_id(&vk))
         .unwrap_or_default();
     pb::SigningKey {
         keyid,
@@ -451,88 +557,6 @@ fn registered_key(k: &pb::KeyRegistered, index: u64) -> pb::SigningKey {
         valid_from_log_index: index,
         revoked_at_log_index: None,
     }
-}
-
-/// Validates a genesis statement: member ids, roles, at least one admin with a key, and keys
-/// that are valid Ed25519 points belonging to listed members.
-///
-/// # Errors
-/// `INVALID_ARGUMENT` naming the genesis field.
-pub fn validate_genesis(g: &pb::Genesis) -> Result<(), ServiceError> {
-    let bad = |field: String, msg: String| ServiceError::invalid(field, "INVALID_GENESIS", msg);
-    if g.origin.is_empty() || g.origin.contains(char::is_whitespace) {
-        return Err(bad(
-            "origin".into(),
-            "origin must be non-empty without spaces".into(),
-        ));
-    }
-    for (i, m) in g.members.iter().enumerate() {
-        MemberId::parse(&m.member_id).map_err(|e| bad(format!("members[{i}].member_id"), e.0))?;
-        for r in &m.roles {
-            Role::from_pb(*r).map_err(|e| bad(format!("members[{i}].roles"), e.0))?;
-        }
-        if m.cert_sha256.iter().any(|c| c.len() != 32) {
-            return Err(bad(
-                format!("members[{i}].cert_sha256"),
-                "fingerprints are 32 bytes".into(),
-            ));
-        }
-    }
-    for (i, k) in g.keys.iter().enumerate() {
-        if !g.members.iter().any(|m| m.member_id == k.member_id) {
-            return Err(bad(
-                format!("keys[{i}].member_id"),
-                "key for an unlisted member".into(),
-            ));
-        }
-        let point = <[u8; 32]>::try_from(k.public_key.as_slice())
-            .ok()
-            .and_then(|b| VerifyingKey::from_bytes(&b).ok());
-        if point.is_none_or(|vk| vk.is_weak()) {
-            return Err(bad(
-                format!("keys[{i}].public_key"),
-                "not a valid Ed25519 key".into(),
-            ));
-        }
-    }
-    let admin_with_key = g.members.iter().any(|m| {
-        m.roles.contains(&(pb::Role::Admin as i32))
-            && g.keys.iter().any(|k| k.member_id == m.member_id)
-    });
-    if !admin_with_key {
-        return Err(bad(
-            "members".into(),
-            "genesis needs an admin with a signing key".into(),
-        ));
-    }
-    Ok(())
-}
-
-/// Decodes a stored hash record.
-///
-/// # Errors
-/// When the bytes are not a record.
-pub fn decode_record(v: &[u8]) -> Result<StoredRecord, StorageError> {
-    StoredRecord::decode(v).map_err(|e| StorageError::Corrupt {
-        cf: CF_RECORDS,
-        reason: e.to_string(),
-    })
-}
-
-fn decode_dedup(v: &[u8]) -> Result<Appended, StorageError> {
-    if v.len() != 40 {
-        return Err(StorageError::Corrupt {
-            cf: CF_DEDUP,
-            reason: format!("expected 40 bytes, got {}", v.len()),
-        });
-    }
-    let mut leaf_hash = [0u8; 32];
-    leaf_hash.copy_from_slice(&v[8..]);
-    Ok(Appended {
-        index: decode_u64(CF_DEDUP, &v[..8])?,
-        leaf_hash,
-        duplicate: true,
-    })
 }
 
 #[cfg(test)]

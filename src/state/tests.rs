@@ -1,51 +1,28 @@
 use ed25519_dalek::SigningKey;
-use prost::Message;
 
 use super::*;
+use crate::crypto;
+use crate::statement::{hash_submission, Signer};
 use crate::types::HashType;
 
+const ORIGIN: &str = "test.example/forum";
 const HASH: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
 
 fn submission(key: &SigningKey, author: &str, value: &str) -> ParsedEntry {
-    let statement = pb::Statement {
-        author: author.into(),
-        issued_at_unix_ms: 0,
-        body: Some(pb::statement::Body::HashSubmission(pb::HashSubmission {
-            hash_type: HashType::Sha256.to_pb() as i32,
-            value: value.into(),
-            labels: Some(pb::Labels {
-                entity: "example".into(),
-                behaviour: String::new(),
-                content_type: "video".into(),
-            }),
-            tags: vec!["t1".into()],
-            quality: None,
-        })),
-    };
-    ParsedEntry::parse(crypto::sign_statement(key, &statement)).expect("well-formed")
+    let envelope = Signer::new(ORIGIN, author, key.clone()).submit(pb::HashSubmission {
+        labels: Some(pb::Labels {
+            entity: "example".into(),
+            behaviour: String::new(),
+            content_type: "video".into(),
+        }),
+        tags: vec!["t1".into()],
+        ..hash_submission(HashType::Sha256, value)
+    });
+    ParsedEntry::parse(envelope, ORIGIN).expect("well-formed")
 }
 
-fn record_key(value: &str) -> Vec<u8> {
-    crate::types::ContentHash::parse(HashType::Sha256, value)
-        .expect("valid hash")
-        .key()
-}
-
-#[test]
-fn leaf_is_the_protobuf_encoding_of_the_log_entry() {
-    let entry = submission(&crypto::generate_key(), "alpha", HASH);
-    for time_ms in [0, 1, 127, 128, 1_764_300_000_000, u64::MAX] {
-        let expected = pb::LogEntry {
-            envelope: Some(entry.envelope.clone()),
-            sequenced_at_unix_ms: time_ms,
-        }
-        .encode_to_vec();
-        assert_eq!(
-            leaf_bytes(&entry.leaf_prefix, time_ms),
-            expected,
-            "{time_ms}"
-        );
-    }
+fn hash(value: &str) -> ContentHash {
+    ContentHash::parse(HashType::Sha256, value).expect("valid hash")
 }
 
 #[test]
@@ -58,7 +35,9 @@ fn a_group_staged_before_the_previous_one_commits_sees_its_writes() {
     let mut group1 = Pending::new(&store, None, Directory::default(), 0, 1_000);
     group1.prefetch(&[&first]).expect("prefetch");
     assert_eq!(group1.existing(&first).expect("read"), None);
-    let receipt = group1.append(first.clone()).expect("append");
+    let receipt = group1
+        .append(first.clone(), Effect::Submission, "alpha")
+        .expect("append");
     let group1 = group1.finish();
 
     // Staged on top of group 1, which has not been committed.
@@ -82,7 +61,9 @@ fn a_group_staged_before_the_previous_one_commits_sees_its_writes() {
         "a resubmission of an entry still committing gets its receipt"
     );
     assert_eq!(group2.existing(&corroboration).expect("read"), None);
-    let second = group2.append(corroboration).expect("append");
+    let second = group2
+        .append(corroboration, Effect::Submission, "beta")
+        .expect("append");
     assert_eq!(second.index, 1);
     let group2 = group2.finish();
 
@@ -90,8 +71,10 @@ fn a_group_staged_before_the_previous_one_commits_sees_its_writes() {
     store.commit(group2.batch).expect("commit 2");
     assert_eq!(store.size().expect("size"), 2);
     let stored = store
-        .get(CF_RECORDS, &record_key(HASH))
+        .records(&[&hash(HASH)])
         .expect("read")
+        .pop()
+        .flatten()
         .expect("record exists");
     let submissions = decode_record(&stored).expect("decodes").submissions;
     let got: Vec<(&str, u64, u64)> = submissions
@@ -100,4 +83,33 @@ fn a_group_staged_before_the_previous_one_commits_sees_its_writes() {
         .collect();
     assert_eq!(got, [("alpha", 0, 1_000), ("beta", 1, 2_000)]);
     assert_eq!(submissions[1].tags, ["t1"]);
+}
+
+/// A relayed entry's leaf names the relaying admin; an entry its author sent names nobody.
+#[test]
+fn a_relayed_entry_records_its_relayer_in_the_leaf() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    let key = crypto::generate_key();
+    let own = submission(&key, "alpha", HASH);
+    let relayed = submission(&key, "alpha", &"ab".repeat(32));
+    let mut group = Pending::new(&store, None, Directory::default(), 0, 7);
+    group
+        .append(own, Effect::Submission, "alpha")
+        .expect("append");
+    group
+        .append(relayed, Effect::Submission, "admin")
+        .expect("append");
+    store.commit(group.finish().batch).expect("commit");
+    let relayers: Vec<String> = store
+        .entries(&[0, 1])
+        .expect("read")
+        .into_iter()
+        .map(|leaf| {
+            crate::log::StoredEntry::decode(&leaf.expect("stored"))
+                .expect("decodes")
+                .relayed_by
+        })
+        .collect();
+    assert_eq!(relayers, ["", "admin"]);
 }

@@ -1,5 +1,8 @@
 //! RocksDB storage: column families, key layouts and the only code that touches RocksDB.
 //!
+//! Callers read and write typed things (log entries, records, members, receipts); column
+//! families and keys never leave this module (see [`keys`]).
+//!
 //! Writes happen only in the sequencer, one synced `WriteBatch` per group commit, so a crash
 //! leaves every entry of a group with all of its view updates, or none of them.
 //! Integers in keys are big-endian so that iteration order is numeric order.
@@ -7,27 +10,28 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::types::{ContentHash, LeafHash, StatementDigest};
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, Options, WriteBatch,
     WriteOptions, DB,
 };
 
-/// `u64 BE log index` → `LogEntry` bytes, exactly as hashed into the log.
-pub const CF_ENTRIES: &str = "entries";
-/// `statement digest (32)` → `u64 BE log index ++ leaf hash (32)`: resubmission detection.
-pub const CF_DEDUP: &str = "dedup";
-/// `hash type tag (1) ++ hash bytes` → `StoredRecord` (protobuf): the hash-record view.
-pub const CF_RECORDS: &str = "records";
-/// `member id` → `Member` (protobuf): the membership view.
-pub const CF_MEMBERS: &str = "members";
-/// Single values, under the `META_*` keys.
-pub const CF_META: &str = "meta";
-/// `member id ++ 0x00 ++ u64 BE log index` → empty: the entries that changed each member.
-pub const CF_HISTORY: &str = "history";
+pub mod keys;
 
-/// `meta` key of the log size (number of entries), `u64 BE`.
-pub const META_SIZE: &[u8] = b"size";
+/// Log index → leaf bytes.
+const CF_ENTRIES: &str = "entries";
+/// Statement digest → where it landed: resubmission detection.
+const CF_DEDUP: &str = "dedup";
+/// Hash → `StoredRecord`: the hash-record view.
+const CF_RECORDS: &str = "records";
+/// Member id → `Member`: the membership view.
+const CF_MEMBERS: &str = "members";
+/// Single values, under the `keys::META_*` keys.
+const CF_META: &str = "meta";
+/// Member and log index → nothing: the entries that changed each member.
+const CF_HISTORY: &str = "history";
 
+/// Every column family; `keys` documents their layouts.
 const ALL_CFS: [&str; 6] = [
     CF_ENTRIES, CF_DEDUP, CF_RECORDS, CF_MEMBERS, CF_META, CF_HISTORY,
 ];
@@ -47,9 +51,6 @@ pub enum StorageError {
         reason: String,
     },
 }
-
-/// A key and its value.
-pub type KeyValue = (Vec<u8>, Vec<u8>);
 
 /// The registry's RocksDB database.
 #[derive(Clone)]
@@ -95,19 +96,109 @@ impl Store {
             .expect("column family created at open")
     }
 
-    /// Reads one value.
+    /// The number of entries in the log.
+    ///
+    /// # Errors
+    /// When RocksDB fails or the stored size is malformed.
+    pub fn size(&self) -> Result<u64, StorageError> {
+        match self.db.get_cf(self.cf(CF_META), keys::META_SIZE)? {
+            None => Ok(0),
+            Some(v) => keys::decode_u64(&v).ok_or_else(|| corrupt(CF_META, "size is not 8 bytes")),
+        }
+    }
+
+    /// The leaf bytes of the entry at `index`.
     ///
     /// # Errors
     /// When RocksDB fails.
-    pub fn get(&self, cf: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(self.db.get_cf(self.cf(cf), key)?)
+    pub fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.db.get_cf(self.cf(CF_ENTRIES), keys::entry(index))?)
+    }
+
+    /// The leaf bytes of the entries at `indexes`, in that order.
+    ///
+    /// # Errors
+    /// When RocksDB fails.
+    pub fn entries(&self, indexes: &[u64]) -> Result<Vec<Option<Vec<u8>>>, StorageError> {
+        let keys: Vec<[u8; 8]> = indexes.iter().map(|&i| keys::entry(i)).collect();
+        self.multi_get(CF_ENTRIES, &keys)
+    }
+
+    /// Where each statement landed, by digest, in the order of `digests` (which must be
+    /// sorted: the caller sorts once for the reads and the writes).
+    ///
+    /// # Errors
+    /// When RocksDB fails or a value is malformed.
+    pub fn landed(
+        &self,
+        digests: &[StatementDigest],
+    ) -> Result<Vec<Option<(u64, LeafHash)>>, StorageError> {
+        let keys: Vec<&[u8; 32]> = digests.iter().map(StatementDigest::as_bytes).collect();
+        self.multi_get_sorted(CF_DEDUP, &keys)?
+            .into_iter()
+            .map(|v| match v {
+                None => Ok(None),
+                Some(v) => keys::decode_dedup_value(&v)
+                    .map(Some)
+                    .ok_or_else(|| corrupt(CF_DEDUP, "a value is not 40 bytes")),
+            })
+            .collect()
+    }
+
+    /// The stored records of `hashes`, in that order. Keys are read in sorted order, which
+    /// spares RocksDB its own sort.
+    ///
+    /// # Errors
+    /// When RocksDB fails.
+    pub fn records(&self, hashes: &[&ContentHash]) -> Result<Vec<Option<Vec<u8>>>, StorageError> {
+        let keys: Vec<Vec<u8>> = hashes.iter().map(|h| keys::record(h)).collect();
+        let mut order: Vec<usize> = (0..keys.len()).collect();
+        order.sort_unstable_by(|&a, &b| keys[a].cmp(&keys[b]));
+        let sorted: Vec<&[u8]> = order.iter().map(|&i| keys[i].as_slice()).collect();
+        let mut out = vec![None; keys.len()];
+        for (i, value) in order
+            .into_iter()
+            .zip(self.multi_get_sorted(CF_RECORDS, &sorted)?)
+        {
+            out[i] = value;
+        }
+        Ok(out)
+    }
+
+    /// Every stored member, in id order.
+    ///
+    /// # Errors
+    /// When RocksDB fails.
+    pub fn members(&self) -> Result<Vec<Vec<u8>>, StorageError> {
+        self.db
+            .iterator_cf(self.cf(CF_MEMBERS), rocksdb::IteratorMode::Start)
+            .map(|r| Ok(r?.1.to_vec()))
+            .collect()
+    }
+
+    /// The indexes of the entries that changed `member`, in log order.
+    ///
+    /// # Errors
+    /// When RocksDB fails or a key is malformed.
+    pub fn history(&self, member: &str) -> Result<Vec<u64>, StorageError> {
+        let prefix = keys::history_prefix(member);
+        let mode = rocksdb::IteratorMode::From(&prefix, rocksdb::Direction::Forward);
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(CF_HISTORY), mode) {
+            let (key, _) = item?;
+            let Some(index) = key.strip_prefix(prefix.as_slice()) else {
+                break;
+            };
+            out.push(
+                keys::decode_u64(index)
+                    .ok_or_else(|| corrupt(CF_HISTORY, "a key does not end in a log index"))?,
+            );
+        }
+        Ok(out)
     }
 
     /// Reads many values at once, in the order of `keys`.
-    ///
-    /// # Errors
-    /// When RocksDB fails.
-    pub fn multi_get<K: AsRef<[u8]>>(
+    fn multi_get<K: AsRef<[u8]>>(
         &self,
         cf: &'static str,
         keys: &[K],
@@ -119,12 +210,8 @@ impl Store {
             .collect()
     }
 
-    /// [`Store::multi_get`] for keys already in ascending byte order, which spares RocksDB its
-    /// own sort.
-    ///
-    /// # Errors
-    /// When RocksDB fails.
-    pub fn multi_get_sorted<K: AsRef<[u8]>>(
+    /// [`Store::multi_get`] for keys already in ascending byte order.
+    fn multi_get_sorted<K: AsRef<[u8]>>(
         &self,
         cf: &'static str,
         keys: &[K],
@@ -135,52 +222,6 @@ impl Store {
             .into_iter()
             .map(|r| Ok(r?.map(|v| v.to_vec())))
             .collect()
-    }
-
-    /// All key/value pairs of a (small) column family, in key order.
-    ///
-    /// # Errors
-    /// When RocksDB fails.
-    pub fn scan(&self, cf: &'static str) -> Result<Vec<KeyValue>, StorageError> {
-        self.db
-            .iterator_cf(self.cf(cf), rocksdb::IteratorMode::Start)
-            .map(|r| {
-                let (k, v) = r?;
-                Ok((k.to_vec(), v.to_vec()))
-            })
-            .collect()
-    }
-
-    /// The keys of a column family that start with `prefix`, in key order.
-    ///
-    /// # Errors
-    /// When RocksDB fails.
-    pub fn keys_with_prefix(
-        &self,
-        cf: &'static str,
-        prefix: &[u8],
-    ) -> Result<Vec<Vec<u8>>, StorageError> {
-        let mode = rocksdb::IteratorMode::From(prefix, rocksdb::Direction::Forward);
-        let mut out = Vec::new();
-        for item in self.db.iterator_cf(self.cf(cf), mode) {
-            let (key, _) = item?;
-            if !key.starts_with(prefix) {
-                break;
-            }
-            out.push(key.to_vec());
-        }
-        Ok(out)
-    }
-
-    /// The number of entries in the log.
-    ///
-    /// # Errors
-    /// When RocksDB fails or the stored size is malformed.
-    pub fn size(&self) -> Result<u64, StorageError> {
-        match self.get(CF_META, META_SIZE)? {
-            None => Ok(0),
-            Some(v) => decode_u64(CF_META, &v),
-        }
     }
 
     /// Starts a batch of writes, committed atomically by [`Store::commit`].
@@ -194,7 +235,8 @@ impl Store {
     /// Writes a batch atomically and durably (fsync of the write-ahead log).
     ///
     /// # Errors
-    /// When RocksDB fails; then nothing of the batch was written.
+    /// When RocksDB fails. Then the batch may or may not be in the write-ahead log, and
+    /// RocksDB refuses further writes: the caller must stop writing (see `sequencer`).
     pub fn commit(&self, batch: Batch) -> Result<(), StorageError> {
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
@@ -202,27 +244,53 @@ impl Store {
     }
 }
 
-/// Writes collected for one atomic commit.
+/// Writes collected for one atomic commit. Callers write keys in ascending order within each
+/// column family where they can: consecutive memtable inserts then land next to each other,
+/// which RocksDB's skip list does much faster than inserts at random places.
 pub struct Batch {
     store: Store,
     batch: WriteBatch,
 }
 
 impl Batch {
-    /// Adds a put.
-    pub fn put(&mut self, cf: &'static str, key: &[u8], value: &[u8]) {
+    fn put(&mut self, cf: &'static str, key: &[u8], value: &[u8]) {
         self.batch.put_cf(self.store.cf(cf), key, value);
+    }
+
+    /// Appends the leaf at `index`.
+    pub fn put_entry(&mut self, index: u64, leaf: &[u8]) {
+        self.put(CF_ENTRIES, &keys::entry(index), leaf);
+    }
+
+    /// Records where a statement landed.
+    pub fn put_landed(&mut self, digest: &StatementDigest, index: u64, leaf_hash: &LeafHash) {
+        self.put(
+            CF_DEDUP,
+            digest.as_bytes(),
+            &keys::dedup_value(index, leaf_hash),
+        );
+    }
+
+    /// Writes a hash record.
+    pub fn put_record(&mut self, hash: &ContentHash, record: &[u8]) {
+        self.put(CF_RECORDS, &keys::record(hash), record);
+    }
+
+    /// Writes a member and notes the entry at `index` in its history.
+    pub fn put_member(&mut self, member_id: &str, member: &[u8], index: u64) {
+        self.put(CF_MEMBERS, member_id.as_bytes(), member);
+        self.put(CF_HISTORY, &keys::history(member_id, index), &[]);
+    }
+
+    /// Sets the log size.
+    pub fn put_size(&mut self, size: u64) {
+        self.put(CF_META, keys::META_SIZE, &size.to_be_bytes());
     }
 }
 
-/// Decodes a big-endian `u64` value.
-///
-/// # Errors
-/// When the value is not 8 bytes.
-pub fn decode_u64(cf: &'static str, v: &[u8]) -> Result<u64, StorageError> {
-    let arr: [u8; 8] = v.try_into().map_err(|_| StorageError::Corrupt {
+fn corrupt(cf: &'static str, reason: &str) -> StorageError {
+    StorageError::Corrupt {
         cf,
-        reason: format!("expected 8 bytes, got {}", v.len()),
-    })?;
-    Ok(u64::from_be_bytes(arr))
+        reason: reason.to_owned(),
+    }
 }

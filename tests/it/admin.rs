@@ -404,16 +404,37 @@ async fn the_last_admin_cannot_lock_the_forum_out() {
     assert_eq!(member(&server, "admin").await.roles, roles(&[Role::Reader]));
 }
 
+/// Every impossible action gets its own code and reason, and none of them writes anything.
 #[tokio::test]
 async fn impossible_actions_get_their_own_codes() {
-    let server = TestServer::start(&["alpha"]).await;
+    let server = TestServer::start(&["alpha", "gone"]).await;
     let (_, cert) = server.issue_identity("dave");
     let alpha_cert = member(&server, "alpha").await.cert_sha256[0].clone();
     let alpha_key = server.identity("alpha").signing_key.verifying_key();
+    act(&server, suspend("alpha")).await.unwrap();
+    act(&server, remove("gone")).await.unwrap();
+    let unknown_keyid = crypto::key_id(&crypto::generate_key().verifying_key());
+    let before = history(&server, "alpha").await.len() + 2;
+    let size_probe = act(&server, reinstate("alpha")).await.unwrap().log_index;
+    act(&server, suspend("alpha")).await.unwrap();
     let cases = [
+        (suspend("alpha"), Code::FailedPrecondition, "NOT_ACTIVE"),
+        (
+            reinstate("gone"),
+            Code::FailedPrecondition,
+            "MEMBER_REMOVED",
+        ),
+        (
+            Body::KeyRegistered(pb::KeyRegistered {
+                member_id: "alpha".into(),
+                public_key: vec![1; 31],
+            }),
+            Code::InvalidArgument,
+            "INVALID_KEY",
+        ),
         (suspend("nobody"), Code::NotFound, "UNKNOWN_MEMBER"),
         (
-            reinstate("alpha"),
+            reinstate("admin"),
             Code::FailedPrecondition,
             "NOT_SUSPENDED",
         ),
@@ -432,7 +453,16 @@ async fn impossible_actions_get_their_own_codes() {
             Code::AlreadyExists,
             "KEY_EXISTS",
         ),
-        (revoke_key("alpha", "00"), Code::NotFound, "UNKNOWN_KEY"),
+        (
+            revoke_key("alpha", "00"),
+            Code::InvalidArgument,
+            "INVALID_KEY_ID",
+        ),
+        (
+            revoke_key("alpha", &unknown_keyid),
+            Code::NotFound,
+            "KEY_NOT_FOUND",
+        ),
         (
             set_roles("alpha", &[]),
             Code::InvalidArgument,
@@ -452,4 +482,9 @@ async fn impossible_actions_get_their_own_codes() {
             "{body:?}: {status:?}"
         );
     }
+    // Nothing was written: the next entry comes right after the last accepted one, and no
+    // member's history grew.
+    let next = act(&server, reinstate("alpha")).await.unwrap().log_index;
+    assert_eq!(next, size_probe + 2);
+    assert_eq!(history(&server, "alpha").await.len(), before + 1);
 }

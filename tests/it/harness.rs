@@ -91,16 +91,21 @@ impl TestServer {
         )
         .unwrap();
         let dir = self.identity_dir(name);
-        let (cert_der, _) = forum::issue_identity(&ca, name, &self.addr, &dir).unwrap();
+        let (cert_der, _) = forum::issue_identity(&ca, name, &self.addr, DEV_ORIGIN, &dir).unwrap();
         (
             Identity::load(&dir).unwrap(),
-            crypto::cert_fingerprint(&cert_der).to_vec(),
+            crypto::cert_fingerprint(&cert_der).as_bytes().to_vec(),
         )
     }
 
     /// The identity of a member.
     pub(crate) fn identity(&self, name: &str) -> Identity {
         Identity::load(&self.identity_dir(name)).unwrap()
+    }
+
+    /// A signer for a member's identity.
+    pub(crate) fn signer(&self, name: &str) -> hashforum::statement::Signer {
+        hashforum::statement::Signer::of(&self.identity(name))
     }
 
     /// A connected client for a member.
@@ -124,6 +129,7 @@ pub(crate) fn submission(author: &str, hash_type: HashType, value: &str) -> pb::
     pb::Statement {
         author: author.into(),
         issued_at_unix_ms: 0,
+        origin: DEV_ORIGIN.into(),
         body: Some(pb::statement::Body::HashSubmission(pb::HashSubmission {
             hash_type: hash_type.to_pb() as i32,
             value: value.into(),
@@ -138,14 +144,13 @@ pub(crate) fn submission(author: &str, hash_type: HashType, value: &str) -> pb::
     }
 }
 
-/// An admin statement by `author`. `issued_at_unix_ms` is set from a counter so that repeated
-/// actions are new statements.
+/// An admin statement by `author`, issued now (strictly later than the previous one, so that
+/// repeated actions are new statements).
 pub(crate) fn admin_statement(author: &str, body: pb::statement::Body) -> pb::Statement {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static CLOCK: AtomicU64 = AtomicU64::new(1);
     pb::Statement {
         author: author.into(),
-        issued_at_unix_ms: CLOCK.fetch_add(1, Ordering::Relaxed),
+        issued_at_unix_ms: hashforum::statement::fresh_ms(),
+        origin: DEV_ORIGIN.into(),
         body: Some(body),
     }
 }

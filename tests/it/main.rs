@@ -3,6 +3,8 @@
 
 mod admin;
 mod cli;
+mod failure;
+mod hardening;
 mod harness;
 mod mtls;
 mod registry;

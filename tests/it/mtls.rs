@@ -66,6 +66,7 @@ async fn unbound_certificate_is_unauthenticated() {
     let dir = tempfile::tempdir().unwrap();
     let file = IdentityFile {
         member: "stranger".into(),
+        origin: hashforum::forum::DEV_ORIGIN.into(),
         server: server.addr.clone(),
         server_name: "localhost".into(),
     };

@@ -41,9 +41,13 @@ async fn submitted_hash_is_found_by_another_member_with_provenance() {
     let leaf = pb::LogEntry {
         envelope: Some(got.clone()),
         sequenced_at_unix_ms: s.sequenced_at_unix_ms,
+        relayed_by: String::new(),
     }
     .encode_to_vec();
-    assert_eq!(crypto::leaf_hash(&leaf).to_vec(), receipt.entry_hash);
+    assert_eq!(
+        hashforum::log::leaf_hash(&leaf).as_bytes().to_vec(),
+        receipt.entry_hash
+    );
 
     // Anyone holding the directory can re-check the signature.
     let members = b
