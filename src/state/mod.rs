@@ -173,14 +173,16 @@ pub fn check_job<'d>(
     next_index: u64,
 ) -> Result<Result<JobPlan<'d>, Refusal>, StorageError> {
     let mut directory = Cow::Borrowed(dir);
-    let mut seen: HashSet<StatementDigest, foldhash::fast::RandomState> = HashSet::default();
+    // The new entries so far: their digests, and so the index of the next one.
+    let mut new: HashSet<StatementDigest, foldhash::fast::RandomState> = HashSet::default();
     let mut steps = Vec::with_capacity(entries.len());
     for (position, entry) in entries.iter().enumerate() {
-        if !seen.insert(entry.digest) || known(entry)? {
+        if new.contains(&entry.digest) || known(entry)? {
             steps.push(Step::Duplicate);
             continue;
         }
-        let index = next_index + seen.len() as u64 - 1;
+        let index = next_index + new.len() as u64;
+        new.insert(entry.digest);
         match check(&mut directory, entry, index, caller) {
             Ok((key, effect)) => steps.push(Step::New { key, effect }),
             Err(error) => {
