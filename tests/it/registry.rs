@@ -538,6 +538,55 @@ async fn bad_submissions_are_refused_and_write_nothing() {
     assert_eq!(receipt.log_index, 1);
 }
 
+/// Labels, tags and quality at their limits are accepted and come back as sent.
+#[tokio::test]
+async fn submissions_at_the_limits_are_accepted() {
+    let server = TestServer::start(&["alpha"]).await;
+    let alpha = server.identity("alpha");
+    let mut a = server.client("alpha").await;
+    let full = |s: &mut pb::HashSubmission| {
+        s.labels = Some(pb::Labels {
+            entity: "é".repeat(128),
+            behaviour: "b".repeat(256),
+            content_type: "url".into(),
+        });
+        s.tags = (0..32).map(|i| format!("{i:0>64}")).collect();
+    };
+    let value = sha256_value(1);
+    submit(
+        &mut a,
+        signed(
+            &alpha,
+            &submission_with("alpha", HashType::Sha256, &value, full),
+        ),
+    )
+    .await
+    .unwrap();
+    let record = lookup(&mut a, HashType::Sha256, &value, false)
+        .await
+        .unwrap();
+    let s = &record.submissions[0];
+    let mut want = pb::HashSubmission::default();
+    full(&mut want);
+    assert_eq!(s.labels, want.labels);
+    assert_eq!(s.tags, want.tags);
+
+    for (n, quality) in [(1u8, 0), (2, 100)] {
+        let pdq = format!("{n:02x}{}", &PDQ[2..]);
+        submit(
+            &mut a,
+            signed(
+                &alpha,
+                &submission_with("alpha", HashType::Pdq, &pdq, |s| s.quality = Some(quality)),
+            ),
+        )
+        .await
+        .unwrap();
+        let record = lookup(&mut a, HashType::Pdq, &pdq, false).await.unwrap();
+        assert_eq!(record.submissions[0].quality, Some(quality));
+    }
+}
+
 /// Bad lookups get `INVALID_ARGUMENT` naming the field; a batch holds 1 to 10,000 queries.
 #[tokio::test]
 async fn bad_lookups_are_refused() {
@@ -602,6 +651,87 @@ async fn bad_lookups_are_refused() {
         .results;
     assert_eq!(results.len(), 10_000);
     assert!(results.iter().all(|r| !r.found));
+}
+
+/// `LookupHashes` answers every query in order, repeats too, with envelopes that verify.
+#[tokio::test]
+async fn batch_lookups_answer_every_query_in_order() {
+    let server = TestServer::start(&["alpha", "beta"]).await;
+    let mut a = server.client("alpha").await;
+    let mut b = server.client("beta").await;
+    let (x, y, absent) = (sha256_value(1), sha256_value(2), sha256_value(3));
+    let md5 = "d41d8cd98f00b204e9800998ecf8427e";
+    let mut sent = Vec::new();
+    for (member, t, v) in [
+        ("alpha", HashType::Sha256, x.as_str()),
+        ("beta", HashType::Sha256, y.as_str()),
+        ("alpha", HashType::Sha256, y.as_str()),
+        ("beta", HashType::Md5, md5),
+    ] {
+        let client = if member == "alpha" { &mut a } else { &mut b };
+        let envelope = signed(&server.identity(member), &submission(member, t, v));
+        let receipt = submit(client, envelope.clone()).await.unwrap();
+        sent.push((member, t, v.to_owned(), receipt.log_index, envelope));
+    }
+    let query = |t: HashType, v: &str| pb::HashQuery {
+        hash_type: t.to_pb() as i32,
+        value: v.into(),
+    };
+    let asked = [
+        (HashType::Sha256, y.as_str()),
+        (HashType::Sha256, absent.as_str()),
+        (HashType::Sha256, x.as_str()),
+        (HashType::Md5, md5),
+        (HashType::Sha256, y.as_str()),
+        (HashType::Sha256, x.as_str()),
+        // The same hex as a URL-MD5 is another hash.
+        (HashType::UrlMd5, md5),
+    ];
+    let directory = members(&mut a).await;
+    for include_envelopes in [false, true] {
+        let results = b
+            .registry
+            .lookup_hashes(pb::LookupHashesRequest {
+                queries: asked.iter().map(|(t, v)| query(*t, v)).collect(),
+                include_envelopes,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .results;
+        assert_eq!(results.len(), asked.len());
+        for ((t, v), result) in asked.iter().zip(&results) {
+            let want: Vec<_> = sent
+                .iter()
+                .filter(|(_, st, sv, _, _)| st == t && sv == v)
+                .collect();
+            assert_eq!(result.found, !want.is_empty(), "{t}:{v}");
+            let Some(record) = &result.record else {
+                assert!(want.is_empty(), "{t}:{v}");
+                continue;
+            };
+            assert_eq!(
+                (record.hash_type, record.value.as_str()),
+                (t.to_pb() as i32, *v)
+            );
+            let got: Vec<_> = record
+                .submissions
+                .iter()
+                .map(|s| (s.member_id.as_str(), s.log_index))
+                .collect();
+            let expected: Vec<_> = want.iter().map(|(m, _, _, i, _)| (*m, *i)).collect();
+            assert_eq!(got, expected, "{t}:{v}");
+            for (s, (member, _, _, _, envelope)) in record.submissions.iter().zip(&want) {
+                if include_envelopes {
+                    let got = s.envelope.as_ref().expect("an envelope");
+                    assert_eq!(got, envelope);
+                    verify_with_directory(&directory, member, got);
+                } else {
+                    assert!(s.envelope.is_none());
+                }
+            }
+        }
+    }
 }
 
 /// Entries survive a restart with their envelopes, and the log goes on after them.
