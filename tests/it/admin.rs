@@ -11,8 +11,8 @@ use hashforum::{crypto, pb};
 use tonic::{Code, Status};
 
 use crate::harness::{
-    assert_invalid, assert_refused, lookup, members, sha256_value, submit, submit_all,
-    verify_with_directory, TestServer,
+    assert_invalid, assert_refused, lookup, members, sha256_value, signed, submission, submit,
+    submit_all, verify_with_directory, TestServer,
 };
 
 fn roles(roles: &[Role]) -> Vec<i32> {
@@ -27,6 +27,15 @@ fn add(id: &str, cert_sha256: Vec<u8>, member_roles: &[Role]) -> Body {
 /// Signs `body` as `admin` (issued now) and submits it through `client`.
 async fn act(client: &mut Client, admin: &Signer, body: Body) -> Result<pb::Receipt, Status> {
     submit(client, admin.admin(body)).await
+}
+
+/// Signs each body as `admin` and submits them in one call.
+async fn act_all(
+    client: &mut Client,
+    admin: &Signer,
+    bodies: Vec<Body>,
+) -> Result<Vec<pb::Receipt>, Status> {
+    submit_all(client, bodies.into_iter().map(|b| admin.admin(b)).collect()).await
 }
 
 /// `GetMember`.
@@ -449,4 +458,186 @@ async fn impossible_actions_get_their_own_codes() {
     );
     let status = member(&mut client, "dave").await.unwrap_err();
     assert_refused(&status, Code::NotFound, "UNKNOWN_MEMBER");
+}
+
+/// An admin call is all or nothing, each action judged after the call's earlier ones.
+#[tokio::test]
+async fn admin_batches_are_all_or_nothing_in_order() {
+    let server = TestServer::start(&["alpha", "beta"]).await;
+    let admin = server.signer("admin");
+    let mut client = server.client("admin").await;
+    let (carol, carol_cert) = server.issue_identity("carol");
+    let (dave, dave_cert) = server.issue_identity("dave");
+
+    let receipts = act_all(
+        &mut client,
+        &admin,
+        vec![
+            add("carol", carol_cert, &[Role::Contributor]),
+            register_key("carol", &carol.signing_key.verifying_key()),
+            suspend("carol", ""),
+            reinstate("carol", ""),
+        ],
+    )
+    .await
+    .unwrap();
+    let indexes: Vec<u64> = receipts.iter().map(|r| r.log_index).collect();
+    let first = indexes[0];
+    assert_eq!(indexes, [first, first + 1, first + 2, first + 3]);
+    let actions: Vec<(String, u64)> = history(&mut client, "carol")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.action, e.log_index))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("added".into(), first),
+            ("key_registered".into(), first + 1),
+            ("suspended".into(), first + 2),
+            ("reinstated".into(), first + 3)
+        ]
+    );
+
+    // Each refused call: its first action that is impossible after the others is refused.
+    let calls: [(Vec<Body>, Code, &str); 4] = [
+        (
+            vec![
+                add("dave", dave_cert.clone(), &[Role::Reader]),
+                register_key("dave", &dave.signing_key.verifying_key()),
+                suspend("nobody", ""),
+            ],
+            Code::NotFound,
+            "UNKNOWN_MEMBER",
+        ),
+        (
+            vec![suspend("alpha", ""), suspend("alpha", "")],
+            Code::FailedPrecondition,
+            "NOT_ACTIVE",
+        ),
+        (
+            vec![remove("beta", ""), set_roles("beta", &[Role::Reader])],
+            Code::FailedPrecondition,
+            "MEMBER_REMOVED",
+        ),
+        (
+            vec![
+                add("dave", dave_cert.clone(), &[Role::Reader]),
+                add("dave", dave_cert, &[Role::Reader]),
+            ],
+            Code::AlreadyExists,
+            "MEMBER_EXISTS",
+        ),
+    ];
+    for (bodies, code, reason) in calls {
+        let status = act_all(&mut client, &admin, bodies).await.unwrap_err();
+        assert_refused(&status, code, reason);
+    }
+    // None of them wrote anything.
+    let status = member(&mut client, "dave").await.unwrap_err();
+    assert_refused(&status, Code::NotFound, "UNKNOWN_MEMBER");
+    for id in ["alpha", "beta"] {
+        let m = member(&mut client, id).await.unwrap();
+        assert_eq!(m.status, pb::MemberStatus::Active as i32, "{id}");
+        assert_eq!(history(&mut client, id).await.unwrap().len(), 1, "{id}");
+    }
+    let next = act(&mut client, &admin, suspend("alpha", ""))
+        .await
+        .unwrap();
+    assert_eq!(next.log_index, first + 4, "nothing was appended");
+}
+
+/// A relay is refused when its author is suspended or no member, and nothing is written.
+#[tokio::test]
+async fn relayed_statements_need_an_active_author() {
+    let server = TestServer::start(&["alpha", "beta"]).await;
+    let admin = server.signer("admin");
+    let mut client = server.client("admin").await;
+    let signed_before = hash(&server.signer("alpha"), 1);
+    act(&mut client, &admin, suspend("alpha", ""))
+        .await
+        .unwrap();
+    let status = submit(&mut client, signed_before).await.unwrap_err();
+    assert_refused(&status, Code::PermissionDenied, "MEMBER_NOT_ACTIVE");
+
+    let ghost = signed(
+        &server.identity("beta"),
+        &submission("ghost", HashType::Sha256, &sha256_value(2)),
+    );
+    let status = submit(&mut client, ghost).await.unwrap_err();
+    assert_refused(&status, Code::PermissionDenied, "UNKNOWN_AUTHOR");
+    let ghost = signed(
+        &server.identity("beta"),
+        &submission("ghost", HashType::Sha256, &sha256_value(4)),
+    );
+    let status = submit_all(&mut client, vec![hash(&server.signer("beta"), 3), ghost])
+        .await
+        .unwrap_err();
+    assert_refused(&status, Code::PermissionDenied, "UNKNOWN_AUTHOR");
+
+    let mut beta = server.client("beta").await;
+    for n in 1..=4 {
+        let status = lookup(&mut beta, HashType::Sha256, &sha256_value(n), false)
+            .await
+            .unwrap_err();
+        assert_refused(&status, Code::NotFound, "HASH_NOT_FOUND");
+    }
+    // A relay for an active member goes through, and is the next entry.
+    let relayed = submit(&mut client, hash(&server.signer("beta"), 5))
+        .await
+        .unwrap();
+    let record = lookup(&mut beta, HashType::Sha256, &sha256_value(5), false)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            record.submissions[0].member_id.as_str(),
+            record.submissions[0].log_index
+        ),
+        ("beta", relayed.log_index)
+    );
+}
+
+/// `GetMember` and `GetMemberHistory` of an unknown id answer `NOT_FOUND` `UNKNOWN_MEMBER`.
+#[tokio::test]
+async fn unknown_members_are_not_found() {
+    let server = TestServer::start(&["alpha"]).await;
+    let mut client = server.client("alpha").await;
+    let status = member(&mut client, "nobody").await.unwrap_err();
+    assert_refused(&status, Code::NotFound, "UNKNOWN_MEMBER");
+    let status = history(&mut client, "nobody").await.unwrap_err();
+    assert_refused(&status, Code::NotFound, "UNKNOWN_MEMBER");
+    assert_eq!(
+        member(&mut client, "alpha").await.unwrap().member_id,
+        "alpha"
+    );
+}
+
+/// A batch refused for the state of one envelope names that envelope (api.md, Atomicity).
+#[tokio::test]
+#[ignore = "bug in src: state refusals in a batch do not name the envelope (see the report)"]
+async fn a_refused_batch_names_the_offending_envelope() {
+    // It does for INVALID_ARGUMENT (the BadRequest field). For a state refusal (NOT_FOUND,
+    // FAILED_PRECONDITION, ALREADY_EXISTS, PERMISSION_DENIED) the position is dropped:
+    // `ServiceError::in_field` only prefixes `Invalid`, so nothing says which envelope it was.
+    let server = TestServer::start(&["alpha"]).await;
+    let admin = server.signer("admin");
+    let mut client = server.client("admin").await;
+    let status = act_all(
+        &mut client,
+        &admin,
+        vec![
+            set_roles("alpha", &[Role::Contributor]),
+            set_roles("alpha", &[Role::Reader]),
+            suspend("nobody", ""),
+        ],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+    let info = tonic_types::StatusExt::get_details_error_info(&status);
+    let named = status.message().contains("envelopes[2]")
+        || info.is_some_and(|i| i.metadata.values().any(|v| v.contains('2')));
+    assert!(named, "which envelope? {status:?}");
 }
