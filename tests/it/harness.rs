@@ -440,3 +440,57 @@ pub(crate) fn assert_refused(status: &Status, code: Code, reason: &str) {
         "{status:?}"
     );
 }
+
+/// The `FileDescriptorSet` messages needed to list services and methods (prost's own types
+/// are not a dependency).
+pub(crate) mod descriptor {
+    /// `google.protobuf.FileDescriptorSet`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(crate) struct FileDescriptorSet {
+        #[prost(message, repeated, tag = "1")]
+        pub(crate) file: Vec<FileDescriptorProto>,
+    }
+
+    /// `google.protobuf.FileDescriptorProto`: name, package and services.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(crate) struct FileDescriptorProto {
+        #[prost(string, tag = "1")]
+        pub(crate) name: String,
+        #[prost(string, tag = "2")]
+        pub(crate) package: String,
+        #[prost(message, repeated, tag = "6")]
+        pub(crate) service: Vec<ServiceDescriptorProto>,
+    }
+
+    /// `google.protobuf.ServiceDescriptorProto`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(crate) struct ServiceDescriptorProto {
+        #[prost(string, tag = "1")]
+        pub(crate) name: String,
+        #[prost(message, repeated, tag = "2")]
+        pub(crate) method: Vec<MethodDescriptorProto>,
+    }
+
+    /// `google.protobuf.MethodDescriptorProto`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(crate) struct MethodDescriptorProto {
+        #[prost(string, tag = "1")]
+        pub(crate) name: String,
+    }
+
+    /// Every `package.Service/Method` described by `files`.
+    pub(crate) fn methods(files: &[FileDescriptorProto]) -> Vec<String> {
+        let mut out: Vec<String> = files
+            .iter()
+            .flat_map(|f| {
+                f.service.iter().flat_map(move |s| {
+                    s.method
+                        .iter()
+                        .map(move |m| format!("{}.{}/{}", f.package, s.name, m.name))
+                })
+            })
+            .collect();
+        out.sort();
+        out
+    }
+}

@@ -1,5 +1,5 @@
 //! The authorization matrix: every RPC, called by a member of every role in every status,
-//! answers exactly the code and reason in the table below.
+//! answers exactly the code and reason in the table below; and the roles `init --dev` gives.
 
 use hashforum::client::Client;
 use hashforum::identity::Identity;
@@ -7,9 +7,12 @@ use hashforum::pb;
 use hashforum::statement::admin::{add_member, register_key, remove, set_roles, suspend};
 use hashforum::statement::{hash_submission, Signer};
 use hashforum::types::{HashType, Role};
+use prost::Message;
 use tonic::Code;
 
-use crate::harness::{details, sha256_value, submit, TestServer, DOMAIN};
+use crate::harness::{
+    assert_refused, descriptor, details, sha256_value, submit, TestServer, DOMAIN,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Rpc {
@@ -24,6 +27,21 @@ enum Rpc {
     ListMembers,
     GetMember,
     GetMemberHistory,
+}
+
+impl Rpc {
+    /// The gRPC method it calls.
+    fn method(self) -> &'static str {
+        match self {
+            Rpc::SubmitHash | Rpc::AdminAction => "hashforum.v1.RegistryService/SubmitEntry",
+            Rpc::SubmitHashes => "hashforum.v1.RegistryService/SubmitEntries",
+            Rpc::LookupHash => "hashforum.v1.RegistryService/LookupHash",
+            Rpc::LookupHashes => "hashforum.v1.RegistryService/LookupHashes",
+            Rpc::ListMembers => "hashforum.v1.AdminService/ListMembers",
+            Rpc::GetMember => "hashforum.v1.AdminService/GetMember",
+            Rpc::GetMemberHistory => "hashforum.v1.AdminService/GetMemberHistory",
+        }
+    }
 }
 
 const ROLES: [Role; 5] = [
@@ -234,4 +252,71 @@ async fn every_rpc_for_every_role_and_status() {
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// The matrix has a row for every RPC the forum's services declare.
+#[test]
+fn the_matrix_covers_every_rpc() {
+    let set = descriptor::FileDescriptorSet::decode(pb::FILE_DESCRIPTOR_SET).unwrap();
+    let declared = descriptor::methods(&set.file);
+    let mut covered: Vec<String> = ACTIVE
+        .iter()
+        .map(|(rpc, _)| rpc.method().to_owned())
+        .collect();
+    covered.sort();
+    covered.dedup();
+    assert_eq!(covered, declared);
+    for table in [&SUSPENDED_TABLE, &REMOVED_TABLE] {
+        let rpcs: Vec<Rpc> = table.iter().map(|(rpc, _)| *rpc).collect();
+        let active: Vec<Rpc> = ACTIVE.iter().map(|(rpc, _)| *rpc).collect();
+        assert_eq!(rpcs, active);
+    }
+}
+
+/// `init --dev` gives admin admin+reader and members contributor+reader, and they act on them.
+#[tokio::test]
+async fn init_dev_gives_the_documented_roles() {
+    let server = TestServer::start(&["alpha", "beta"]).await;
+    let mut admin = server.client("admin").await;
+    let roles = |rs: &[Role]| rs.iter().map(|r| r.to_pb() as i32).collect::<Vec<_>>();
+    let directory = crate::harness::members(&mut admin).await;
+    let got: Vec<(&str, Vec<i32>)> = directory
+        .iter()
+        .map(|m| (m.member_id.as_str(), m.roles.clone()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("admin", roles(&[Role::Admin, Role::Reader])),
+            ("alpha", roles(&[Role::Contributor, Role::Reader])),
+            ("beta", roles(&[Role::Contributor, Role::Reader])),
+        ]
+    );
+
+    let value = sha256_value(1);
+    let admin_signer = server.signer("admin");
+    let status = submit(
+        &mut admin,
+        admin_signer.submit(hash_submission(HashType::Sha256, &value)),
+    )
+    .await
+    .unwrap_err();
+    assert_refused(&status, Code::PermissionDenied, "MISSING_ROLE");
+    let alpha_says = server
+        .signer("alpha")
+        .submit(hash_submission(HashType::Sha256, &value));
+    submit(&mut admin, alpha_says).await.expect("a relay");
+    crate::harness::lookup(&mut admin, HashType::Sha256, &value, false)
+        .await
+        .expect("the admin reads");
+
+    let mut alpha = server.client("alpha").await;
+    let beta_role = server
+        .signer("alpha")
+        .admin(set_roles("beta", &[Role::Reader]));
+    let status = submit(&mut alpha, beta_role).await.unwrap_err();
+    assert_refused(&status, Code::PermissionDenied, "MISSING_ROLE");
+    crate::harness::lookup(&mut alpha, HashType::Sha256, &value, false)
+        .await
+        .expect("a member reads");
 }
