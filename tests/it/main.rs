@@ -2,6 +2,7 @@
 //! made at test time, and real gRPC clients over mTLS.
 
 mod admin;
+mod admission;
 mod cli;
 mod failure;
 mod hardening;
