@@ -4,6 +4,7 @@
 mod admin;
 mod admission;
 mod cli;
+mod concurrency;
 mod failure;
 mod hardening;
 mod harness;
