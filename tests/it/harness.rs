@@ -1,13 +1,15 @@
-//! Starts and stops a real server over a dev forum made in a temporary directory, and reads
-//! what a refusal carries.
+//! Starts and stops a real server over a dev forum made in a temporary directory, reads what a
+//! refusal carries, and runs the `hashforum` binary with a deadline.
 //!
 //! The server runs on a runtime of its own, and so do the clients made here. Stopping it (also
 //! in `drop`) waits for tonic to close every connection: if those connections were driven by
 //! the test's runtime, which `drop` blocks, the wait could never end.
 
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::{Command, ExitStatus, Output, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use hashforum::client::Client;
 use hashforum::config::Config;
@@ -21,6 +23,8 @@ use tonic::{Code, Status};
 
 /// How long a server may take to stop (drain its calls, commit, close the database).
 pub(crate) const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a `hashforum` child process may take before the test fails.
+pub(crate) const CHILD_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A running server and the forum it serves.
 pub(crate) struct TestServer {
@@ -492,5 +496,171 @@ pub(crate) mod descriptor {
             .collect();
         out.sort();
         out
+    }
+}
+
+/// Runs `cmd` to the end, feeding it `stdin`; kills it and fails the test after `timeout`.
+pub(crate) fn run_with_timeout(mut cmd: Command, stdin: &[u8], timeout: Duration) -> Output {
+    let what = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    let pid = child.id();
+    let mut input = child.stdin.take().unwrap();
+    let stdin = stdin.to_vec();
+    // On a thread of its own: a child that never reads its input must not block the test.
+    std::thread::spawn(move || {
+        let _ = input.write_all(&stdin);
+    });
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(output) => output.unwrap(),
+        Err(_) => {
+            signal(pid, "KILL");
+            panic!("{what} did not finish within {timeout:?}");
+        }
+    }
+}
+
+/// Sends a signal (`TERM`, `KILL`) to a process; false if there was no such process.
+pub(crate) fn signal(pid: u32, name: &str) -> bool {
+    Command::new("kill")
+        .args(["-s", name, &pid.to_string()])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// `hashforum serve` as a child process: its address, its exit and its stderr.
+pub(crate) struct ServeProcess {
+    pid: u32,
+    /// The address it serves, `https://127.0.0.1:PORT`.
+    pub(crate) addr: String,
+    exited: mpsc::Receiver<ExitStatus>,
+    status: Option<ExitStatus>,
+    stderr: Arc<Mutex<String>>,
+}
+
+/// The `hashforum` binary.
+pub(crate) fn hashforum_bin() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hashforum"));
+    cmd.env_remove("HASHFORUM_IDENTITY")
+        .env_remove("HASHFORUM_SERVER");
+    cmd
+}
+
+impl ServeProcess {
+    /// Runs `hashforum serve --config CONFIG --listen 127.0.0.1:0` and waits (at most
+    /// [`CHILD_TIMEOUT`]) for the line that says where it listens. If it exits before,
+    /// returns its exit status and stderr.
+    pub(crate) fn start(config: &Path) -> Result<Self, (ExitStatus, String)> {
+        let mut child = hashforum_bin()
+            .args(["serve", "--config"])
+            .arg(config)
+            .args(["--listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "warn,hashforum=info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (lines_tx, lines) = mpsc::channel();
+        let pipe = child.stderr.take().unwrap();
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().unwrap().push_str(&line);
+                sink.lock().unwrap().push('\n');
+                let _ = lines_tx.send(line);
+            }
+        });
+        let (exit_tx, exited) = mpsc::channel();
+        std::thread::spawn(move || {
+            if let Ok(status) = child.wait() {
+                let _ = exit_tx.send(status);
+            }
+        });
+        let mut process = Self {
+            pid,
+            addr: String::new(),
+            exited,
+            status: None,
+            stderr,
+        };
+        let deadline = Instant::now() + CHILD_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lines.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(rest) = line.strip_prefix("hashforum serving ") {
+                        let addr = rest.rsplit(" on ").next().unwrap();
+                        process.addr = format!("https://{addr}");
+                        return Ok(process);
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = process.wait(CHILD_TIMEOUT);
+                    return Err((status, process.stderr()));
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    panic!(
+                        "hashforum serve did not start within {CHILD_TIMEOUT:?}: {}",
+                        process.stderr()
+                    )
+                }
+            }
+        }
+    }
+
+    /// Everything it wrote to stderr so far.
+    pub(crate) fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Sends it a signal (`TERM`, `KILL`).
+    pub(crate) fn signal(&self, name: &str) {
+        assert!(
+            self.status.is_none() && signal(self.pid, name),
+            "hashforum serve is not running: {}",
+            self.stderr()
+        );
+    }
+
+    /// Waits for it to exit; fails the test after `timeout`.
+    pub(crate) fn wait(&mut self, timeout: Duration) -> ExitStatus {
+        if let Some(status) = self.status {
+            return status;
+        }
+        match self.exited.recv_timeout(timeout) {
+            Ok(status) => {
+                self.status = Some(status);
+                status
+            }
+            Err(_) => {
+                signal(self.pid, "KILL");
+                panic!(
+                    "hashforum serve did not exit within {timeout:?}: {}",
+                    self.stderr()
+                );
+            }
+        }
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            signal(self.pid, "KILL");
+            let _ = self.exited.recv_timeout(CHILD_TIMEOUT);
+        }
     }
 }

@@ -8,6 +8,7 @@ mod concurrency;
 mod failure;
 mod hardening;
 mod harness;
+mod lifecycle;
 mod mtls;
 mod registry;
 mod roles;
