@@ -270,6 +270,21 @@ async fn bad_submissions_are_refused_and_write_nothing() {
             expect: Invalid(value, "INVALID_HASH"),
         },
         Case {
+            name: "short sha256",
+            envelopes: vec![signed(&alpha, &sub(HashType::Sha256, &"a".repeat(63)))],
+            expect: Invalid(value, "INVALID_HASH"),
+        },
+        Case {
+            name: "long url-md5",
+            envelopes: vec![signed(&alpha, &sub(HashType::UrlMd5, &"a".repeat(33)))],
+            expect: Invalid(value, "INVALID_HASH"),
+        },
+        Case {
+            name: "short pdq",
+            envelopes: vec![signed(&alpha, &sub(HashType::Pdq, &PDQ[..62]))],
+            expect: Invalid(value, "INVALID_HASH"),
+        },
+        Case {
             name: "bad hex",
             envelopes: vec![signed(
                 &alpha,
@@ -538,7 +553,7 @@ async fn bad_submissions_are_refused_and_write_nothing() {
     assert_eq!(receipt.log_index, 1);
 }
 
-/// Labels, tags and quality at their limits are accepted and come back as sent.
+/// Every hash type, and labels, tags and quality at their limits, are accepted as sent.
 #[tokio::test]
 async fn submissions_at_the_limits_are_accepted() {
     let server = TestServer::start(&["alpha"]).await;
@@ -571,6 +586,22 @@ async fn submissions_at_the_limits_are_accepted() {
     assert_eq!(s.labels, want.labels);
     assert_eq!(s.tags, want.tags);
 
+    // Every hash type at its length; MD5 and URL-MD5 of the same hex are two hashes.
+    for (t, len) in [
+        (HashType::Md5, 32),
+        (HashType::UrlMd5, 32),
+        (HashType::Sha1, 40),
+        (HashType::Sha256, 64),
+    ] {
+        let v = "ab".repeat(len / 2);
+        let receipt = submit(&mut a, signed(&alpha, &submission("alpha", t, &v)))
+            .await
+            .unwrap();
+        let record = lookup(&mut a, t, &v, false).await.unwrap();
+        assert_eq!(record.hash_type, t.to_pb() as i32);
+        assert_eq!(record.submissions.len(), 1, "{t}");
+        assert_eq!(record.submissions[0].log_index, receipt.log_index);
+    }
     for (n, quality) in [(1u8, 0), (2, 100)] {
         let pdq = format!("{n:02x}{}", &PDQ[2..]);
         submit(
