@@ -1,96 +1,207 @@
-//! The `hashforum` binary, as a user runs it.
+//! The `hashforum` binary, as a user runs it. Every child process has a deadline.
 
+use std::path::Path;
 use std::process::{Command, Output};
 
-use crate::harness::TestServer;
+use base64::Engine;
+use hashforum::crypto;
 
-fn hashforum(server: &TestServer, member: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hashforum"))
-        .args(args)
-        .env("HASHFORUM_IDENTITY", server.identity_dir(member))
-        .env("HASHFORUM_SERVER", &server.addr)
-        .env("RUST_LOG", "off")
-        .output()
-        .unwrap()
+use crate::harness::{
+    hashforum_bin, run_with_timeout, sha256_value, ServeProcess, TestServer, CHILD_TIMEOUT,
+};
+
+/// `hashforum ARGS` as `member` of `server`, fed `stdin`.
+fn hf(server: &TestServer, member: &str, args: &[&str], stdin: &str) -> Output {
+    hf_as(
+        &server.identity_dir(member),
+        Some(&server.addr),
+        args,
+        stdin,
+    )
 }
 
-fn stdout(out: &Output) -> String {
+/// `hashforum ARGS` with the identity directory `identity` (and `server` overriding its
+/// address), fed `stdin`.
+fn hf_as(identity: &Path, server: Option<&str>, args: &[&str], stdin: &str) -> Output {
+    let mut cmd: Command = hashforum_bin();
+    cmd.args(args)
+        .env("HASHFORUM_IDENTITY", identity)
+        .env("RUST_LOG", "off");
+    if let Some(server) = server {
+        cmd.env("HASHFORUM_SERVER", server);
+    }
+    run_with_timeout(cmd, stdin.as_bytes(), CHILD_TIMEOUT)
+}
+
+/// The stdout of a successful run.
+#[track_caller]
+fn ok(out: &Output) -> String {
+    assert!(out.status.success(), "{out:?}");
     String::from_utf8(out.stdout.clone()).unwrap()
 }
 
-/// One member submits with the CLI, another looks up with `--json`; batch forms read
-/// `type:value` lines; errors are one stderr line starting with the gRPC code name.
-// Multi-threaded: the CLI runs as a blocking child process while the server runs on the runtime.
+/// The JSON printed by a successful run.
+#[track_caller]
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_str(&ok(out)).unwrap()
+}
+
+/// Asserts a failed run that printed one line on stderr: `CODE: message [REASON]`, or without
+/// the reason (`None`) for errors found before reaching the server. Returns the line.
+#[track_caller]
+fn refused(out: &Output, code: &str, reason: Option<&str>) -> String {
+    assert!(!out.status.success(), "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    let err = String::from_utf8(out.stderr.clone()).unwrap();
+    let line = err.strip_suffix('\n').unwrap_or(&err);
+    assert!(!line.contains('\n'), "one line: {err}");
+    assert!(line.starts_with(&format!("{code}: ")), "{err}");
+    match reason {
+        Some(reason) => assert!(line.ends_with(&format!(" [{reason}]")), "{err}"),
+        None => assert!(!line.ends_with(']'), "{err}"),
+    }
+    line.to_owned()
+}
+
+/// Checks a DSSE envelope printed by the CLI (`payloadType`, base64 `payload` and `sig`)
+/// against a key listed by `key list --json`.
+#[track_caller]
+fn verify_printed(envelope: &serde_json::Value, keys: &serde_json::Value) {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let sig = &envelope["signatures"][0];
+    let key = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["keyid"] == sig["keyid"])
+        .expect("the signing key is listed");
+    let key = hex::decode(key["public_key"].as_str().unwrap()).unwrap();
+    let vk = hashforum::entry::parse_public_key(&key).unwrap();
+    let payload = b64.decode(envelope["payload"].as_str().unwrap()).unwrap();
+    let sig = b64.decode(sig["sig"].as_str().unwrap()).unwrap();
+    let sig = ed25519_dalek::Signature::from_slice(&sig).unwrap();
+    vk.verify_strict(
+        &crypto::pae(envelope["payloadType"].as_str().unwrap(), &payload),
+        &sig,
+    )
+    .expect("the printed envelope verifies");
+}
+
+/// Submitting and looking up with the CLI prints log indexes, records, envelopes and errors.
+// Multi-threaded: the CLI runs as a blocking child process while the test waits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submit_and_lookup_through_the_cli() {
     let server = TestServer::start(&["alpha", "beta"]).await;
     let md5 = "d41d8cd98f00b204e9800998ecf8427e";
-    let out = hashforum(
+    let single = [
+        "submit",
+        "--type",
+        "md5",
+        "--value",
+        md5,
+        "--label",
+        "behaviour=instruction",
+        "--label",
+        "content_type=pdf",
+        "--tag",
+        "manifesto",
+    ];
+    let receipt = json(&hf(
         &server,
         "alpha",
-        &[
-            "submit",
-            "--type",
-            "md5",
-            "--value",
-            md5,
-            "--label",
-            "behaviour=instruction",
-            "--label",
-            "content_type=pdf",
-            "--tag",
-            "manifesto",
-            "--json",
-        ],
-    );
-    assert!(out.status.success(), "{out:?}");
-    let receipt: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+        &[&single[..], &["--json"]].concat(),
+        "",
+    ));
     assert_eq!(receipt["log_index"], 1);
+    assert_eq!(receipt["duplicate"], false);
+    // The same statement again: the original receipt, in text.
+    let again = ok(&hf(&server, "alpha", &single, ""));
+    assert_eq!(again, format!("md5:{md5} already submitted: log index 1\n"));
 
-    let out = hashforum(
+    let found = json(&hf(
         &server,
         "beta",
         &["lookup", "--type", "md5", "--value", md5, "--json"],
-    );
-    assert!(out.status.success(), "{out:?}");
-    let found: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+        "",
+    ));
     assert_eq!(found["found"], true);
     assert_eq!(found["hash_type"], "md5");
     assert_eq!(found["value"], md5);
+    assert_eq!(found["first_submitter"], "alpha");
     assert_eq!(found["submitters"][0]["member"], "alpha");
     assert_eq!(found["submitters"][0]["log_index"], 1);
     assert_eq!(found["submitters"][0]["labels"]["behaviour"], "instruction");
+    assert_eq!(
+        found["submitters"][0]["tags"],
+        serde_json::json!(["manifesto"])
+    );
 
     let absent = "0123456789abcdef0123456789abcdef";
-    let out = hashforum(
+    let out = hf(
         &server,
         "beta",
         &["lookup", "--type", "md5", "--value", absent, "--json"],
+        "",
     );
     assert_eq!(out.status.code(), Some(1));
-    let missing: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let missing: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(missing["found"], false);
 
-    // Batch forms, from a file.
+    // A batch from a file, with labels and a tag for every line: one receipt per line.
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("hashes.txt");
     let sha1 = "a".repeat(40);
-    std::fs::write(&file, format!("# removed today\nsha1:{sha1}\nmd5:{md5}\n")).unwrap();
-    let out = hashforum(
-        &server,
-        "beta",
-        &["submit", "--batch", file.to_str().unwrap(), "--json"],
+    std::fs::write(
+        &file,
+        format!("# removed today\nsha1:{sha1}\n\nmd5:{md5}\n"),
+    )
+    .unwrap();
+    let batch = [
+        "submit",
+        "--batch",
+        file.to_str().unwrap(),
+        "--label",
+        "entity=un-qde.115",
+        "--tag",
+        "incident-7",
+    ];
+    let out = ok(&hf(&server, "beta", &batch, ""));
+    assert_eq!(
+        out,
+        format!("sha1:{sha1} submitted: log index 2\nmd5:{md5} submitted: log index 3\n")
     );
-    assert!(out.status.success(), "{out:?}");
-    assert_eq!(stdout(&out).lines().count(), 2);
-    std::fs::write(&file, format!("sha1:{sha1}\nmd5:{absent}\nmd5:{md5}\n")).unwrap();
-    let out = hashforum(
+    // A batch from stdin, in JSON.
+    let sha256 = sha256_value(1);
+    let out = ok(&hf(
         &server,
         "alpha",
-        &["lookup", "--batch", file.to_str().unwrap(), "--json"],
-    );
-    assert!(out.status.success(), "{out:?}");
-    let lines: Vec<serde_json::Value> = stdout(&out)
+        &["submit", "--batch", "-", "--json"],
+        &format!("sha256:{sha256}\nsha1:{sha1}\n"),
+    ));
+    let receipts: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let got: Vec<(&str, u64)> = receipts
+        .iter()
+        .map(|r| {
+            (
+                r["value"].as_str().unwrap(),
+                r["log_index"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(got, [(sha256.as_str(), 4), (sha1.as_str(), 5)]);
+
+    // A batch lookup from stdin with envelopes: one line per query, in order, each envelope
+    // verifying with its submitter's listed key.
+    let out = ok(&hf(
+        &server,
+        "alpha",
+        &["lookup", "--batch", "-", "--envelopes", "--json"],
+        &format!("sha1:{sha1}\nmd5:{absent}\nmd5:{md5}\n"),
+    ));
+    let lines: Vec<serde_json::Value> = out
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
@@ -99,38 +210,161 @@ async fn submit_and_lookup_through_the_cli() {
         .map(|l| l["found"].as_bool().unwrap())
         .collect();
     assert_eq!(found, vec![true, false, true]);
+    let sha1_subs: Vec<(&str, u64, &str)> = lines[0]["submitters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["member"].as_str().unwrap(),
+                s["log_index"].as_u64().unwrap(),
+                s["labels"]["entity"].as_str().unwrap(),
+            )
+        })
+        .collect();
     assert_eq!(
-        lines[2]["submitters"].as_array().unwrap().len(),
-        2,
-        "beta corroborated"
+        sha1_subs,
+        [("beta", 2, "un-qde.115"), ("alpha", 5, "")],
+        "the batch's label is on each of its entries"
     );
+    assert_eq!(
+        lines[0]["submitters"][0]["tags"],
+        serde_json::json!(["incident-7"])
+    );
+    for line in [&lines[0], &lines[2]] {
+        for s in line["submitters"].as_array().unwrap() {
+            let member = s["member"].as_str().unwrap();
+            let keys = json(&hf(
+                &server,
+                "admin",
+                &["key", "list", member, "--json"],
+                "",
+            ));
+            verify_printed(&s["envelope"], &keys);
+        }
+    }
 
-    // A bad hash: non-zero exit and one stderr line with the code name.
-    let out = hashforum(
+    // Text: who submitted first, then one line per submitter.
+    let out = ok(&hf(
         &server,
         "alpha",
-        &["submit", "--type", "pdq", "--value", "abc"],
+        &["lookup", "--type", "md5", "--value", md5],
+        "",
+    ));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[0],
+        format!("md5:{md5} found: submitted by 2 member(s), first by alpha")
     );
-    assert!(!out.status.success());
-    let err = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.starts_with("INVALID_ARGUMENT: "), "{err}");
-    assert!(err.contains("hash_submission.value"), "{err}");
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(lines[1].trim_start().starts_with("alpha"), "{out}");
+    assert!(lines[1].contains("log index 1 "), "{out}");
+    assert!(lines[2].trim_start().starts_with("beta"), "{out}");
+    assert!(lines[2].contains("log index 3 "), "{out}");
+    let out = ok(&hf(
+        &server,
+        "alpha",
+        &["lookup", "--batch", "-"],
+        &format!("md5:{absent}\n"),
+    ));
+    assert_eq!(out, format!("md5:{absent} not found\n"));
+
+    // Refusals by the server: one line with the code and the reason.
+    let line = refused(
+        &hf(
+            &server,
+            "alpha",
+            &["submit", "--type", "pdq", "--value", "abc"],
+            "",
+        ),
+        "INVALID_ARGUMENT",
+        Some("INVALID_HASH"),
+    );
+    assert!(line.contains("hash_submission.value"), "{line}");
+    refused(
+        &hf(
+            &server,
+            "alpha",
+            &[
+                "submit", "--type", "md5", "--value", md5, "--tag", "Bad Tag",
+            ],
+            "",
+        ),
+        "INVALID_ARGUMENT",
+        Some("INVALID_TAG"),
+    );
+    refused(
+        &hf(&server, "alpha", &["member", "show", "nobody"], ""),
+        "NOT_FOUND",
+        Some("UNKNOWN_MEMBER"),
+    );
+
+    // Input errors, found before anything is sent: one line, no reason.
+    for (stdin, says) in [
+        (
+            format!("md5:{md5}\nsha1 abc\n"),
+            "line 2: expected type:value",
+        ),
+        ("sha3:abc\n".into(), "line 1: "),
+        ("# only a comment\n\n".into(), "no type:value lines"),
+    ] {
+        let line = refused(
+            &hf(&server, "alpha", &["submit", "--batch", "-"], &stdin),
+            "INVALID_ARGUMENT",
+            None,
+        );
+        assert!(line.contains(says), "{line}");
+    }
+    let line = refused(
+        &hf(
+            &server,
+            "alpha",
+            &[
+                "submit",
+                "--type",
+                "md5",
+                "--value",
+                md5,
+                "--label",
+                "colour=red",
+            ],
+            "",
+        ),
+        "INVALID_ARGUMENT",
+        None,
+    );
+    assert!(line.contains("--label"), "{line}");
+    let line = refused(
+        &hf(
+            &server,
+            "alpha",
+            &["submit", "--type", "sha3", "--value", md5],
+            "",
+        ),
+        "INVALID_ARGUMENT",
+        None,
+    );
+    assert!(line.contains("--type"), "{line}");
+    // Nothing of the refused input was logged: the next entry is 6.
+    let out = ok(&hf(
+        &server,
+        "alpha",
+        &["submit", "--type", "sha256", "--value", &sha256_value(2)],
+        "",
+    ));
+    assert_eq!(
+        out,
+        format!("sha256:{} submitted: log index 6\n", sha256_value(2))
+    );
 }
 
-fn json(out: &Output) -> serde_json::Value {
-    assert!(out.status.success(), "{out:?}");
-    serde_json::from_str(&stdout(out)).unwrap()
-}
-
-/// An admin onboards, suspends and audits a member with the CLI; the new member uses the
-/// identity directory the CLI wrote; a member makes its own keys with `identity new`.
+/// Member and key administration with the CLI prints each change's log index, or the reason.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn member_administration_through_the_cli() {
     let server = TestServer::start(&["alpha"]).await;
     let carol_dir = server.identity_dir("carol");
     let carol = carol_dir.to_str().unwrap();
-    let out = hashforum(
+    let out = ok(&hf(
         &server,
         "admin",
         &[
@@ -142,63 +376,87 @@ async fn member_administration_through_the_cli() {
             "--issue-identity",
             carol,
         ],
-    );
-    assert!(out.status.success(), "{out:?}");
+        "",
+    ));
+    assert_eq!(out, "logged at index 1\nlogged at index 2\n");
 
     let md5 = "0cc175b9c0f1b6a831c399e269772661";
-    let out = hashforum(
+    let out = ok(&hf(
         &server,
         "carol",
         &["submit", "--type", "md5", "--value", md5],
-    );
-    assert!(out.status.success(), "{out:?}");
+        "",
+    ));
+    assert_eq!(out, format!("md5:{md5} submitted: log index 3\n"));
 
-    let shown = json(&hashforum(
+    let shown = json(&hf(
         &server,
         "alpha",
         &["member", "show", "carol", "--json"],
+        "",
     ));
     assert_eq!(shown["status"], "active");
     assert_eq!(shown["roles"], serde_json::json!(["contributor", "reader"]));
-    assert_eq!(shown["keys"].as_array().unwrap().len(), 1);
+    assert_eq!(shown["added_at_log_index"], 1);
+    assert_eq!(shown["keys"][0]["valid_from_log_index"], 2);
 
-    let out = hashforum(
+    let out = ok(&hf(
         &server,
         "admin",
         &["member", "suspend", "carol", "--reason", "audit"],
+        "",
+    ));
+    assert_eq!(out, "logged at index 4\n");
+    refused(
+        &hf(
+            &server,
+            "carol",
+            &["lookup", "--type", "md5", "--value", md5],
+            "",
+        ),
+        "UNAUTHENTICATED",
+        Some("MEMBER_NOT_ACTIVE"),
     );
-    assert!(out.status.success(), "{out:?}");
-    let out = hashforum(
+    let out = ok(&hf(
         &server,
-        "carol",
-        &["lookup", "--type", "md5", "--value", md5],
-    );
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).starts_with("UNAUTHENTICATED:"),
-        "{out:?}"
+        "admin",
+        &["member", "set-roles", "carol", "reader", "--json"],
+        "",
+    ));
+    let receipt: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (&receipt["log_index"], &receipt["duplicate"]),
+        (&serde_json::json!(5), &serde_json::json!(false))
     );
 
-    let history = json(&hashforum(
+    let history = json(&hf(
         &server,
         "admin",
         &["member", "history", "carol", "--json"],
+        "",
     ));
-    let actions: Vec<(&str, &str)> = history
+    let actions: Vec<(&str, &str, u64)> = history
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| (e["action"].as_str().unwrap(), e["author"].as_str().unwrap()))
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap(),
+                e["author"].as_str().unwrap(),
+                e["log_index"].as_u64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(
         actions,
         [
-            ("added", "admin"),
-            ("key_registered", "admin"),
-            ("suspended", "admin")
+            ("added", "admin", 1),
+            ("key_registered", "admin", 2),
+            ("suspended", "admin", 4),
+            ("roles_set", "admin", 5)
         ]
     );
-    let listed = json(&hashforum(&server, "admin", &["member", "list", "--json"]));
+    let listed = json(&hf(&server, "admin", &["member", "list", "--json"], ""));
     let ids: Vec<&str> = listed
         .as_array()
         .unwrap()
@@ -209,17 +467,19 @@ async fn member_administration_through_the_cli() {
 
     // Rotation of alpha's key with `identity new` + `key add` + `key revoke`.
     let dave = server.dir().join("dave-keys");
-    let out = hashforum(
+    let out = ok(&hf(
         &server,
         "alpha",
         &["identity", "new", dave.to_str().unwrap(), "--name", "dave"],
-    );
-    assert!(out.status.success(), "{out:?}");
+        "",
+    ));
     for file in ["tls.key", "tls.csr", "signing.key", "signing.pub"] {
         assert!(dave.join(file).exists(), "{file}");
     }
+    let new_key = crypto::read_public_key(&dave.join("signing.pub")).unwrap();
+    assert!(out.contains(&crypto::key_id(&new_key)), "{out}");
     let pub_key = dave.join("signing.pub");
-    let out = hashforum(
+    let out = ok(&hf(
         &server,
         "admin",
         &[
@@ -229,47 +489,249 @@ async fn member_administration_through_the_cli() {
             "--public-key",
             pub_key.to_str().unwrap(),
         ],
-    );
-    assert!(out.status.success(), "{out:?}");
-    let keys = json(&hashforum(
+        "",
+    ));
+    assert_eq!(out, "logged at index 6\n");
+    let keys = json(&hf(
         &server,
         "admin",
         &["key", "list", "alpha", "--json"],
+        "",
     ));
     assert_eq!(keys.as_array().unwrap().len(), 2);
+    assert_eq!(keys[1]["keyid"], crypto::key_id(&new_key));
+    assert_eq!(keys[1]["valid_from_log_index"], 6);
     let old = keys[0]["keyid"].as_str().unwrap().to_owned();
-    let out = hashforum(&server, "admin", &["key", "revoke", "alpha", &old]);
-    assert!(out.status.success(), "{out:?}");
-    let keys = json(&hashforum(
+    let out = ok(&hf(&server, "admin", &["key", "revoke", "alpha", &old], ""));
+    assert_eq!(out, "logged at index 7\n");
+    let keys = json(&hf(
         &server,
         "admin",
         &["key", "list", "alpha", "--json"],
+        "",
     ));
-    assert!(keys[0]["revoked_at_log_index"].is_u64(), "{keys}");
+    assert_eq!(keys[0]["revoked_at_log_index"], 7, "{keys}");
 
-    // Refusals are one line with the code name.
-    for (member, args, code) in [
-        ("admin", vec!["member", "suspend", "nobody"], "NOT_FOUND:"),
+    // Refusals are one line with the code name and, from the server, the reason.
+    for (member, args, code, reason) in [
+        (
+            "admin",
+            vec!["member", "suspend", "nobody"],
+            "NOT_FOUND",
+            Some("UNKNOWN_MEMBER"),
+        ),
         (
             "alpha",
             vec!["member", "suspend", "carol"],
-            "PERMISSION_DENIED:",
+            "PERMISSION_DENIED",
+            Some("MISSING_ROLE"),
         ),
         (
             "admin",
             vec!["member", "reinstate", "alpha"],
-            "FAILED_PRECONDITION:",
+            "FAILED_PRECONDITION",
+            Some("NOT_SUSPENDED"),
+        ),
+        (
+            "admin",
+            vec!["key", "revoke", "alpha", &old],
+            "FAILED_PRECONDITION",
+            Some("KEY_REVOKED"),
         ),
         (
             "admin",
             vec!["member", "set-roles", "alpha", "boss"],
-            "INVALID_ARGUMENT:",
+            "INVALID_ARGUMENT",
+            None,
         ),
     ] {
-        let out = hashforum(&server, member, &args);
-        assert!(!out.status.success(), "{args:?}");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.starts_with(code), "{args:?}: {err}");
-        assert_eq!(err.lines().count(), 1, "{err}");
+        refused(&hf(&server, member, &args, ""), code, reason);
     }
+}
+
+/// Signs a PEM certificate signing request with a CA: what the forum's CA does outside
+/// hashforum.
+fn sign_csr(ca: &hashforum::pki::Ca, csr_pem: &str) -> String {
+    let key = rcgen::KeyPair::from_pem(&ca.certified.key_pem).unwrap();
+    let issuer = rcgen::Issuer::from_ca_cert_pem(&ca.certified.cert_pem, key).unwrap();
+    rcgen::CertificateSigningRequestParams::from_pem(csr_pem)
+        .unwrap()
+        .signed_by(&issuer)
+        .unwrap()
+        .pem()
+}
+
+/// Completes a directory made by `identity new` (and holding its signed `tls.crt`) into an
+/// identity: the forum CA and `identity.toml`.
+fn complete_identity(
+    dir: &Path,
+    ca: &hashforum::pki::Ca,
+    member: &str,
+    origin: &str,
+    server: &str,
+) {
+    std::fs::write(dir.join("ca.crt"), &ca.certified.cert_pem).unwrap();
+    std::fs::write(
+        dir.join("identity.toml"),
+        format!(
+            "member = \"{member}\"\norigin = \"{origin}\"\nserver = \"{server}\"\n\
+             server-name = \"localhost\"\n"
+        ),
+    )
+    .unwrap();
+}
+
+/// The production path: external CA, `init` without `--dev`, members' own keys, a submission.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_production_forum_from_an_external_ca() {
+    let origin = "forum.example/hashes";
+    let tmp = tempfile::tempdir().unwrap();
+    let path = |p: &str| tmp.path().join(p);
+    let ca = hashforum::pki::Ca::new("Example Forum CA").unwrap();
+    let server_cert = ca.issue_server(&["localhost", "127.0.0.1"]).unwrap();
+    std::fs::write(path("ca.crt"), &ca.certified.cert_pem).unwrap();
+    std::fs::write(path("server.crt"), &server_cert.cert_pem).unwrap();
+    std::fs::write(path("server.key"), &server_cert.key_pem).unwrap();
+
+    let run = |args: &[&str]| {
+        let mut cmd = hashforum_bin();
+        cmd.args(args).env("RUST_LOG", "off");
+        run_with_timeout(cmd, b"", CHILD_TIMEOUT)
+    };
+    let admin_dir = path("admin");
+    ok(&run(&[
+        "identity",
+        "new",
+        admin_dir.to_str().unwrap(),
+        "--name",
+        "forum-admin",
+    ]));
+    let csr = std::fs::read_to_string(admin_dir.join("tls.csr")).unwrap();
+    std::fs::write(admin_dir.join("tls.crt"), sign_csr(&ca, &csr)).unwrap();
+    let forum = path("forum");
+    let out = ok(&run(&[
+        "init",
+        forum.to_str().unwrap(),
+        "--ca-cert",
+        path("ca.crt").to_str().unwrap(),
+        "--server-cert",
+        path("server.crt").to_str().unwrap(),
+        "--server-key",
+        path("server.key").to_str().unwrap(),
+        "--admin-id",
+        "forum-admin",
+        "--admin-cert",
+        admin_dir.join("tls.crt").to_str().unwrap(),
+        "--admin-public-key",
+        admin_dir.join("signing.pub").to_str().unwrap(),
+        "--origin",
+        origin,
+    ]));
+    assert!(out.starts_with("created forum in "), "{out}");
+    assert!(
+        !forum.join("ca").exists(),
+        "no dev CA in a production forum"
+    );
+    assert!(forum.join("server/log.pub").exists());
+
+    let mut server = ServeProcess::start(&forum.join("server/hashforum.toml"))
+        .unwrap_or_else(|(status, err)| panic!("serve exited with {status}: {err}"));
+    complete_identity(&admin_dir, &ca, "forum-admin", origin, &server.addr);
+    let admin = |args: &[&str]| hf_as(&admin_dir, None, args, "");
+    let shown = json(&admin(&["member", "show", "forum-admin", "--json"]));
+    assert_eq!(shown["roles"], serde_json::json!(["admin", "reader"]));
+    assert_eq!(shown["added_at_log_index"], 0);
+
+    // The member makes its keys; the forum's CA signs its request; the admin adds it.
+    let acme_dir = path("acme");
+    ok(&run(&[
+        "identity",
+        "new",
+        acme_dir.to_str().unwrap(),
+        "--name",
+        "acme",
+    ]));
+    let csr = std::fs::read_to_string(acme_dir.join("tls.csr")).unwrap();
+    std::fs::write(path("acme.crt"), sign_csr(&ca, &csr)).unwrap();
+    let out = ok(&admin(&[
+        "member",
+        "add",
+        "acme",
+        "--roles",
+        "contributor,reader",
+        "--display-name",
+        "Acme Video",
+        "--cert",
+        path("acme.crt").to_str().unwrap(),
+        "--public-key",
+        acme_dir.join("signing.pub").to_str().unwrap(),
+    ]));
+    assert_eq!(out, "logged at index 1\nlogged at index 2\n");
+    std::fs::copy(path("acme.crt"), acme_dir.join("tls.crt")).unwrap();
+    complete_identity(&acme_dir, &ca, "acme", origin, &server.addr);
+
+    let md5 = "d41d8cd98f00b204e9800998ecf8427e";
+    let out = ok(&hf_as(
+        &acme_dir,
+        None,
+        &["submit", "--type", "md5", "--value", md5],
+        "",
+    ));
+    assert_eq!(out, format!("md5:{md5} submitted: log index 3\n"));
+    let found = json(&admin(&[
+        "lookup", "--type", "md5", "--value", md5, "--json",
+    ]));
+    assert_eq!(found["first_submitter"], "acme");
+    // The admin has no contributor role: it may not submit as itself.
+    refused(
+        &admin(&["submit", "--type", "md5", "--value", md5]),
+        "PERMISSION_DENIED",
+        Some("MISSING_ROLE"),
+    );
+    // `--issue-identity` needs a dev CA, which a production forum does not have.
+    let out = admin(&[
+        "member",
+        "add",
+        "bob",
+        "--roles",
+        "reader",
+        "--issue-identity",
+        path("bob").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("dev CA"),
+        "{out:?}"
+    );
+
+    server.signal("TERM");
+    let status = tokio::task::block_in_place(|| server.wait(CHILD_TIMEOUT));
+    assert!(status.success(), "{status}: {}", server.stderr());
+}
+
+/// `hashforum bench` runs a small benchmark end to end and prints both figures.
+#[test]
+fn bench_runs_and_prints_its_figures() {
+    let mut cmd = hashforum_bin();
+    cmd.args([
+        "bench",
+        "--entries",
+        "2000",
+        "--lookups",
+        "2000",
+        "--rounds",
+        "1",
+    ])
+    .env("RUST_LOG", "off");
+    let out = ok(&run_with_timeout(cmd, b"", CHILD_TIMEOUT));
+    let figures: Vec<(&str, f64)> = out
+        .lines()
+        .map(|l| {
+            let (what, median) = l.rsplit_once(" median ").expect(l);
+            (what.split(' ').next().unwrap(), median.parse().expect(l))
+        })
+        .collect();
+    assert_eq!(figures.len(), 2, "{out}");
+    assert_eq!((figures[0].0, figures[1].0), ("ingest", "lookup"), "{out}");
+    assert!(figures.iter().all(|(_, f)| *f > 0.0), "{out}");
 }

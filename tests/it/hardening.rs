@@ -9,7 +9,7 @@ use hashforum::types::{HashType, Role};
 use hashforum::{crypto, pb};
 use tonic::Code;
 
-use crate::harness::{details, lookup, sha256_value, submit, TestServer};
+use crate::harness::{assert_invalid, assert_refused, lookup, sha256_value, submit, TestServer};
 
 /// The index the next entry will get, found by submitting one: proves what was (not) written.
 async fn next_index(server: &TestServer) -> u64 {
@@ -55,11 +55,7 @@ async fn a_statement_signed_for_another_forum_is_refused() {
     let status = submit(&mut server.client("alpha").await, envelope)
         .await
         .unwrap_err();
-    assert_eq!(status.code(), Code::InvalidArgument);
-    assert_eq!(
-        details(&status),
-        ("envelope.payload.origin".into(), "WRONG_ORIGIN".into())
-    );
+    assert_invalid(&status, "envelope.payload.origin", "WRONG_ORIGIN");
     assert_eq!(
         next_index(&server).await,
         before + 1,
@@ -83,10 +79,7 @@ async fn a_payload_with_extra_bytes_is_refused() {
     let status = submit(&mut server.client("alpha").await, envelope)
         .await
         .unwrap_err();
-    assert_eq!(
-        details(&status),
-        ("envelope.payload".into(), "NON_CANONICAL_STATEMENT".into())
-    );
+    assert_invalid(&status, "envelope.payload", "NON_CANONICAL_STATEMENT");
 }
 
 /// H2: one member resubmitting a hash 10,000 times with a different tag each time supersedes
@@ -178,8 +171,7 @@ async fn a_lookup_reply_is_bounded() {
     };
     let started = std::time::Instant::now();
     let status = client.registry.lookup_hashes(huge).await.unwrap_err();
-    assert_eq!(status.code(), Code::ResourceExhausted);
-    assert_eq!(details(&status).1, "REPLY_TOO_LARGE");
+    assert_refused(&status, Code::ResourceExhausted, "REPLY_TOO_LARGE");
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
 
     let absent = sha256_value(8);
@@ -217,13 +209,10 @@ async fn stale_admin_statements_are_refused() {
         let status = submit(&mut server.client("admin").await, stale)
             .await
             .unwrap_err();
-        assert_eq!(status.code(), Code::InvalidArgument);
-        assert_eq!(
-            details(&status),
-            (
-                "envelope.payload.issued_at_unix_ms".into(),
-                "STALE_STATEMENT".into()
-            )
+        assert_invalid(
+            &status,
+            "envelope.payload.issued_at_unix_ms",
+            "STALE_STATEMENT",
         );
     }
     let fresh =
@@ -315,8 +304,7 @@ async fn relays_are_recorded_and_rechecked_when_sequenced() {
     )
     .await
     .unwrap_err();
-    assert_eq!(status.code(), Code::PermissionDenied);
-    assert_eq!(details(&status).1, "AUTHOR_MISMATCH");
+    assert_refused(&status, Code::PermissionDenied, "AUTHOR_MISMATCH");
     assert_eq!(
         next_index(&server).await,
         before + 1,
@@ -345,9 +333,7 @@ async fn certificates_rotate_and_are_never_reused() {
     )
     .await
     .unwrap();
-    let mut new_client = hashforum::client::Client::connect(&new_identity, Some(&server.addr))
-        .await
-        .unwrap();
+    let mut new_client = server.connect(&new_identity).await;
     // The new certificate speaks for alpha (the identity directory's member id is alpha-2027,
     // but the certificate is what the server goes by).
     let members = new_client
@@ -366,12 +352,8 @@ async fn certificates_rotate_and_are_never_reused() {
         .list_members(pb::ListMembersRequest {})
         .await
         .unwrap_err();
-    assert_eq!(
-        status.code(),
-        Code::Unauthenticated,
-        "an open connection is refused too"
-    );
-    assert_eq!(details(&status).1, "UNKNOWN_CERTIFICATE");
+    // An open connection is refused too.
+    assert_refused(&status, Code::Unauthenticated, "UNKNOWN_CERTIFICATE");
 
     // The last certificate cannot be unbound; a retired one cannot go to another member.
     let status = submit_all(
@@ -381,10 +363,7 @@ async fn certificates_rotate_and_are_never_reused() {
     )
     .await
     .unwrap_err();
-    assert_eq!(
-        (status.code(), details(&status).1),
-        (Code::FailedPrecondition, "LAST_CERTIFICATE".into())
-    );
+    assert_refused(&status, Code::FailedPrecondition, "LAST_CERTIFICATE");
     let status = submit_all(
         &server,
         "admin",
@@ -392,10 +371,7 @@ async fn certificates_rotate_and_are_never_reused() {
     )
     .await
     .unwrap_err();
-    assert_eq!(
-        (status.code(), details(&status).1),
-        (Code::AlreadyExists, "CERTIFICATE_IN_USE".into())
-    );
+    assert_refused(&status, Code::AlreadyExists, "CERTIFICATE_IN_USE");
 
     // Removal retires beta's certificate; adding a new member with it is refused.
     let beta_cert = crypto::cert_fingerprint(
@@ -418,8 +394,5 @@ async fn certificates_rotate_and_are_never_reused() {
     let status = submit_all(&server, "admin", vec![admin_signer.admin(add)])
         .await
         .unwrap_err();
-    assert_eq!(
-        (status.code(), details(&status).1),
-        (Code::AlreadyExists, "CERTIFICATE_IN_USE".into())
-    );
+    assert_refused(&status, Code::AlreadyExists, "CERTIFICATE_IN_USE");
 }

@@ -1,6 +1,15 @@
-//! Starts and stops a real server over a dev forum made in a temporary directory.
+//! Starts and stops a real server over a dev forum made in a temporary directory, reads what a
+//! refusal carries, and runs the `hashforum` binary with a deadline.
+//!
+//! The server runs on a runtime of its own, and so do the clients made here. Stopping it (also
+//! in `drop`) waits for tonic to close every connection: if those connections were driven by
+//! the test's runtime, which `drop` blocks, the wait could never end.
 
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Output, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use hashforum::client::Client;
 use hashforum::config::Config;
@@ -9,14 +18,28 @@ use hashforum::identity::Identity;
 use hashforum::types::HashType;
 use hashforum::{crypto, pb};
 use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig};
+use tonic::{Code, Status};
+
+/// How long a server may take to stop (drain its calls, commit, close the database).
+pub(crate) const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a `hashforum` child process may take before the test fails.
+pub(crate) const CHILD_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A running server and the forum it serves.
 pub(crate) struct TestServer {
-    dir: tempfile::TempDir,
     pub(crate) addr: String,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<anyhow::Result<()>>>,
+    /// The runtime of the server and of the clients made by [`TestServer::connect`].
+    rt: Option<tokio::runtime::Runtime>,
+    running: Option<Running>,
+    /// Declared last, and removed only once the server has stopped and closed its database.
+    dir: tempfile::TempDir,
+}
+
+/// The server task: how to stop it and where its result arrives.
+struct Running {
+    stop: oneshot::Sender<()>,
+    done: mpsc::Receiver<anyhow::Result<()>>,
 }
 
 impl TestServer {
@@ -30,45 +53,75 @@ impl TestServer {
         };
         let members: Vec<String> = members.iter().map(|m| (*m).to_owned()).collect();
         forum::init_dev(&spec, &members).unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("test-server")
+            .enable_all()
+            .build()
+            .unwrap();
         let mut server = Self {
-            dir,
             addr: String::new(),
-            stop: None,
-            task: None,
+            rt: Some(rt),
+            running: None,
+            dir,
         };
-        server.boot().await;
+        server.boot();
         server
     }
 
-    async fn boot(&mut self) {
+    fn rt(&self) -> &tokio::runtime::Runtime {
+        self.rt.as_ref().expect("the server's runtime")
+    }
+
+    /// Starts serving on a new port. The port is bound before this returns, so clients may
+    /// connect at once.
+    fn boot(&mut self) {
         let config = Config::load(&self.dir.path().join("server/hashforum.toml")).unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
         self.addr = format!("https://{}", listener.local_addr().unwrap());
-        let (tx, rx) = oneshot::channel();
-        self.stop = Some(tx);
-        self.task = Some(tokio::spawn(hashforum::server::serve(
-            config,
-            listener,
-            async {
-                let _ = rx.await;
-            },
-        )));
+        let (stop, stopped) = oneshot::channel();
+        let (done_tx, done) = mpsc::sync_channel(1);
+        self.rt().spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let result = hashforum::server::serve(config, listener, async {
+                let _ = stopped.await;
+            })
+            .await;
+            let _ = done_tx.send(result);
+        });
+        self.running = Some(Running { stop, done });
     }
 
-    /// Stops the server and waits until it has closed its database.
+    /// Asks the server to stop, without waiting: what a signal does.
+    pub(crate) fn begin_stop(&mut self) {
+        if let Some(running) = &mut self.running {
+            let (dummy, _) = oneshot::channel();
+            let _ = std::mem::replace(&mut running.stop, dummy).send(());
+        }
+    }
+
+    /// Stops the server and waits (at most [`STOP_TIMEOUT`]) until it has closed its database;
+    /// fails the test if it does not stop in time or stops with an error.
     pub(crate) async fn stop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await.unwrap().unwrap();
+        let Some(running) = self.running.take() else {
+            return;
+        };
+        let _ = running.stop.send(());
+        let result = tokio::task::spawn_blocking(move || running.done.recv_timeout(STOP_TIMEOUT))
+            .await
+            .unwrap();
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => panic!("the server stopped with an error: {e:#}"),
+            Err(_) => panic!("the server did not stop within {STOP_TIMEOUT:?}"),
         }
     }
 
-    /// Stops and starts the server again over the same data directory.
+    /// Stops and starts the server again over the same data directory (on a new port).
     pub(crate) async fn restart(&mut self) {
         self.stop().await;
-        self.boot().await;
+        self.boot();
     }
 
     /// The forum's directory.
@@ -84,18 +137,23 @@ impl TestServer {
     /// Issues a new identity from the forum's dev CA (not yet a member): returns it with the
     /// SHA-256 of its certificate.
     pub(crate) fn issue_identity(&self, name: &str) -> (Identity, Vec<u8>) {
-        let ca_dir = self.dir().join("ca");
-        let ca = hashforum::pki::Ca::load(
-            &std::fs::read_to_string(ca_dir.join("ca.crt")).unwrap(),
-            &std::fs::read_to_string(ca_dir.join("ca.key")).unwrap(),
-        )
-        .unwrap();
+        let ca = self.dev_ca();
         let dir = self.identity_dir(name);
         let (cert_der, _) = forum::issue_identity(&ca, name, &self.addr, DEV_ORIGIN, &dir).unwrap();
         (
             Identity::load(&dir).unwrap(),
             crypto::cert_fingerprint(&cert_der).as_bytes().to_vec(),
         )
+    }
+
+    /// The forum's dev CA.
+    pub(crate) fn dev_ca(&self) -> hashforum::pki::Ca {
+        let ca_dir = self.dir().join("ca");
+        hashforum::pki::Ca::load(
+            &std::fs::read_to_string(ca_dir.join("ca.crt")).unwrap(),
+            &std::fs::read_to_string(ca_dir.join("ca.key")).unwrap(),
+        )
+        .unwrap()
     }
 
     /// The identity of a member.
@@ -110,48 +168,117 @@ impl TestServer {
 
     /// A connected client for a member.
     pub(crate) async fn client(&self, name: &str) -> Client {
-        Client::connect(&self.identity(name), Some(&self.addr))
+        self.connect(&self.identity(name)).await
+    }
+
+    /// A client for `identity` (as loaded or changed in memory), connected on the server's
+    /// runtime.
+    pub(crate) async fn connect(&self, identity: &Identity) -> Client {
+        let identity = copy(identity);
+        let addr = self.addr.clone();
+        self.rt()
+            .spawn(async move { Client::connect(&identity, Some(&addr)).await })
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    /// A plain channel for `identity`, for other services (health, reflection). A lazy
+    /// channel connects at its first call, so that a failed handshake shows as that call's
+    /// status.
+    pub(crate) async fn channel(&self, identity: &Identity, lazy: bool) -> Channel {
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&identity.ca_cert))
+            .identity(tonic::transport::Identity::from_pem(
+                &identity.tls_cert,
+                &identity.tls_key,
+            ))
+            .domain_name(identity.file.server_name.clone());
+        self.channel_with(tls, lazy).await
+    }
+
+    /// A channel with this TLS configuration, on the server's runtime.
+    pub(crate) async fn channel_with(&self, tls: ClientTlsConfig, lazy: bool) -> Channel {
+        let endpoint = Channel::from_shared(self.addr.clone())
+            .unwrap()
+            .tls_config(tls)
+            .unwrap();
+        self.rt()
+            .spawn(async move {
+                if lazy {
+                    endpoint.connect_lazy()
+                } else {
+                    endpoint.connect().await.unwrap()
+                }
+            })
             .await
             .unwrap()
     }
 }
 
 impl Drop for TestServer {
+    /// Stops the server and waits for it before the directory goes; a server that does not
+    /// stop fails the test (unless it is failing already).
     fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+        if let Some(running) = self.running.take() {
+            let _ = running.stop.send(());
+            let outcome = match running.done.recv_timeout(STOP_TIMEOUT) {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(format!("the server stopped with an error: {e:#}")),
+                Err(_) => Some(format!("the server did not stop within {STOP_TIMEOUT:?}")),
+            };
+            if let Some(problem) = outcome {
+                if std::thread::panicking() {
+                    eprintln!("{problem}");
+                } else {
+                    panic!("{problem}");
+                }
+            }
+        }
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
         }
     }
 }
 
-/// A hash submission statement.
+/// A copy of an identity (the type is not `Clone`).
+pub(crate) fn copy(identity: &Identity) -> Identity {
+    Identity {
+        dir: identity.dir.clone(),
+        file: identity.file.clone(),
+        tls_cert: identity.tls_cert.clone(),
+        tls_key: identity.tls_key.clone(),
+        ca_cert: identity.ca_cert.clone(),
+        signing_key: identity.signing_key.clone(),
+    }
+}
+
+/// A hash submission statement by `author`, labelled as a member would label it.
 pub(crate) fn submission(author: &str, hash_type: HashType, value: &str) -> pb::Statement {
+    submission_with(author, hash_type, value, |_| {})
+}
+
+/// A hash submission statement like [`submission`], changed by `edit` (labels, tags, quality,
+/// hash type) before it is returned.
+pub(crate) fn submission_with(
+    author: &str,
+    hash_type: HashType,
+    value: &str,
+    edit: impl FnOnce(&mut pb::HashSubmission),
+) -> pb::Statement {
+    let mut s = hashforum::statement::hash_submission(hash_type, value);
+    s.labels = Some(pb::Labels {
+        entity: "un-qde.115".into(),
+        behaviour: "glorification".into(),
+        content_type: "video".into(),
+    });
+    s.tags = vec!["incident-2026-11".into()];
+    edit(&mut s);
     pb::Statement {
         author: author.into(),
         issued_at_unix_ms: 0,
         origin: DEV_ORIGIN.into(),
-        body: Some(pb::statement::Body::HashSubmission(pb::HashSubmission {
-            hash_type: hash_type.to_pb() as i32,
-            value: value.into(),
-            labels: Some(pb::Labels {
-                entity: "un-qde.115".into(),
-                behaviour: "glorification".into(),
-                content_type: "video".into(),
-            }),
-            tags: vec!["incident-2026-11".into()],
-            quality: None,
-        })),
-    }
-}
-
-/// An admin statement by `author`, issued now (strictly later than the previous one, so that
-/// repeated actions are new statements).
-pub(crate) fn admin_statement(author: &str, body: pb::statement::Body) -> pb::Statement {
-    pb::Statement {
-        author: author.into(),
-        issued_at_unix_ms: hashforum::statement::fresh_ms(),
-        origin: DEV_ORIGIN.into(),
-        body: Some(body),
+        body: Some(pb::statement::Body::HashSubmission(s)),
     }
 }
 
@@ -170,7 +297,7 @@ pub(crate) fn sha256_value(n: u64) -> String {
 pub(crate) async fn submit(
     client: &mut Client,
     envelope: pb::Envelope,
-) -> Result<pb::Receipt, tonic::Status> {
+) -> Result<pb::Receipt, Status> {
     client
         .registry
         .submit_entry(pb::SubmitEntryRequest {
@@ -180,13 +307,25 @@ pub(crate) async fn submit(
         .map(|r| r.into_inner().receipt.unwrap())
 }
 
+/// Submits envelopes in one call.
+pub(crate) async fn submit_all(
+    client: &mut Client,
+    envelopes: Vec<pb::Envelope>,
+) -> Result<Vec<pb::Receipt>, Status> {
+    client
+        .registry
+        .submit_entries(pb::SubmitEntriesRequest { envelopes })
+        .await
+        .map(|r| r.into_inner().receipts)
+}
+
 /// Looks one hash up.
 pub(crate) async fn lookup(
     client: &mut Client,
     hash_type: HashType,
     value: &str,
     include_envelopes: bool,
-) -> Result<pb::HashRecord, tonic::Status> {
+) -> Result<pb::HashRecord, Status> {
     client
         .registry
         .lookup_hash(pb::LookupHashRequest {
@@ -200,16 +339,328 @@ pub(crate) async fn lookup(
         .map(|r| r.into_inner().record.unwrap())
 }
 
-/// The `BadRequest` field and `ErrorInfo` reason of an error.
-pub(crate) fn details(status: &tonic::Status) -> (String, String) {
+/// The member directory.
+pub(crate) async fn members(client: &mut Client) -> Vec<pb::Member> {
+    client
+        .admin
+        .list_members(pb::ListMembersRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .members
+}
+
+/// Checks an envelope's signature with the key of `member` that it names, taken from the
+/// directory (`ListMembers`), as any member can.
+pub(crate) fn verify_with_directory(
+    directory: &[pb::Member],
+    member: &str,
+    envelope: &pb::Envelope,
+) {
+    assert_eq!(envelope.signatures.len(), 1, "one signature");
+    let sig = &envelope.signatures[0];
+    let key = directory
+        .iter()
+        .find(|m| m.member_id == member)
+        .unwrap_or_else(|| panic!("{member} is in the directory"))
+        .keys
+        .iter()
+        .find(|k| k.keyid == sig.keyid)
+        .unwrap_or_else(|| panic!("{member} holds key {}", sig.keyid));
+    let vk = hashforum::entry::parse_public_key(&key.public_key).unwrap();
+    let sig = ed25519_dalek::Signature::from_slice(&sig.sig).unwrap();
+    vk.verify_strict(
+        &crypto::pae(&envelope.payload_type, &envelope.payload),
+        &sig,
+    )
+    .expect("the envelope verifies with the directory's key");
+}
+
+/// What a refusal carries besides its code: `None` where the detail is absent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Details {
+    /// `ErrorInfo.reason`.
+    pub(crate) reason: Option<String>,
+    /// `ErrorInfo.domain`.
+    pub(crate) domain: Option<String>,
+    /// The field of the first `BadRequest` violation.
+    pub(crate) field: Option<String>,
+    /// How many field violations the `BadRequest` holds.
+    pub(crate) violations: Option<usize>,
+}
+
+/// The `ErrorInfo` and `BadRequest` of an error.
+pub(crate) fn details(status: &Status) -> Details {
     use tonic_types::StatusExt;
-    let field = status
-        .get_details_bad_request()
-        .and_then(|b| b.field_violations.first().map(|v| v.field.clone()))
-        .unwrap_or_default();
-    let reason = status
-        .get_details_error_info()
-        .map(|i| i.reason)
-        .unwrap_or_default();
-    (field, reason)
+    let info = status.get_details_error_info();
+    let bad = status.get_details_bad_request();
+    Details {
+        reason: info.as_ref().map(|i| i.reason.clone()),
+        domain: info.map(|i| i.domain),
+        field: bad
+            .as_ref()
+            .and_then(|b| b.field_violations.first().map(|v| v.field.clone())),
+        violations: bad.map(|b| b.field_violations.len()),
+    }
+}
+
+/// The domain of every hashforum error.
+pub(crate) const DOMAIN: &str = "hashforum.v1";
+
+/// Asserts an `INVALID_ARGUMENT` with `reason` in the hashforum domain and exactly one field
+/// violation, naming `field`.
+#[track_caller]
+pub(crate) fn assert_invalid(status: &Status, field: &str, reason: &str) {
+    assert_eq!(
+        (status.code(), details(status)),
+        (
+            Code::InvalidArgument,
+            Details {
+                reason: Some(reason.into()),
+                domain: Some(DOMAIN.into()),
+                field: Some(field.into()),
+                violations: Some(1),
+            }
+        ),
+        "{status:?}"
+    );
+}
+
+/// Asserts a refusal with `code` and `reason` in the hashforum domain, without a
+/// `BadRequest` (only `INVALID_ARGUMENT` names a field).
+#[track_caller]
+pub(crate) fn assert_refused(status: &Status, code: Code, reason: &str) {
+    assert_eq!(
+        (status.code(), details(status)),
+        (
+            code,
+            Details {
+                reason: Some(reason.into()),
+                domain: Some(DOMAIN.into()),
+                field: None,
+                violations: None,
+            }
+        ),
+        "{status:?}"
+    );
+}
+
+/// The `FileDescriptorSet` messages needed to list services and methods (prost's own types
+/// are not a dependency).
+pub(crate) mod descriptor {
+    /// `google.protobuf.FileDescriptorSet`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(crate) struct FileDescriptorSet {
+        #[prost(message, repeated, tag = "1")]
+        pub(crate) file: Vec<FileDescriptorProto>,
+    }
+
+    /// `google.protobuf.FileDescriptorProto`: name, package and services.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(crate) struct FileDescriptorProto {
+        #[prost(string, tag = "1")]
+        pub(crate) name: String,
+        #[prost(string, tag = "2")]
+        pub(crate) package: String,
+        #[prost(message, repeated, tag = "6")]
+        pub(crate) service: Vec<ServiceDescriptorProto>,
+    }
+
+    /// `google.protobuf.ServiceDescriptorProto`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(crate) struct ServiceDescriptorProto {
+        #[prost(string, tag = "1")]
+        pub(crate) name: String,
+        #[prost(message, repeated, tag = "2")]
+        pub(crate) method: Vec<MethodDescriptorProto>,
+    }
+
+    /// `google.protobuf.MethodDescriptorProto`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(crate) struct MethodDescriptorProto {
+        #[prost(string, tag = "1")]
+        pub(crate) name: String,
+    }
+
+    /// Every `package.Service/Method` described by `files`.
+    pub(crate) fn methods(files: &[FileDescriptorProto]) -> Vec<String> {
+        let mut out: Vec<String> = files
+            .iter()
+            .flat_map(|f| {
+                f.service.iter().flat_map(move |s| {
+                    s.method
+                        .iter()
+                        .map(move |m| format!("{}.{}/{}", f.package, s.name, m.name))
+                })
+            })
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+/// Runs `cmd` to the end, feeding it `stdin`; kills it and fails the test after `timeout`.
+pub(crate) fn run_with_timeout(mut cmd: Command, stdin: &[u8], timeout: Duration) -> Output {
+    let what = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    let pid = child.id();
+    let mut input = child.stdin.take().unwrap();
+    let stdin = stdin.to_vec();
+    // On a thread of its own: a child that never reads its input must not block the test.
+    std::thread::spawn(move || {
+        let _ = input.write_all(&stdin);
+    });
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(output) => output.unwrap(),
+        Err(_) => {
+            signal(pid, "KILL");
+            panic!("{what} did not finish within {timeout:?}");
+        }
+    }
+}
+
+/// Sends a signal (`TERM`, `KILL`) to a process; false if there was no such process.
+pub(crate) fn signal(pid: u32, name: &str) -> bool {
+    Command::new("kill")
+        .args(["-s", name, &pid.to_string()])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// `hashforum serve` as a child process: its address, its exit and its stderr.
+pub(crate) struct ServeProcess {
+    pid: u32,
+    /// The address it serves, `https://127.0.0.1:PORT`.
+    pub(crate) addr: String,
+    exited: mpsc::Receiver<ExitStatus>,
+    status: Option<ExitStatus>,
+    stderr: Arc<Mutex<String>>,
+}
+
+/// The `hashforum` binary.
+pub(crate) fn hashforum_bin() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hashforum"));
+    cmd.env_remove("HASHFORUM_IDENTITY")
+        .env_remove("HASHFORUM_SERVER");
+    cmd
+}
+
+impl ServeProcess {
+    /// Runs `hashforum serve --config CONFIG --listen 127.0.0.1:0` and waits (at most
+    /// [`CHILD_TIMEOUT`]) for the line that says where it listens. If it exits before,
+    /// returns its exit status and stderr.
+    pub(crate) fn start(config: &Path) -> Result<Self, (ExitStatus, String)> {
+        let mut child = hashforum_bin()
+            .args(["serve", "--config"])
+            .arg(config)
+            .args(["--listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "warn,hashforum=info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (lines_tx, lines) = mpsc::channel();
+        let pipe = child.stderr.take().unwrap();
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().unwrap().push_str(&line);
+                sink.lock().unwrap().push('\n');
+                let _ = lines_tx.send(line);
+            }
+        });
+        let (exit_tx, exited) = mpsc::channel();
+        std::thread::spawn(move || {
+            if let Ok(status) = child.wait() {
+                let _ = exit_tx.send(status);
+            }
+        });
+        let mut process = Self {
+            pid,
+            addr: String::new(),
+            exited,
+            status: None,
+            stderr,
+        };
+        let deadline = Instant::now() + CHILD_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lines.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(rest) = line.strip_prefix("hashforum serving ") {
+                        let addr = rest.rsplit(" on ").next().unwrap();
+                        process.addr = format!("https://{addr}");
+                        return Ok(process);
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = process.wait(CHILD_TIMEOUT);
+                    return Err((status, process.stderr()));
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    panic!(
+                        "hashforum serve did not start within {CHILD_TIMEOUT:?}: {}",
+                        process.stderr()
+                    )
+                }
+            }
+        }
+    }
+
+    /// Everything it wrote to stderr so far.
+    pub(crate) fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Sends it a signal (`TERM`, `KILL`).
+    pub(crate) fn signal(&self, name: &str) {
+        assert!(
+            self.status.is_none() && signal(self.pid, name),
+            "hashforum serve is not running: {}",
+            self.stderr()
+        );
+    }
+
+    /// Waits for it to exit; fails the test after `timeout`.
+    pub(crate) fn wait(&mut self, timeout: Duration) -> ExitStatus {
+        if let Some(status) = self.status {
+            return status;
+        }
+        match self.exited.recv_timeout(timeout) {
+            Ok(status) => {
+                self.status = Some(status);
+                status
+            }
+            Err(_) => {
+                signal(self.pid, "KILL");
+                panic!(
+                    "hashforum serve did not exit within {timeout:?}: {}",
+                    self.stderr()
+                );
+            }
+        }
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            signal(self.pid, "KILL");
+            let _ = self.exited.recv_timeout(CHILD_TIMEOUT);
+        }
+    }
 }

@@ -2,10 +2,13 @@
 //! made at test time, and real gRPC clients over mTLS.
 
 mod admin;
+mod admission;
 mod cli;
+mod concurrency;
 mod failure;
 mod hardening;
 mod harness;
+mod lifecycle;
 mod mtls;
 mod registry;
 mod roles;

@@ -1,16 +1,20 @@
 //! The authorization matrix: every RPC, called by a member of every role in every status,
-//! answers exactly the code in the table below.
+//! answers exactly the code and reason in the table below; and the roles `init --dev` gives.
 
 use hashforum::client::Client;
 use hashforum::identity::Identity;
 use hashforum::pb;
-use hashforum::pb::statement::Body;
+use hashforum::statement::admin::{add_member, register_key, remove, set_roles, suspend};
+use hashforum::statement::{hash_submission, Signer};
 use hashforum::types::{HashType, Role};
+use prost::Message;
 use tonic::Code;
 
-use crate::harness::{admin_statement, sha256_value, signed, submission, submit, TestServer};
+use crate::harness::{
+    assert_refused, descriptor, details, sha256_value, submit, TestServer, DOMAIN,
+};
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Rpc {
     /// `SubmitEntry` of a hash submission by the caller.
     SubmitHash,
@@ -25,6 +29,21 @@ enum Rpc {
     GetMemberHistory,
 }
 
+impl Rpc {
+    /// The gRPC method it calls.
+    fn method(self) -> &'static str {
+        match self {
+            Rpc::SubmitHash | Rpc::AdminAction => "hashforum.v1.RegistryService/SubmitEntry",
+            Rpc::SubmitHashes => "hashforum.v1.RegistryService/SubmitEntries",
+            Rpc::LookupHash => "hashforum.v1.RegistryService/LookupHash",
+            Rpc::LookupHashes => "hashforum.v1.RegistryService/LookupHashes",
+            Rpc::ListMembers => "hashforum.v1.AdminService/ListMembers",
+            Rpc::GetMember => "hashforum.v1.AdminService/GetMember",
+            Rpc::GetMemberHistory => "hashforum.v1.AdminService/GetMemberHistory",
+        }
+    }
+}
+
 const ROLES: [Role; 5] = [
     Role::Admin,
     Role::Contributor,
@@ -33,63 +52,70 @@ const ROLES: [Role; 5] = [
     Role::Replica,
 ];
 
-const OK: Code = Code::Ok;
-const DENIED: Code = Code::PermissionDenied;
-const UNAUTH: Code = Code::Unauthenticated;
+/// What a call answers: its code and `ErrorInfo` reason (empty for OK).
+type Want = (Code, &'static str);
 
-/// One table: each RPC with the code for each role.
-type Table = [(Rpc, [Code; 5]); 8];
+const OK: Want = (Code::Ok, "");
+/// The caller lacks the RPC's role, or the author the statement's.
+const NO_ROLE: Want = (Code::PermissionDenied, "MISSING_ROLE");
+/// membership.md: a suspended member's every call is refused.
+const SUSPENDED: Want = (Code::Unauthenticated, "MEMBER_NOT_ACTIVE");
+/// membership.md: removal retires the member's certificates, which then authenticate nobody.
+const RETIRED: Want = (Code::Unauthenticated, "UNKNOWN_CERTIFICATE");
+
+/// One table: each RPC with the answer for each role.
+type Table = [(Rpc, [Want; 5]); 8];
 
 /// Active members, by role: admin, contributor, reader, observer, replica.
 const ACTIVE: Table = [
-    (Rpc::SubmitHash, [DENIED, OK, DENIED, DENIED, DENIED]),
-    (Rpc::SubmitHashes, [DENIED, OK, DENIED, DENIED, DENIED]),
-    (Rpc::AdminAction, [OK, DENIED, DENIED, DENIED, DENIED]),
-    (Rpc::LookupHash, [DENIED, DENIED, OK, OK, DENIED]),
-    (Rpc::LookupHashes, [DENIED, DENIED, OK, OK, DENIED]),
+    (Rpc::SubmitHash, [NO_ROLE, OK, NO_ROLE, NO_ROLE, NO_ROLE]),
+    (Rpc::SubmitHashes, [NO_ROLE, OK, NO_ROLE, NO_ROLE, NO_ROLE]),
+    (Rpc::AdminAction, [OK, NO_ROLE, NO_ROLE, NO_ROLE, NO_ROLE]),
+    (Rpc::LookupHash, [NO_ROLE, NO_ROLE, OK, OK, NO_ROLE]),
+    (Rpc::LookupHashes, [NO_ROLE, NO_ROLE, OK, OK, NO_ROLE]),
     (Rpc::ListMembers, [OK, OK, OK, OK, OK]),
     (Rpc::GetMember, [OK, OK, OK, OK, OK]),
     (Rpc::GetMemberHistory, [OK, OK, OK, OK, OK]),
 ];
 
-/// Suspended and removed members, by role: refused before any handler logic.
-const NOT_ACTIVE: Table = [
-    (Rpc::SubmitHash, [UNAUTH; 5]),
-    (Rpc::SubmitHashes, [UNAUTH; 5]),
-    (Rpc::AdminAction, [UNAUTH; 5]),
-    (Rpc::LookupHash, [UNAUTH; 5]),
-    (Rpc::LookupHashes, [UNAUTH; 5]),
-    (Rpc::ListMembers, [UNAUTH; 5]),
-    (Rpc::GetMember, [UNAUTH; 5]),
-    (Rpc::GetMemberHistory, [UNAUTH; 5]),
+/// Suspended members, by role: refused before any handler logic.
+const SUSPENDED_TABLE: Table = [
+    (Rpc::SubmitHash, [SUSPENDED; 5]),
+    (Rpc::SubmitHashes, [SUSPENDED; 5]),
+    (Rpc::AdminAction, [SUSPENDED; 5]),
+    (Rpc::LookupHash, [SUSPENDED; 5]),
+    (Rpc::LookupHashes, [SUSPENDED; 5]),
+    (Rpc::ListMembers, [SUSPENDED; 5]),
+    (Rpc::GetMember, [SUSPENDED; 5]),
+    (Rpc::GetMemberHistory, [SUSPENDED; 5]),
+];
+
+/// Removed members, by role: their certificates authenticate nobody.
+const REMOVED_TABLE: Table = [
+    (Rpc::SubmitHash, [RETIRED; 5]),
+    (Rpc::SubmitHashes, [RETIRED; 5]),
+    (Rpc::AdminAction, [RETIRED; 5]),
+    (Rpc::LookupHash, [RETIRED; 5]),
+    (Rpc::LookupHashes, [RETIRED; 5]),
+    (Rpc::ListMembers, [RETIRED; 5]),
+    (Rpc::GetMember, [RETIRED; 5]),
+    (Rpc::GetMemberHistory, [RETIRED; 5]),
 ];
 
 const STATUSES: [(&str, &Table); 3] = [
     ("active", &ACTIVE),
-    ("suspended", &NOT_ACTIVE),
-    ("removed", &NOT_ACTIVE),
+    ("suspended", &SUSPENDED_TABLE),
+    ("removed", &REMOVED_TABLE),
 ];
 
 /// Adds a member with one role and a signing key.
 async fn make_member(server: &TestServer, admin: &mut Client, id: &str, role: Role) {
     let (identity, cert) = server.issue_identity(id);
-    let admin_id = server.identity("admin");
-    let bodies = vec![
-        Body::MemberAdded(pb::MemberAdded {
-            member_id: id.into(),
-            display_name: id.into(),
-            roles: vec![role.to_pb() as i32],
-            cert_sha256: vec![cert],
-        }),
-        Body::KeyRegistered(pb::KeyRegistered {
-            member_id: id.into(),
-            public_key: identity.signing_key.verifying_key().to_bytes().to_vec(),
-        }),
+    let signer = server.signer("admin");
+    let envelopes = vec![
+        signer.admin(add_member(id, id, &[role], vec![cert])),
+        signer.admin(register_key(id, &identity.signing_key.verifying_key())),
     ];
-    let envelopes = bodies
-        .into_iter()
-        .map(|body| signed(&admin_id, &admin_statement("admin", body)))
-        .collect();
     admin
         .registry
         .submit_entries(pb::SubmitEntriesRequest { envelopes })
@@ -97,24 +123,16 @@ async fn make_member(server: &TestServer, admin: &mut Client, id: &str, role: Ro
         .unwrap();
 }
 
-async fn call(
-    client: &mut Client,
-    identity: &Identity,
-    rpc: Rpc,
-    n: u64,
-) -> Result<(), tonic::Status> {
-    let me = identity.file.member.clone();
-    let hash = || {
-        signed(
-            identity,
-            &submission(&me, HashType::Sha256, &sha256_value(n)),
-        )
-    };
+/// Calls `rpc` as `identity`; answers the code and the `ErrorInfo` reason, after checking
+/// that a refusal is a hashforum error without a `BadRequest`.
+async fn call(client: &mut Client, identity: &Identity, rpc: Rpc, n: u64) -> (Code, String) {
+    let signer = Signer::of(identity);
+    let hash = || signer.submit(hash_submission(HashType::Sha256, &sha256_value(n)));
     let query = || pb::HashQuery {
         hash_type: HashType::Sha256.to_pb() as i32,
         value: sha256_value(0),
     };
-    match rpc {
+    let result = match rpc {
         Rpc::SubmitHash => submit(client, hash()).await.map(drop),
         Rpc::SubmitHashes => client
             .registry
@@ -124,13 +142,8 @@ async fn call(
             .await
             .map(drop),
         Rpc::AdminAction => {
-            let body = Body::RolesSet(pb::RolesSet {
-                member_id: "target".into(),
-                roles: vec![Role::Reader.to_pb() as i32],
-            });
-            submit(client, signed(identity, &admin_statement(&me, body)))
-                .await
-                .map(drop)
+            let body = set_roles("target", &[Role::Contributor, Role::Reader]);
+            submit(client, signer.admin(body)).await.map(drop)
         }
         Rpc::LookupHash => client
             .registry
@@ -167,21 +180,29 @@ async fn call(
             })
             .await
             .map(drop),
+    };
+    match result {
+        Ok(()) => (Code::Ok, String::new()),
+        Err(status) => {
+            let d = details(&status);
+            assert_eq!(d.domain.as_deref(), Some(DOMAIN), "{status:?}");
+            assert_eq!(d.violations, None, "no BadRequest: {status:?}");
+            (status.code(), d.reason.unwrap_or_default())
+        }
     }
 }
 
+/// Every RPC, by a member of each role in each status, gets the table's code and reason.
 #[tokio::test(flavor = "multi_thread")]
 async fn every_rpc_for_every_role_and_status() {
     // `target` is what admin actions and member reads are about; hash 0 is what lookups find.
     let server = TestServer::start(&["target"]).await;
     let mut admin = server.client("admin").await;
-    let target = server.identity("target");
     submit(
         &mut server.client("target").await,
-        signed(
-            &target,
-            &submission("target", HashType::Sha256, &sha256_value(0)),
-        ),
+        server
+            .signer("target")
+            .submit(hash_submission(HashType::Sha256, &sha256_value(0))),
     )
     .await
     .unwrap();
@@ -194,50 +215,108 @@ async fn every_rpc_for_every_role_and_status() {
             let id = format!("{}-{status}", role.name());
             make_member(&server, &mut admin, &id, role).await;
             let identity = server.identity(&id);
-            let client = Client::connect(&identity, Some(&server.addr))
+            let mut client = server.connect(&identity).await;
+            client
+                .admin
+                .list_members(pb::ListMembersRequest {})
                 .await
-                .unwrap();
+                .expect("connected while active");
             members.push((id, identity, client));
         }
     }
+    let admin_signer = server.signer("admin");
     for (id, _, _) in &members {
         let body = if id.ends_with("-suspended") {
-            Body::MemberSuspended(pb::MemberSuspended {
-                member_id: id.clone(),
-                reason: String::new(),
-            })
+            suspend(id, "")
         } else if id.ends_with("-removed") {
-            Body::MemberRemoved(pb::MemberRemoved {
-                member_id: id.clone(),
-                reason: String::new(),
-            })
+            remove(id, "")
         } else {
             continue;
         };
-        let admin_id = server.identity("admin");
-        submit(
-            &mut admin,
-            signed(&admin_id, &admin_statement("admin", body)),
-        )
-        .await
-        .unwrap();
+        submit(&mut admin, admin_signer.admin(body)).await.unwrap();
     }
 
     let mut n = 1;
-    let mut cells = 0;
+    let mut wrong = Vec::new();
     for (status, table) in STATUSES {
-        for (rpc, codes) in table {
-            for (role, want) in ROLES.iter().zip(codes) {
+        for (rpc, wants) in table {
+            for (role, want) in ROLES.iter().zip(wants) {
                 let id = format!("{}-{status}", role.name());
                 let (_, identity, client) = members.iter_mut().find(|(m, _, _)| *m == id).unwrap();
                 n += 1;
-                let got = call(client, identity, *rpc, n)
-                    .await
-                    .map_or_else(|s| s.code(), |()| Code::Ok);
-                assert_eq!(got, *want, "{rpc:?} by {id}");
-                cells += 1;
+                let got = call(client, identity, *rpc, n).await;
+                if (got.0, got.1.as_str()) != *want {
+                    wrong.push(format!("{rpc:?} by {id}: got {got:?}, want {want:?}"));
+                }
             }
         }
     }
-    assert_eq!(cells, 3 * 8 * 5);
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// The matrix has a row for every RPC the forum's services declare.
+#[test]
+fn the_matrix_covers_every_rpc() {
+    let set = descriptor::FileDescriptorSet::decode(pb::FILE_DESCRIPTOR_SET).unwrap();
+    let declared = descriptor::methods(&set.file);
+    let mut covered: Vec<String> = ACTIVE
+        .iter()
+        .map(|(rpc, _)| rpc.method().to_owned())
+        .collect();
+    covered.sort();
+    covered.dedup();
+    assert_eq!(covered, declared);
+    for table in [&SUSPENDED_TABLE, &REMOVED_TABLE] {
+        let rpcs: Vec<Rpc> = table.iter().map(|(rpc, _)| *rpc).collect();
+        let active: Vec<Rpc> = ACTIVE.iter().map(|(rpc, _)| *rpc).collect();
+        assert_eq!(rpcs, active);
+    }
+}
+
+/// `init --dev` gives admin admin+reader and members contributor+reader, and they act on them.
+#[tokio::test]
+async fn init_dev_gives_the_documented_roles() {
+    let server = TestServer::start(&["alpha", "beta"]).await;
+    let mut admin = server.client("admin").await;
+    let roles = |rs: &[Role]| rs.iter().map(|r| r.to_pb() as i32).collect::<Vec<_>>();
+    let directory = crate::harness::members(&mut admin).await;
+    let got: Vec<(&str, Vec<i32>)> = directory
+        .iter()
+        .map(|m| (m.member_id.as_str(), m.roles.clone()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("admin", roles(&[Role::Admin, Role::Reader])),
+            ("alpha", roles(&[Role::Contributor, Role::Reader])),
+            ("beta", roles(&[Role::Contributor, Role::Reader])),
+        ]
+    );
+
+    let value = sha256_value(1);
+    let admin_signer = server.signer("admin");
+    let status = submit(
+        &mut admin,
+        admin_signer.submit(hash_submission(HashType::Sha256, &value)),
+    )
+    .await
+    .unwrap_err();
+    assert_refused(&status, Code::PermissionDenied, "MISSING_ROLE");
+    let alpha_says = server
+        .signer("alpha")
+        .submit(hash_submission(HashType::Sha256, &value));
+    submit(&mut admin, alpha_says).await.expect("a relay");
+    crate::harness::lookup(&mut admin, HashType::Sha256, &value, false)
+        .await
+        .expect("the admin reads");
+
+    let mut alpha = server.client("alpha").await;
+    let beta_role = server
+        .signer("alpha")
+        .admin(set_roles("beta", &[Role::Reader]));
+    let status = submit(&mut alpha, beta_role).await.unwrap_err();
+    assert_refused(&status, Code::PermissionDenied, "MISSING_ROLE");
+    crate::harness::lookup(&mut alpha, HashType::Sha256, &value, false)
+        .await
+        .expect("a member reads");
 }
