@@ -80,6 +80,18 @@ pub enum ServiceError {
     /// The server is shutting down (`UNAVAILABLE`); retry elsewhere or later.
     #[error("server is shutting down")]
     ShuttingDown,
+    /// A refusal about one element of a request, such as the third envelope of a batch:
+    /// `field` names it. `INVALID_ARGUMENT` errors carry their path in their own `field`
+    /// instead; this is for the others (`NOT_FOUND`, `PERMISSION_DENIED`, ...), which have no
+    /// `BadRequest`. The code and reason are `error`'s; the path is in the message and in the
+    /// `ErrorInfo` metadata under `field`.
+    #[error("{field}: {error}")]
+    At {
+        /// Path of the element, e.g. `envelopes[2]`.
+        field: String,
+        /// The refusal.
+        error: Box<ServiceError>,
+    },
     /// Storage failed (`INTERNAL`, logged).
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -110,25 +122,37 @@ impl ServiceError {
         }
     }
 
-    /// Puts `prefix` in front of the field path of an `Invalid` error: errors found inside one
-    /// envelope name the envelope they came from.
+    /// Puts `prefix` in front of the error's field path: errors found inside one envelope
+    /// name the envelope they came from, whatever their code. Our own failures (storage,
+    /// bugs, shutdown) are about no element and stay as they are.
     #[must_use]
     pub fn in_field(self, prefix: &str) -> Self {
+        let join = |field: String| {
+            if field.is_empty() {
+                prefix.to_owned()
+            } else {
+                format!("{prefix}.{field}")
+            }
+        };
         match self {
             Self::Invalid {
                 field,
                 reason,
                 message,
             } => Self::Invalid {
-                field: if field.is_empty() {
-                    prefix.to_owned()
-                } else {
-                    format!("{prefix}.{field}")
-                },
+                field: join(field),
                 reason,
                 message,
             },
-            other => other,
+            Self::At { field, error } => Self::At {
+                field: join(field),
+                error,
+            },
+            Self::ShuttingDown | Self::Storage(_) | Self::Internal(_) => self,
+            other => Self::At {
+                field: prefix.to_owned(),
+                error: Box::new(other),
+            },
         }
     }
 
@@ -143,14 +167,15 @@ impl ServiceError {
             | Self::FailedPrecondition { reason, .. }
             | Self::ResourceExhausted { reason, .. } => Some(reason),
             Self::ShuttingDown => Some("SHUTTING_DOWN"),
+            Self::At { error, .. } => error.reason(),
             Self::Storage(_) | Self::Internal(_) => None,
         }
     }
 }
 
-impl From<ServiceError> for Status {
-    fn from(err: ServiceError) -> Status {
-        let code = match &err {
+impl ServiceError {
+    fn code(&self) -> Code {
+        match self {
             ServiceError::Invalid { .. } => Code::InvalidArgument,
             ServiceError::Unauthenticated { .. } => Code::Unauthenticated,
             ServiceError::PermissionDenied { .. } => Code::PermissionDenied,
@@ -159,13 +184,24 @@ impl From<ServiceError> for Status {
             ServiceError::FailedPrecondition { .. } => Code::FailedPrecondition,
             ServiceError::ResourceExhausted { .. } => Code::ResourceExhausted,
             ServiceError::ShuttingDown => Code::Unavailable,
-            ServiceError::Storage(_) | ServiceError::Internal(_) => {
-                tracing::error!(error = %err, "request failed");
-                return Status::internal("internal error");
-            }
+            ServiceError::At { error, .. } => error.code(),
+            ServiceError::Storage(_) | ServiceError::Internal(_) => Code::Internal,
+        }
+    }
+}
+
+impl From<ServiceError> for Status {
+    fn from(err: ServiceError) -> Status {
+        let code = err.code();
+        let Some(reason) = err.reason() else {
+            tracing::error!(error = %err, "request failed");
+            return Status::internal("internal error");
         };
-        let reason = err.reason().unwrap_or("INTERNAL");
-        let mut details = ErrorDetails::with_error_info(reason, ERROR_DOMAIN, HashMap::new());
+        let mut metadata = HashMap::new();
+        if let ServiceError::At { field, .. } = &err {
+            metadata.insert("field".to_owned(), field.clone());
+        }
+        let mut details = ErrorDetails::with_error_info(reason, ERROR_DOMAIN, metadata);
         if let ServiceError::Invalid { field, message, .. } = &err {
             details.add_bad_request_violation(field.clone(), message.clone());
         }

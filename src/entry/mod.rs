@@ -30,7 +30,7 @@ use crate::pb;
 use crate::types::{ContentHash, HashType, MemberId, Role, StatementDigest};
 
 /// Largest accepted statement payload. The largest legitimate statement, a hash submission
-/// with every label at its limit and 32 tags of 64 characters, is about 3.3 KiB.
+/// with every label at its limit and 32 tags of 64 characters, is about 2.7 KiB.
 pub const MAX_PAYLOAD: usize = 8 * 1024;
 /// Most free tags on one submission.
 pub const MAX_TAGS: usize = 32;

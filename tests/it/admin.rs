@@ -616,11 +616,10 @@ async fn unknown_members_are_not_found() {
 
 /// A batch refused for the state of one envelope names that envelope (api.md, Atomicity).
 #[tokio::test]
-#[ignore = "bug in src: state refusals in a batch do not name the envelope (see the report)"]
 async fn a_refused_batch_names_the_offending_envelope() {
-    // It does for INVALID_ARGUMENT (the BadRequest field). For a state refusal (NOT_FOUND,
-    // FAILED_PRECONDITION, ALREADY_EXISTS, PERMISSION_DENIED) the position is dropped:
-    // `ServiceError::in_field` only prefixes `Invalid`, so nothing says which envelope it was.
+    // INVALID_ARGUMENT names it in the BadRequest field; a state refusal (NOT_FOUND,
+    // FAILED_PRECONDITION, ALREADY_EXISTS, PERMISSION_DENIED) in the ErrorInfo metadata
+    // `field` and the message.
     let server = TestServer::start(&["alpha"]).await;
     let admin = server.signer("admin");
     let mut client = server.client("admin").await;
@@ -636,8 +635,15 @@ async fn a_refused_batch_names_the_offending_envelope() {
     .await
     .unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
-    let info = tonic_types::StatusExt::get_details_error_info(&status);
-    let named = status.message().contains("envelopes[2]")
-        || info.is_some_and(|i| i.metadata.values().any(|v| v.contains('2')));
-    assert!(named, "which envelope? {status:?}");
+    let info = tonic_types::StatusExt::get_details_error_info(&status).expect("ErrorInfo");
+    assert_eq!(info.reason, "UNKNOWN_MEMBER");
+    assert_eq!(
+        info.metadata.get("field").map(String::as_str),
+        Some("envelopes[2].payload"),
+        "which envelope? {status:?}"
+    );
+    assert!(
+        status.message().starts_with("envelopes[2].payload: "),
+        "{status:?}"
+    );
 }

@@ -545,6 +545,8 @@ pub(crate) struct ServeProcess {
     exited: mpsc::Receiver<ExitStatus>,
     status: Option<ExitStatus>,
     stderr: Arc<Mutex<String>>,
+    /// Its stderr lines as they come; disconnected once the pipe is read to the end.
+    lines: mpsc::Receiver<String>,
 }
 
 /// The `hashforum` binary.
@@ -595,11 +597,12 @@ impl ServeProcess {
             exited,
             status: None,
             stderr,
+            lines,
         };
         let deadline = Instant::now() + CHILD_TIMEOUT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            match lines.recv_timeout(left) {
+            match process.lines.recv_timeout(left) {
                 Ok(line) => {
                     if let Some(rest) = line.strip_prefix("hashforum serving ") {
                         let addr = rest.rsplit(" on ").next().unwrap();
@@ -643,6 +646,9 @@ impl ServeProcess {
         match self.exited.recv_timeout(timeout) {
             Ok(status) => {
                 self.status = Some(status);
+                // The child is gone, but the reader may not have read its last lines yet:
+                // read the pipe to its end, so that `stderr()` holds everything.
+                while let Ok(_line) = self.lines.recv_timeout(timeout) {}
                 status
             }
             Err(_) => {
