@@ -2,8 +2,9 @@
 //! ordered shutdown.
 //!
 //! A client certificate that does not chain to the forum CA fails the TLS handshake, so it never
-//! reaches a handler; a valid certificate bound to no active member gets `UNAUTHENTICATED` from
-//! the handler.
+//! reaches a handler. Every call on an accepted connection passes `auth::AuthLayer` before any
+//! of its body is read: a valid certificate bound to no active member gets `UNAUTHENTICATED`, a
+//! member without the method's role `PERMISSION_DENIED`.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -14,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
+use crate::auth::AuthLayer;
 use crate::config::Config;
 use crate::pb::server::admin_service_server::AdminServiceServer;
 use crate::pb::server::registry_service_server::RegistryServiceServer;
@@ -76,6 +78,7 @@ pub async fn serve(
         .trace_fn(|req| {
             tracing::info_span!("rpc", path = %req.uri().path(), member = tracing::field::Empty)
         })
+        .layer(AuthLayer::new(registry.clone()))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(registry_svc)

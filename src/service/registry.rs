@@ -9,7 +9,7 @@ use crate::error::ServiceError;
 use crate::pb;
 use crate::registry::{Registry, MAX_LOOKUP_BATCH, MAX_SUBMIT_BATCH};
 use crate::state::decode_record;
-use crate::types::{ContentHash, HashType, Role};
+use crate::types::{ContentHash, HashType};
 use crate::wire::{
     LookupHashesReply, LookupHashesRequest, SubmitEntriesRequest, SubmitEntryRequest,
 };
@@ -33,7 +33,7 @@ impl pb::server::registry_service_server::RegistryService for RegistryApi {
         &self,
         req: Request<SubmitEntryRequest>,
     ) -> Result<Response<pb::SubmitEntryResponse>, Status> {
-        let caller = caller(&self.registry, &req)?;
+        let caller = caller(&req)?;
         let envelope = req.into_inner().envelope.ok_or_else(|| {
             ServiceError::invalid("envelope", "MISSING_FIELD", "an envelope is required")
         })?;
@@ -49,7 +49,7 @@ impl pb::server::registry_service_server::RegistryService for RegistryApi {
         &self,
         req: Request<SubmitEntriesRequest>,
     ) -> Result<Response<pb::SubmitEntriesResponse>, Status> {
-        let caller = caller(&self.registry, &req)?;
+        let caller = caller(&req)?;
         let req = req.into_inner();
         check_batch("envelopes", req.len(), MAX_SUBMIT_BATCH)?;
         let envelopes = req.envelopes;
@@ -66,7 +66,7 @@ impl pb::server::registry_service_server::RegistryService for RegistryApi {
         &self,
         req: Request<pb::LookupHashRequest>,
     ) -> Result<Response<pb::LookupHashResponse>, Status> {
-        caller(&self.registry, &req)?.require_any(&[Role::Reader, Role::Observer])?;
+        caller(&req)?;
         let req = req.into_inner();
         let query = req.query.unwrap_or_default();
         let hash = parse_query(&query).map_err(|e| e.in_field("query"))?;
@@ -102,7 +102,7 @@ impl pb::server::registry_service_server::RegistryService for RegistryApi {
         &self,
         req: Request<LookupHashesRequest>,
     ) -> Result<Response<LookupHashesReply>, Status> {
-        caller(&self.registry, &req)?.require_any(&[Role::Reader, Role::Observer])?;
+        caller(&req)?;
         let req = req.into_inner();
         check_batch("queries", req.len(), MAX_LOOKUP_BATCH)?;
         let hashes = req
