@@ -5,7 +5,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity as TlsIde
 use crate::identity::Identity;
 use crate::pb::admin_service_client::AdminServiceClient;
 use crate::pb::registry_service_client::RegistryServiceClient;
-use crate::server::MAX_MESSAGE;
+use crate::server::{MAX_REPLY, MAX_REQUEST};
 
 /// Clients for every service, over one connection.
 #[derive(Clone)]
@@ -14,6 +14,7 @@ pub struct Client {
     pub registry: RegistryServiceClient<Channel>,
     /// The directory.
     pub admin: AdminServiceClient<Channel>,
+    channel: Channel,
 }
 
 impl Client {
@@ -37,10 +38,16 @@ impl Client {
             .await?;
         Ok(Self {
             registry: RegistryServiceClient::new(channel.clone())
-                .max_decoding_message_size(MAX_MESSAGE)
-                .max_encoding_message_size(MAX_MESSAGE),
-            admin: AdminServiceClient::new(channel),
+                .max_decoding_message_size(MAX_REPLY)
+                .max_encoding_message_size(MAX_REQUEST),
+            admin: AdminServiceClient::new(channel.clone()),
+            channel,
         })
+    }
+
+    /// The connection, for other services (health) or hand-made calls.
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
     }
 }
 
