@@ -4,6 +4,8 @@
 mod admin;
 mod cli;
 mod harness;
+mod limits;
 mod mtls;
 mod registry;
 mod roles;
+mod shutdown;
