@@ -126,16 +126,7 @@ pub async fn serve(
         ended = &mut server => Some(ended),
     };
     tracing::info!("shutting down");
-    // Balancers and health watchers learn first, while the server still answers.
-    for name in [
-        <RegistryServiceServer<RegistryApi> as tonic::server::NamedService>::NAME,
-        <AdminServiceServer<AdminApi> as tonic::server::NamedService>::NAME,
-        "",
-    ] {
-        health
-            .set_service_status(name, tonic_health::ServingStatus::NotServing)
-            .await;
-    }
+    not_serving(&health).await;
     stop.cancel();
     let served = match ended {
         Some(ended) => joined(ended),
@@ -155,6 +146,20 @@ fn joined(ended: Served) -> anyhow::Result<()> {
     match ended {
         Ok(served) => Ok(served?),
         Err(join) => Err(anyhow::anyhow!("the server task failed: {join}")),
+    }
+}
+
+/// Marks every health name `NOT_SERVING`, so that balancers and `Watch` clients learn of the
+/// shutdown first, while the server still answers.
+async fn not_serving(health: &tonic_health::server::HealthReporter) {
+    for name in [
+        <RegistryServiceServer<RegistryApi> as tonic::server::NamedService>::NAME,
+        <AdminServiceServer<AdminApi> as tonic::server::NamedService>::NAME,
+        "",
+    ] {
+        health
+            .set_service_status(name, tonic_health::ServingStatus::NotServing)
+            .await;
     }
 }
 
