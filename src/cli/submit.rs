@@ -10,7 +10,6 @@ use super::output::{parse_lines, read_input};
 use super::{connect, ClientOpts};
 use crate::identity::Identity;
 use crate::registry::MAX_SUBMIT_BATCH;
-use crate::server::MAX_REQUEST;
 use crate::types::HashType;
 use crate::{crypto, pb};
 
@@ -74,7 +73,7 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
             .into_inner();
         receipts.extend(reply.receipt);
     } else {
-        for envelopes in batches(envelopes, MAX_SUBMIT_BATCH, MAX_REQUEST) {
+        for envelopes in crate::client::batches(envelopes, MAX_SUBMIT_BATCH) {
             let reply = client
                 .registry
                 .submit_entries(pb::SubmitEntriesRequest { envelopes })
@@ -102,32 +101,6 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Splits envelopes, in order, into `SubmitEntries` calls of at most `max_count` envelopes and
-/// at most `max_bytes` encoded (the server refuses a larger request before reading it).
-fn batches(
-    envelopes: Vec<pb::Envelope>,
-    max_count: usize,
-    max_bytes: usize,
-) -> Vec<Vec<pb::Envelope>> {
-    let mut out = Vec::new();
-    let mut batch = Vec::new();
-    let mut bytes = 0;
-    for envelope in envelopes {
-        // As a `SubmitEntriesRequest.envelopes` element: key, length, body.
-        let len = prost::encoding::message::encoded_len(1, &envelope);
-        if !batch.is_empty() && (batch.len() == max_count || bytes + len > max_bytes) {
-            out.push(std::mem::take(&mut batch));
-            bytes = 0;
-        }
-        bytes += len;
-        batch.push(envelope);
-    }
-    if !batch.is_empty() {
-        out.push(batch);
-    }
-    out
 }
 
 fn submission(
@@ -168,35 +141,4 @@ fn parse_labels(labels: &[String]) -> Result<pb::Labels, tonic::Status> {
         v.clone_into(slot);
     }
     Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use prost::Message;
-
-    use super::*;
-
-    fn envelope(payload_len: usize) -> pb::Envelope {
-        pb::Envelope {
-            payload: vec![7; payload_len].into(),
-            ..pb::Envelope::default()
-        }
-    }
-
-    #[test]
-    fn batches_respect_count_and_bytes_and_keep_order() {
-        // Each envelope encodes to 1 + 1 + (1 + 1 + 100) = 104 bytes in the request.
-        let all: Vec<_> = (0..10).map(|_| envelope(100)).collect();
-        assert_eq!(prost::encoding::message::encoded_len(1, &all[0]), 104);
-        let sizes = |b: &[Vec<pb::Envelope>]| b.iter().map(Vec::len).collect::<Vec<_>>();
-        assert_eq!(sizes(&batches(all.clone(), 4, 1 << 20)), [4, 4, 2]);
-        assert_eq!(sizes(&batches(all.clone(), 100, 3 * 104)), [3, 3, 3, 1]);
-        assert_eq!(sizes(&batches(all.clone(), 100, 50)), [1; 10]);
-        for batch in batches(all.clone(), 100, 3 * 104) {
-            let request = pb::SubmitEntriesRequest { envelopes: batch };
-            assert!(request.encoded_len() <= 3 * 104);
-        }
-        assert_eq!(batches(all.clone(), 3, 1 << 20).concat(), all);
-        assert!(batches(Vec::new(), 3, 100).is_empty());
-    }
 }

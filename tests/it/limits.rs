@@ -210,13 +210,22 @@ impl ServerProcess {
         Client::connect(identity, Some(&self.addr)).await.unwrap()
     }
 
-    /// An identity from the forum's CA, bound to no member.
+    /// An identity with a fresh certificate from the forum's CA, bound to no member: alpha's
+    /// identity directory with its TLS certificate and key replaced.
     fn stranger(&self) -> Identity {
         let ca_dir = self.forum().join("ca");
         let read = |name: &str| std::fs::read_to_string(ca_dir.join(name)).unwrap();
         let ca = hashforum::pki::Ca::load(&read("ca.crt"), &read("ca.key")).unwrap();
+        let cert = ca.issue_client("stranger").unwrap();
         let dir = self.dir.path().join("stranger");
-        hashforum::forum::issue_identity(&ca, "stranger", &self.addr, &dir).unwrap();
+        std::fs::create_dir(&dir).unwrap();
+        let alpha = self.forum().join("identities/alpha");
+        for entry in std::fs::read_dir(&alpha).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+        }
+        std::fs::write(dir.join("tls.crt"), &cert.cert_pem).unwrap();
+        hashforum::fsutil::write_private(&dir.join("tls.key"), cert.key_pem.as_bytes()).unwrap();
         Identity::load(&dir).unwrap()
     }
 
