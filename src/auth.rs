@@ -85,18 +85,19 @@ pub fn access(path: &str) -> Option<Access> {
         .map(|(_, access)| *access)
 }
 
-/// Looks callers up by certificate fingerprint: the membership snapshot.
+/// Looks callers up by TLS client certificate: the membership snapshot.
 pub trait Members: Send + Sync + 'static {
-    /// The caller holding the certificate with this SHA-256 fingerprint.
+    /// The caller holding this certificate (DER).
     ///
     /// # Errors
     /// `UNAUTHENTICATED` when it is bound to no active member.
-    fn caller(&self, cert_sha256: &[u8; 32]) -> Result<Caller, ServiceError>;
+    fn caller(&self, cert_der: &[u8]) -> Result<Caller, ServiceError>;
 }
 
 impl Members for Registry {
-    fn caller(&self, cert_sha256: &[u8; 32]) -> Result<Caller, ServiceError> {
-        Registry::caller(self, cert_sha256)
+    /// Looks the certificate's SHA-256 fingerprint up in the current directory snapshot.
+    fn caller(&self, cert_der: &[u8]) -> Result<Caller, ServiceError> {
+        Registry::caller(self, &crypto::cert_fingerprint(cert_der))
     }
 }
 
@@ -131,7 +132,7 @@ pub fn admit(
             reason: "NO_CLIENT_CERTIFICATE",
             message: "a TLS client certificate is required".into(),
         })?;
-    let caller = members.caller(&crypto::cert_fingerprint(leaf.as_ref()))?;
+    let caller = members.caller(leaf.as_ref())?;
     match access {
         Some(Access::AnyRole(roles)) => caller.require_any(roles)?,
         Some(Access::AnyMember | Access::AnyPeer) => {}
@@ -230,9 +231,26 @@ mod tests {
 
     use super::*;
 
-    /// One member per role, each bound to the certificate `[role as u8]`; certificate `[9]` is
-    /// bound to a suspended member.
+    /// One member per role, each holding the certificate `[i]` for `ROLES[i]`; certificate `[9]`
+    /// is a suspended member's.
     struct Fixed;
+
+    /// Member ids from names, whether `Caller::member_id` is a `String` or a `MemberId`.
+    trait FromName {
+        fn from_name(name: &str) -> Self;
+    }
+
+    impl FromName for String {
+        fn from_name(name: &str) -> Self {
+            name.to_owned()
+        }
+    }
+
+    impl FromName for crate::types::MemberId {
+        fn from_name(name: &str) -> Self {
+            crate::types::MemberId::parse(name).unwrap()
+        }
+    }
 
     const ROLES: [Role; 5] = [
         Role::Admin,
@@ -247,8 +265,8 @@ mod tests {
     }
 
     impl Members for Fixed {
-        fn caller(&self, fp: &[u8; 32]) -> Result<Caller, ServiceError> {
-            if *fp == crypto::cert_fingerprint(&cert(9)) {
+        fn caller(&self, der: &[u8]) -> Result<Caller, ServiceError> {
+            if der == cert(9) {
                 return Err(ServiceError::Unauthenticated {
                     reason: "MEMBER_NOT_ACTIVE",
                     message: "suspended".into(),
@@ -256,9 +274,9 @@ mod tests {
             }
             (0u8..)
                 .zip(ROLES)
-                .find(|(i, _)| *fp == crypto::cert_fingerprint(&cert(*i)))
+                .find(|(i, _)| der == cert(*i))
                 .map(|(_, role)| Caller {
-                    member_id: role.name().into(),
+                    member_id: FromName::from_name(role.name()),
                     roles: vec![role],
                 })
                 .ok_or_else(|| ServiceError::Unauthenticated {
