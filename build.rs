@@ -3,8 +3,13 @@
 //!
 //! 1. the message types and the gRPC clients (`OUT_DIR/hashforum.v1.rs`, the `pb` module);
 //! 2. the gRPC servers only (`OUT_DIR/server/hashforum.v1.rs`, `pb::server`), over the types of
-//!    pass 1, except that `LookupHashes` answers with `wire::LookupHashesReply`: the same bytes
-//!    on the wire, encoded straight from the stored records instead of decoded and re-encoded.
+//!    pass 1, except for hand-written types in `wire` with the same bytes on the wire:
+//!    - `LookupHashes` answers with `wire::LookupHashesReply`, encoded straight from the stored
+//!      records instead of decoded and re-encoded;
+//!    - `SubmitEntry`, `SubmitEntries` and `LookupHashes` requests are decoded into
+//!      `wire::SubmitEntryRequest`, `wire::SubmitEntriesRequest` and `wire::LookupHashesRequest`,
+//!      which stop materialising elements past the batch caps, so a request of millions of
+//!      empty elements costs no more memory than its bytes.
 
 use std::path::PathBuf;
 
@@ -32,6 +37,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .extern_path(
             ".hashforum.v1.LookupHashesResponse",
             "crate::wire::LookupHashesReply",
+        )
+        .extern_path(
+            ".hashforum.v1.SubmitEntryRequest",
+            "crate::wire::SubmitEntryRequest",
+        )
+        .extern_path(
+            ".hashforum.v1.SubmitEntriesRequest",
+            "crate::wire::SubmitEntriesRequest",
+        )
+        .extern_path(
+            ".hashforum.v1.LookupHashesRequest",
+            "crate::wire::LookupHashesRequest",
         )
         .out_dir(server_out)
         .compile_fds(fds)?;

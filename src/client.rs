@@ -3,9 +3,10 @@
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity as TlsIdentity};
 
 use crate::identity::Identity;
+use crate::pb;
 use crate::pb::admin_service_client::AdminServiceClient;
 use crate::pb::registry_service_client::RegistryServiceClient;
-use crate::server::MAX_MESSAGE;
+use crate::server::{MAX_REPLY, MAX_REQUEST};
 
 /// Clients for every service, over one connection.
 #[derive(Clone)]
@@ -14,6 +15,7 @@ pub struct Client {
     pub registry: RegistryServiceClient<Channel>,
     /// The directory.
     pub admin: AdminServiceClient<Channel>,
+    channel: Channel,
 }
 
 impl Client {
@@ -37,11 +39,47 @@ impl Client {
             .await?;
         Ok(Self {
             registry: RegistryServiceClient::new(channel.clone())
-                .max_decoding_message_size(MAX_MESSAGE)
-                .max_encoding_message_size(MAX_MESSAGE),
-            admin: AdminServiceClient::new(channel),
+                .max_decoding_message_size(MAX_REPLY)
+                .max_encoding_message_size(MAX_REQUEST),
+            admin: AdminServiceClient::new(channel.clone()),
+            channel,
         })
     }
+
+    /// The connection, for other services (health) or hand-made calls.
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+}
+
+/// Splits envelopes, in order, into `SubmitEntries` calls of at most `max_count` envelopes and
+/// at most [`MAX_REQUEST`] bytes encoded: the server refuses a larger request before reading it.
+pub fn batches(envelopes: Vec<pb::Envelope>, max_count: usize) -> Vec<Vec<pb::Envelope>> {
+    split(envelopes, max_count, MAX_REQUEST)
+}
+
+fn split(
+    envelopes: Vec<pb::Envelope>,
+    max_count: usize,
+    max_bytes: usize,
+) -> Vec<Vec<pb::Envelope>> {
+    let mut out = Vec::new();
+    let mut batch = Vec::new();
+    let mut bytes = 0;
+    for envelope in envelopes {
+        // As a `SubmitEntriesRequest.envelopes` element: key, length, body.
+        let len = prost::encoding::message::encoded_len(1, &envelope);
+        if !batch.is_empty() && (batch.len() == max_count || bytes + len > max_bytes) {
+            out.push(std::mem::take(&mut batch));
+            bytes = 0;
+        }
+        bytes += len;
+        batch.push(envelope);
+    }
+    if !batch.is_empty() {
+        out.push(batch);
+    }
+    out
 }
 
 /// Failure to connect.
@@ -53,4 +91,35 @@ pub enum ClientError {
     /// The connection or TLS handshake failed.
     #[error("cannot connect: {0}")]
     Transport(#[from] tonic::transport::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::*;
+
+    fn envelope(payload_len: usize) -> pb::Envelope {
+        pb::Envelope {
+            payload: vec![7; payload_len].into(),
+            ..pb::Envelope::default()
+        }
+    }
+
+    #[test]
+    fn batches_respect_count_and_bytes_and_keep_order() {
+        // Each envelope encodes to 1 + 1 + (1 + 1 + 100) = 104 bytes in the request.
+        let all: Vec<_> = (0..10).map(|_| envelope(100)).collect();
+        assert_eq!(prost::encoding::message::encoded_len(1, &all[0]), 104);
+        let sizes = |b: &[Vec<pb::Envelope>]| b.iter().map(Vec::len).collect::<Vec<_>>();
+        assert_eq!(sizes(&batches(all.clone(), 4)), [4, 4, 2]);
+        assert_eq!(sizes(&split(all.clone(), 100, 3 * 104)), [3, 3, 3, 1]);
+        assert_eq!(sizes(&split(all.clone(), 100, 50)), [1; 10]);
+        for batch in split(all.clone(), 100, 3 * 104) {
+            let request = pb::SubmitEntriesRequest { envelopes: batch };
+            assert!(request.encoded_len() <= 3 * 104);
+        }
+        assert_eq!(batches(all.clone(), 3).concat(), all);
+        assert!(batches(Vec::new(), 3).is_empty());
+    }
 }

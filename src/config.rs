@@ -2,9 +2,13 @@
 //!
 //! Relative paths are relative to the config file's directory. Secrets are file paths, never
 //! inline values. `deploy/hashforum.example.toml` documents every key.
+//!
+//! Every key of `[limits]` has a default ([`Limits::default`]), so a config written before the
+//! table existed still loads; [`Config::load`] refuses a zero limit at start-up.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
@@ -33,6 +37,16 @@ pub enum ConfigError {
     /// A key file is unusable.
     #[error(transparent)]
     Key(#[from] crypto::KeyFileError),
+    /// A value is out of range, e.g. a zero limit.
+    #[error("{path}: {key}: {reason}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The key, e.g. `limits.max-connections`.
+        key: &'static str,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
 }
 
 /// `hashforum.toml`, as written.
@@ -50,6 +64,128 @@ pub struct FileConfig {
     /// Present for forums made by `init --dev`: where the dev CA lives.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dev: Option<DevFiles>,
+    /// Resource limits. Omitted (all defaults) in the files `init` writes.
+    #[serde(default, skip_serializing_if = "Limits::is_default")]
+    pub limits: Limits,
+}
+
+/// `[limits]`: what one server commits to its peers. Each bounds memory, file descriptors or
+/// time that a client (authenticated or not) could otherwise hold; `docs/operations.md` derives
+/// the worst-case memory from them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Limits {
+    /// TCP connections held at once, including those still in their TLS handshake. Further
+    /// connections wait in the kernel's accept queue until one closes.
+    pub max_connections: usize,
+    /// HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS`: open calls per connection, streaming ones
+    /// (health `Watch`, reflection) included.
+    pub max_streams_per_connection: u32,
+    /// Calls per connection whose handler runs at once; the others wait, unread.
+    pub max_requests_per_connection: usize,
+    /// `hashforum.v1` calls in progress at once over all connections, from admission (after
+    /// authentication) until the last byte of the reply is sent. The others wait, unread.
+    pub max_requests: usize,
+    /// A call, from arrival to the last byte of its reply; a client's shorter `grpc-timeout`
+    /// applies too. Health `Watch` and reflection streams are exempt.
+    #[serde(with = "human_duration")]
+    pub request_timeout: Duration,
+    /// The TLS handshake, from TCP accept.
+    #[serde(with = "human_duration")]
+    pub tls_handshake_timeout: Duration,
+    /// Interval of HTTP/2 PINGs on a connection.
+    #[serde(with = "human_duration")]
+    pub http2_keepalive_interval: Duration,
+    /// A connection whose peer does not answer a PING within this is closed.
+    #[serde(with = "human_duration")]
+    pub http2_keepalive_timeout: Duration,
+    /// Idle time before TCP keepalive probes start (`SO_KEEPALIVE`, `TCP_KEEPIDLE`).
+    #[serde(with = "human_duration")]
+    pub tcp_keepalive: Duration,
+    /// At shutdown, how long open calls get to finish before their connections are closed.
+    #[serde(with = "human_duration")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 64,
+            max_streams_per_connection: 16,
+            max_requests_per_connection: 8,
+            max_requests: 16,
+            request_timeout: Duration::from_secs(60),
+            tls_handshake_timeout: Duration::from_secs(10),
+            http2_keepalive_interval: Duration::from_secs(30),
+            http2_keepalive_timeout: Duration::from_secs(20),
+            tcp_keepalive: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Limits {
+    /// Whether every limit has its default value.
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// The first limit that is zero, by its config key. A zero count would accept nothing and
+    /// a zero duration would fail every call.
+    fn zero(&self) -> Option<&'static str> {
+        let counts = [
+            ("limits.max-connections", self.max_connections),
+            (
+                "limits.max-streams-per-connection",
+                self.max_streams_per_connection as usize,
+            ),
+            (
+                "limits.max-requests-per-connection",
+                self.max_requests_per_connection,
+            ),
+            ("limits.max-requests", self.max_requests),
+        ];
+        let durations = [
+            ("limits.request-timeout", self.request_timeout),
+            ("limits.tls-handshake-timeout", self.tls_handshake_timeout),
+            (
+                "limits.http2-keepalive-interval",
+                self.http2_keepalive_interval,
+            ),
+            (
+                "limits.http2-keepalive-timeout",
+                self.http2_keepalive_timeout,
+            ),
+            ("limits.tcp-keepalive", self.tcp_keepalive),
+            ("limits.shutdown-grace", self.shutdown_grace),
+        ];
+        counts
+            .into_iter()
+            .find(|(_, n)| *n == 0)
+            .map(|(key, _)| key)
+            .or_else(|| {
+                durations
+                    .into_iter()
+                    .find(|(_, d)| d.is_zero())
+                    .map(|(key, _)| key)
+            })
+    }
+}
+
+/// Durations as humantime strings in the config: `"10s"`, `"1m 30s"`, `"500ms"`.
+mod human_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
 }
 
 /// TLS files (PEM).
@@ -104,6 +240,8 @@ pub struct Config {
     pub log_key: SigningKey,
     /// Genesis entry bytes.
     pub genesis: Vec<u8>,
+    /// Resource limits, none of them zero.
+    pub limits: Limits,
 }
 
 impl FileConfig {
@@ -130,6 +268,13 @@ impl Config {
     /// When the file or any file it names is missing or malformed.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let file = FileConfig::read(path)?;
+        if let Some(key) = file.limits.zero() {
+            return Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                key,
+                reason: "must be greater than zero",
+            });
+        }
         let base = path.parent().unwrap_or(Path::new("."));
         let read = |p: &Path| {
             let p = base.join(p);
@@ -148,6 +293,56 @@ impl Config {
             origin: file.log.origin.clone(),
             log_key: crypto::read_signing_key(&base.join(&file.log.signing_key))?,
             genesis: read(&file.log.genesis)?,
+            limits: file.limits,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+listen = "127.0.0.1:50051"
+data-dir = "data"
+[tls]
+cert = "tls.crt"
+key = "tls.key"
+client-ca = "ca.crt"
+[log]
+origin = "hashforum.dev/forum"
+signing-key = "log.key"
+genesis = "genesis.entry"
+"#;
+
+    #[test]
+    fn limits_default_when_absent_and_parse_humantime() {
+        let file: FileConfig = toml::from_str(MINIMAL).unwrap();
+        assert!(file.limits.is_default());
+        let text = format!("{MINIMAL}[limits]\nmax-connections = 8\nshutdown-grace = \"1m 30s\"\n");
+        let file: FileConfig = toml::from_str(&text).unwrap();
+        assert_eq!(file.limits.max_connections, 8);
+        assert_eq!(file.limits.shutdown_grace, Duration::from_secs(90));
+        assert_eq!(file.limits.max_requests, Limits::default().max_requests);
+        assert_eq!(file.limits.zero(), None);
+    }
+
+    #[test]
+    fn limits_refuse_unknown_keys_and_zeroes() {
+        let typo = format!("{MINIMAL}[limits]\nmax-conections = 8\n");
+        assert!(toml::from_str::<FileConfig>(&typo).is_err());
+        let zero = format!("{MINIMAL}[limits]\nrequest-timeout = \"0s\"\n");
+        let file: FileConfig = toml::from_str(&zero).unwrap();
+        assert_eq!(file.limits.zero(), Some("limits.request-timeout"));
+    }
+
+    #[test]
+    fn default_limits_are_not_written_and_others_round_trip() {
+        let mut file: FileConfig = toml::from_str(MINIMAL).unwrap();
+        assert!(!toml::to_string(&file).unwrap().contains("[limits]"));
+        file.limits.tls_handshake_timeout = Duration::from_millis(2500);
+        let text = toml::to_string(&file).unwrap();
+        let back: FileConfig = toml::from_str(&text).unwrap();
+        assert_eq!(back.limits, file.limits);
     }
 }

@@ -16,7 +16,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context};
 use ed25519_dalek::VerifyingKey;
 
-use crate::config::{DevFiles, FileConfig, LogFiles, TlsFiles};
+use crate::config::{DevFiles, FileConfig, Limits, LogFiles, TlsFiles};
 use crate::identity::{Identity, IdentityFile};
 use crate::pki::{self, Ca};
 use crate::types::{MemberId, Role};
@@ -210,6 +210,7 @@ fn write_server(
             genesis: "genesis.entry".into(),
         },
         dev: None,
+        limits: Limits::default(),
     };
     std::fs::write(server_dir.join("hashforum.toml"), render_config(&config))?;
     Ok(())

@@ -17,12 +17,14 @@
 //! | [`registry`] | submit and lookup, between adapters and sequencer |
 //! | [`genesis`] | entry 0 |
 //! | [`service`] | thin tonic adapters |
-//! | [`wire`] | replies encoded straight from stored bytes |
-//! | [`server`] | TLS, services, health, reflection, shutdown |
+//! | [`wire`] | replies encoded straight from stored bytes; requests decoded with element caps |
+//! | [`auth`] | who may call what: admission of every call before its body is read |
+//! | [`server`] | TLS, limits, services, health, reflection, shutdown |
 //! | [`config`], [`identity`], [`forum`], [`pki`] | files: server config, member identities, `init` |
 //! | [`client`] | mTLS gRPC client |
 //! | [`cli`] | the `hashforum` command |
 
+pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod config;

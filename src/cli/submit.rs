@@ -78,16 +78,13 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
             .into_inner();
         receipts.extend(reply.receipt);
     } else {
-        let mut rest = envelopes;
-        while !rest.is_empty() {
-            let tail = rest.split_off(rest.len().min(MAX_SUBMIT_BATCH));
+        for envelopes in crate::client::batches(envelopes, MAX_SUBMIT_BATCH) {
             let reply = client
                 .registry
-                .submit_entries(pb::SubmitEntriesRequest { envelopes: rest })
+                .submit_entries(pb::SubmitEntriesRequest { envelopes })
                 .await?
                 .into_inner();
             receipts.extend(reply.receipts);
-            rest = tail;
         }
     }
     for ((t, v), r) in hashes.iter().zip(&receipts) {

@@ -29,7 +29,7 @@ impl pb::server::admin_service_server::AdminService for AdminApi {
         &self,
         req: Request<pb::ListMembersRequest>,
     ) -> Result<Response<pb::ListMembersResponse>, Status> {
-        caller(&self.registry, &req)?;
+        caller(&req)?;
         let members = self.registry.directory().members().cloned().collect();
         Ok(Response::new(pb::ListMembersResponse { members }))
     }
@@ -38,7 +38,7 @@ impl pb::server::admin_service_server::AdminService for AdminApi {
         &self,
         req: Request<pb::GetMemberRequest>,
     ) -> Result<Response<pb::GetMemberResponse>, Status> {
-        caller(&self.registry, &req)?;
+        caller(&req)?;
         let id = req.into_inner().member_id;
         let member = self
             .registry
@@ -58,7 +58,7 @@ impl pb::server::admin_service_server::AdminService for AdminApi {
         &self,
         req: Request<pb::GetMemberHistoryRequest>,
     ) -> Result<Response<pb::GetMemberHistoryResponse>, Status> {
-        caller(&self.registry, &req)?;
+        caller(&req)?;
         let id = req.into_inner().member_id;
         let registry = self.registry.clone();
         let events = tokio::task::spawn_blocking(move || registry.member_history(&id))

@@ -1,5 +1,8 @@
-//! Thin tonic adapters: authenticate the caller, convert protobuf to domain types, call the
-//! registry, convert back. Only this module and `server` see `tonic::Request`.
+//! Thin tonic adapters: take the caller that `auth` admitted, convert protobuf to domain types,
+//! call the registry, convert back. Only this module, `auth` and `server` see gRPC requests.
+//!
+//! Authentication and role checks are not here: `auth::AuthLayer` has done them, from the one
+//! policy table, before the request body was read.
 
 mod admin;
 mod registry;
@@ -9,25 +12,13 @@ pub use registry::RegistryApi;
 
 use tonic::Request;
 
-use crate::crypto;
 use crate::error::ServiceError;
-use crate::registry::Registry;
 use crate::state::Caller;
 
-/// The member calling, from the TLS client certificate of the connection. The membership
-/// snapshot is read on every call, so a suspension applies to already-open connections too.
-fn caller<T>(registry: &Registry, req: &Request<T>) -> Result<Caller, ServiceError> {
-    let certs = req
-        .peer_certs()
-        .ok_or_else(|| ServiceError::Unauthenticated {
-            reason: "NO_CLIENT_CERTIFICATE",
-            message: "a TLS client certificate is required".into(),
-        })?;
-    let leaf = certs.first().ok_or_else(|| ServiceError::Unauthenticated {
-        reason: "NO_CLIENT_CERTIFICATE",
-        message: "a TLS client certificate is required".into(),
-    })?;
-    let caller = registry.caller(&crypto::cert_fingerprint(leaf))?;
-    tracing::Span::current().record("member", caller.member_id.as_str());
-    Ok(caller)
+/// The member calling, as admitted by `auth::AuthLayer`. Every handler asks for it, so that a
+/// service mounted without the layer refuses every call instead of serving it unchecked.
+fn caller<T>(req: &Request<T>) -> Result<Caller, ServiceError> {
+    req.extensions().get::<Caller>().cloned().ok_or_else(|| {
+        ServiceError::Internal("no admitted caller: the auth layer is not mounted".into())
+    })
 }

@@ -9,8 +9,10 @@ use crate::error::ServiceError;
 use crate::pb;
 use crate::registry::{Registry, MAX_LOOKUP_BATCH, MAX_SUBMIT_BATCH};
 use crate::state::decode_record;
-use crate::types::{ContentHash, HashType, Role};
-use crate::wire::LookupHashesReply;
+use crate::types::{ContentHash, HashType};
+use crate::wire::{
+    LookupHashesReply, LookupHashesRequest, SubmitEntriesRequest, SubmitEntryRequest,
+};
 
 /// The gRPC adapter over [`Registry`].
 #[derive(Clone)]
@@ -29,9 +31,9 @@ impl RegistryApi {
 impl pb::server::registry_service_server::RegistryService for RegistryApi {
     async fn submit_entry(
         &self,
-        req: Request<pb::SubmitEntryRequest>,
+        req: Request<SubmitEntryRequest>,
     ) -> Result<Response<pb::SubmitEntryResponse>, Status> {
-        let caller = caller(&self.registry, &req)?;
+        let caller = caller(&req)?;
         let envelope = req.into_inner().envelope.ok_or_else(|| {
             ServiceError::invalid("envelope", "MISSING_FIELD", "an envelope is required")
         })?;
@@ -45,11 +47,12 @@ impl pb::server::registry_service_server::RegistryService for RegistryApi {
 
     async fn submit_entries(
         &self,
-        req: Request<pb::SubmitEntriesRequest>,
+        req: Request<SubmitEntriesRequest>,
     ) -> Result<Response<pb::SubmitEntriesResponse>, Status> {
-        let caller = caller(&self.registry, &req)?;
-        let envelopes = req.into_inner().envelopes;
-        check_batch("envelopes", envelopes.len(), MAX_SUBMIT_BATCH)?;
+        let caller = caller(&req)?;
+        let req = req.into_inner();
+        check_batch("envelopes", req.len(), MAX_SUBMIT_BATCH)?;
+        let envelopes = req.envelopes;
         let receipts = self
             .registry
             .submit(&caller, envelopes, |i| format!("envelopes[{i}]"))
@@ -63,7 +66,7 @@ impl pb::server::registry_service_server::RegistryService for RegistryApi {
         &self,
         req: Request<pb::LookupHashRequest>,
     ) -> Result<Response<pb::LookupHashResponse>, Status> {
-        caller(&self.registry, &req)?.require_any(&[Role::Reader, Role::Observer])?;
+        caller(&req)?;
         let req = req.into_inner();
         let query = req.query.unwrap_or_default();
         let hash = parse_query(&query).map_err(|e| e.in_field("query"))?;
@@ -97,11 +100,11 @@ impl pb::server::registry_service_server::RegistryService for RegistryApi {
 
     async fn lookup_hashes(
         &self,
-        req: Request<pb::LookupHashesRequest>,
+        req: Request<LookupHashesRequest>,
     ) -> Result<Response<LookupHashesReply>, Status> {
-        caller(&self.registry, &req)?.require_any(&[Role::Reader, Role::Observer])?;
+        caller(&req)?;
         let req = req.into_inner();
-        check_batch("queries", req.queries.len(), MAX_LOOKUP_BATCH)?;
+        check_batch("queries", req.len(), MAX_LOOKUP_BATCH)?;
         let hashes = req
             .queries
             .iter()

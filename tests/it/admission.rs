@@ -211,14 +211,10 @@ async fn the_first_failure_in_the_documented_order_is_reported() {
     assert_eq!(receipt.log_index, first_free);
 }
 
-/// A caller without the RPC's role is refused before its batch size is looked at (api.md).
+/// A caller without the RPC's role is refused before its batch size is looked at (api.md:
+/// the role is checked from the request head, before the body is read).
 #[tokio::test]
-#[ignore = "bug in src: SubmitEntries checks the batch size before the caller's role (see the report)"]
 async fn the_callers_role_is_checked_before_the_batch_size() {
-    // api.md: the role is checked "before the request body is read". `LookupHashes` does so;
-    // `SubmitEntries` checks the batch size first (service/registry.rs calls `check_batch`
-    // before `Registry::submit` checks the role), so a reader learns `EMPTY_BATCH` or
-    // `BATCH_TOO_LARGE` instead of `MISSING_ROLE`.
     let server = TestServer::start(&["alpha"]).await;
     let admin = server.signer("admin");
     let (rita, cert) = server.issue_identity("rita");

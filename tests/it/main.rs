@@ -9,6 +9,8 @@ mod failure;
 mod hardening;
 mod harness;
 mod lifecycle;
+mod limits;
 mod mtls;
 mod registry;
 mod roles;
+mod shutdown;
