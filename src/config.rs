@@ -105,6 +105,11 @@ pub struct Limits {
     /// At shutdown, how long open calls get to finish before their connections are closed.
     #[serde(with = "human_duration")]
     pub shutdown_grace: Duration,
+    /// How far an admin statement's `issued_at_unix_ms` may be from the server's clock, either
+    /// way, when it is first submitted: an admin action signed but never delivered cannot be
+    /// replayed later than this.
+    #[serde(with = "human_duration")]
+    pub admin_statement_window: Duration,
 }
 
 impl Default for Limits {
@@ -120,6 +125,7 @@ impl Default for Limits {
             http2_keepalive_timeout: Duration::from_secs(20),
             tcp_keepalive: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(10),
+            admin_statement_window: crate::registry::ADMIN_FRESHNESS,
         }
     }
 }
@@ -158,6 +164,10 @@ impl Limits {
             ),
             ("limits.tcp-keepalive", self.tcp_keepalive),
             ("limits.shutdown-grace", self.shutdown_grace),
+            (
+                "limits.admin-statement-window",
+                self.admin_statement_window,
+            ),
         ];
         counts
             .into_iter()

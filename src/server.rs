@@ -77,7 +77,7 @@ pub async fn serve(
     )?;
     let policy = Policy {
         origin: config.origin.clone(),
-        admin_freshness: crate::registry::ADMIN_FRESHNESS,
+        admin_freshness: config.limits.admin_statement_window,
     };
     let registry = Arc::new(Registry::start(store, policy)?);
     let addr: SocketAddr = listener.local_addr()?;
