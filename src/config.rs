@@ -164,10 +164,7 @@ impl Limits {
             ),
             ("limits.tcp-keepalive", self.tcp_keepalive),
             ("limits.shutdown-grace", self.shutdown_grace),
-            (
-                "limits.admin-statement-window",
-                self.admin_statement_window,
-            ),
+            ("limits.admin-statement-window", self.admin_statement_window),
         ];
         counts
             .into_iter()

@@ -19,7 +19,7 @@ use crate::pb;
 use crate::sequencer::Sequencer;
 use crate::state::{self, decode_record, Appended, Caller, Directory, Step};
 use crate::storage::Store;
-use crate::types::{CertFingerprint, ContentHash, StatementDigest};
+use crate::types::{CertFingerprint, ContentHash, MemberId, StatementDigest};
 use crate::wire::RawRecord;
 
 /// Most envelopes in one `SubmitEntries` call.
@@ -102,12 +102,99 @@ impl Registry {
     /// `INVALID_ARGUMENT` for a malformed envelope, a stale admin statement, an unknown or
     /// revoked key or a bad signature; `PERMISSION_DENIED` when the caller may not submit
     /// it.
-    pub async fn submit(
+    pub async fn submit<F>(
         &self,
         caller: &Caller,
         envelopes: Vec<pb::Envelope>,
+        field: F,
+    ) -> Result<Vec<Appended>, ServiceError>
+    where
+        F: Fn(usize) -> String + Copy + Send + 'static,
+    {
+        let admission = Admission {
+            store: self.store.clone(),
+            policy: self.policy.clone(),
+            directory: self.directory.load_full(),
+            caller: caller.member_id.clone(),
+        };
+        let entries = blocking(move || admission.admit(envelopes, field)).await?;
+        self.sequencer
+            .submit(&caller.member_id, entries)
+            .await
+            .map_err(|e| match e.position {
+                Some(i) => e.error.in_field(&field(i)),
+                None => e.error,
+            })
+    }
+    /// Looks hashes up. Each result is `None` when the hash is not in the registry; a found
+    /// record keeps its submissions encoded as stored (with envelopes attached on request).
+    /// Each distinct hash is read once, however often it is asked for.
+    ///
+    /// # Errors
+    /// `RESOURCE_EXHAUSTED` (`REPLY_TOO_LARGE`) when the reply would exceed
+    /// [`MAX_REPLY_BYTES`], found before the reply is built; `INTERNAL` when the store fails.
+    pub async fn lookup(
+        &self,
+        hashes: Vec<ContentHash>,
+        include_envelopes: bool,
+    ) -> Result<Vec<Option<RawRecord>>, ServiceError> {
+        let store = self.store.clone();
+        blocking(move || lookup(&store, &hashes, include_envelopes)).await
+    }
+
+    /// A member, as the directory sees it now.
+    ///
+    /// # Errors
+    /// `INVALID_ARGUMENT` for a malformed member id (never echoed); `NOT_FOUND` for an unknown
+    /// member.
+    pub fn member(&self, member: &str) -> Result<pb::Member, ServiceError> {
+        let id = MemberId::parse(member)
+            .map_err(|e| ServiceError::invalid("member_id", "INVALID_MEMBER_ID", e.0))?;
+        self.directory()
+            .member(id.as_str())
+            .cloned()
+            .ok_or_else(|| ServiceError::NotFound {
+                reason: "UNKNOWN_MEMBER",
+                message: format!("no member {id}"),
+            })
+    }
+
+    /// Every entry that changed `member`, oldest first. Entries are read back as stored,
+    /// without today's admission rules.
+    ///
+    /// # Errors
+    /// `INVALID_ARGUMENT` for a malformed member id; `NOT_FOUND` for an unknown member;
+    /// `INTERNAL` when the store fails.
+    pub async fn member_history(&self, member: &str) -> Result<Vec<pb::MemberEvent>, ServiceError> {
+        let id = MemberId::parse(&self.member(member)?.member_id)
+            .map_err(|e| ServiceError::Internal(format!("stored member id: {e}")))?;
+        let store = self.store.clone();
+        blocking(move || member_history(&store, id.as_str())).await
+    }
+
+    /// Stops the sequencer after it has committed everything queued.
+    pub async fn close(self) {
+        self.sequencer.close().await;
+    }
+}
+
+/// What a submission is checked against, outside the single writer: the store (for
+/// resubmissions), the forum's policy and the membership snapshot of the call.
+struct Admission {
+    store: Store,
+    policy: Policy,
+    directory: Arc<Directory>,
+    caller: MemberId,
+}
+
+impl Admission {
+    /// Parses, authorizes and verifies a call's envelopes, on the blocking pool (see
+    /// [`Registry::submit`] for the order of the checks).
+    fn admit(
+        &self,
+        envelopes: Vec<pb::Envelope>,
         field: impl Fn(usize) -> String,
-    ) -> Result<Vec<Appended>, ServiceError> {
+    ) -> Result<Vec<ParsedEntry>, ServiceError> {
         let mut entries = Vec::with_capacity(envelopes.len());
         for (i, envelope) in envelopes.into_iter().enumerate() {
             let entry = ParsedEntry::parse(envelope, &self.policy.origin)
@@ -122,10 +209,9 @@ impl Registry {
                     .map_err(|e| e.in_field(&field(i)))?;
             }
         }
-        let dir = self.directory.load_full();
         let plan = state::check_job(
-            &dir,
-            caller.member_id.as_str(),
+            &self.directory,
+            self.caller.as_str(),
             &entries,
             |entry| Ok(known.contains_key(&entry.digest)),
             self.store.size()?,
@@ -142,20 +228,14 @@ impl Registry {
                 Step::Duplicate => None,
             })
             .collect();
-        let entries = verify(entries, keys).await?.map_err(|i| {
+        verify(&entries, &keys).map_err(|i| {
             ServiceError::invalid(
                 format!("{}.signatures[0].sig", field(i)),
                 "BAD_SIGNATURE",
                 "the signature does not verify over the envelope's payload",
             )
         })?;
-        self.sequencer
-            .submit(&caller.member_id, entries)
-            .await
-            .map_err(|e| match e.position {
-                Some(i) => e.error.in_field(&field(i)),
-                None => e.error,
-            })
+        Ok(entries)
     }
 
     /// Where the statements already in the log landed, by digest.
@@ -196,111 +276,97 @@ impl Registry {
             ),
         ))
     }
+}
 
-    /// Looks hashes up. Each result is `None` when the hash is not in the registry; a found
-    /// record keeps its submissions encoded as stored (with envelopes attached on request).
-    /// Each distinct hash is read once, however often it is asked for.
-    ///
-    /// # Errors
-    /// `RESOURCE_EXHAUSTED` (`REPLY_TOO_LARGE`) when the reply would exceed
-    /// [`MAX_REPLY_BYTES`], found before the reply is built; `INTERNAL` when the store fails.
-    pub fn lookup(
-        &self,
-        hashes: &[ContentHash],
-        include_envelopes: bool,
-    ) -> Result<Vec<Option<RawRecord>>, ServiceError> {
-        let mut unique: Vec<&ContentHash> = hashes.iter().collect();
-        unique.sort_unstable();
-        unique.dedup();
-        let stored = self.store.records(&unique)?;
-        let mut budget = ReplyBudget::default();
-        let mut found: HashMap<&ContentHash, Vec<u8>> = HashMap::with_capacity(unique.len());
-        for (hash, record) in unique.into_iter().zip(stored) {
-            let Some(mut record) = record else { continue };
-            if include_envelopes {
-                let mut decoded = decode_record(&record)?.submissions;
-                self.attach_envelopes(&mut decoded)?;
-                record = RawRecord::encode_submissions(&decoded);
-                // Envelopes make records many times larger: stop before holding them all.
-                budget.take(record.len())?;
-            }
-            found.insert(hash, record);
+/// Runs blocking work (RocksDB reads, parsing, signature checks) on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ServiceError> + Send + 'static,
+) -> Result<T, ServiceError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ServiceError::Internal(format!("blocking task: {e}")))?
+}
+
+/// [`Registry::lookup`], on the blocking pool.
+fn lookup(
+    store: &Store,
+    hashes: &[ContentHash],
+    include_envelopes: bool,
+) -> Result<Vec<Option<RawRecord>>, ServiceError> {
+    let mut unique: Vec<&ContentHash> = hashes.iter().collect();
+    unique.sort_unstable();
+    unique.dedup();
+    let stored = store.records(&unique)?;
+    let mut budget = ReplyBudget::default();
+    let mut found: HashMap<&ContentHash, Vec<u8>> = HashMap::with_capacity(unique.len());
+    for (hash, record) in unique.into_iter().zip(stored) {
+        let Some(mut record) = record else { continue };
+        if include_envelopes {
+            let mut decoded = decode_record(&record)?.submissions;
+            attach_envelopes(store, &mut decoded)?;
+            record = RawRecord::encode_submissions(&decoded);
+            // Envelopes make records many times larger: stop before holding them all.
+            budget.take(record.len())?;
         }
-        let mut budget = ReplyBudget::default();
-        hashes
-            .iter()
-            .map(|hash| {
-                let Some(submissions) = found.get(hash) else {
-                    return Ok(None);
-                };
-                budget.take(submissions.len() + 96)?;
-                Ok(Some(RawRecord {
-                    hash_type: hash.hash_type().to_pb() as i32,
-                    value: hash.to_hex(),
-                    submissions: submissions.clone(),
-                }))
+        found.insert(hash, record);
+    }
+    let mut budget = ReplyBudget::default();
+    hashes
+        .iter()
+        .map(|hash| {
+            let Some(submissions) = found.get(hash) else {
+                return Ok(None);
+            };
+            budget.take(submissions.len() + 96)?;
+            Ok(Some(RawRecord {
+                hash_type: hash.hash_type().to_pb() as i32,
+                value: hash.to_hex(),
+                submissions: submissions.clone(),
+            }))
+        })
+        .collect()
+}
+
+fn attach_envelopes(store: &Store, submissions: &mut [pb::Submission]) -> Result<(), ServiceError> {
+    let indexes: Vec<u64> = submissions.iter().map(|s| s.log_index).collect();
+    for (s, leaf) in submissions.iter_mut().zip(store.entries(&indexes)?) {
+        let leaf = leaf.ok_or_else(|| {
+            ServiceError::Internal(format!("log entry {} is missing", s.log_index))
+        })?;
+        let stored = StoredEntry::decode(&leaf)
+            .map_err(|e| ServiceError::Internal(format!("log entry {}: {e}", s.log_index)))?;
+        s.envelope = Some(stored.envelope);
+    }
+    Ok(())
+}
+
+/// [`Registry::member_history`], on the blocking pool.
+fn member_history(store: &Store, member: &str) -> Result<Vec<pb::MemberEvent>, ServiceError> {
+    let indexes = store.history(member)?;
+    let leaves = store.entries(&indexes)?;
+    indexes
+        .iter()
+        .zip(leaves)
+        .map(|(&index, leaf)| {
+            let corrupt = |why: String| {
+                ServiceError::Internal(format!("log entry {index} (history of {member}): {why}"))
+            };
+            let leaf = leaf.ok_or_else(|| corrupt("missing".into()))?;
+            let stored = StoredEntry::decode(&leaf).map_err(|e| corrupt(e.to_string()))?;
+            let body = stored
+                .statement
+                .body
+                .as_ref()
+                .ok_or_else(|| corrupt("a statement without a body".into()))?;
+            Ok(pb::MemberEvent {
+                log_index: index,
+                sequenced_at_unix_ms: stored.sequenced_at_unix_ms,
+                author: stored.statement.author.clone(),
+                action: action_name(body).into(),
+                envelope: Some(stored.envelope),
             })
-            .collect()
-    }
-
-    fn attach_envelopes(&self, submissions: &mut [pb::Submission]) -> Result<(), ServiceError> {
-        let indexes: Vec<u64> = submissions.iter().map(|s| s.log_index).collect();
-        for (s, leaf) in submissions.iter_mut().zip(self.store.entries(&indexes)?) {
-            let leaf = leaf.ok_or_else(|| {
-                ServiceError::Internal(format!("log entry {} is missing", s.log_index))
-            })?;
-            let stored = StoredEntry::decode(&leaf)
-                .map_err(|e| ServiceError::Internal(format!("log entry {}: {e}", s.log_index)))?;
-            s.envelope = Some(stored.envelope);
-        }
-        Ok(())
-    }
-
-    /// Every entry that changed `member`, oldest first. Entries are read back as stored,
-    /// without today's admission rules.
-    ///
-    /// # Errors
-    /// `NOT_FOUND` for an unknown member; `INTERNAL` when the store fails.
-    pub fn member_history(&self, member: &str) -> Result<Vec<pb::MemberEvent>, ServiceError> {
-        if self.directory().member(member).is_none() {
-            return Err(ServiceError::NotFound {
-                reason: "UNKNOWN_MEMBER",
-                message: format!("no member {member}"),
-            });
-        }
-        let indexes = self.store.history(member)?;
-        let leaves = self.store.entries(&indexes)?;
-        indexes
-            .iter()
-            .zip(leaves)
-            .map(|(&index, leaf)| {
-                let corrupt = |why: String| {
-                    ServiceError::Internal(format!(
-                        "log entry {index} (history of {member}): {why}"
-                    ))
-                };
-                let leaf = leaf.ok_or_else(|| corrupt("missing".into()))?;
-                let stored = StoredEntry::decode(&leaf).map_err(|e| corrupt(e.to_string()))?;
-                let body = stored
-                    .statement
-                    .body
-                    .as_ref()
-                    .ok_or_else(|| corrupt("a statement without a body".into()))?;
-                Ok(pb::MemberEvent {
-                    log_index: index,
-                    sequenced_at_unix_ms: stored.sequenced_at_unix_ms,
-                    author: stored.statement.author.clone(),
-                    action: action_name(body).into(),
-                    envelope: Some(stored.envelope),
-                })
-            })
-            .collect()
-    }
-
-    /// Stops the sequencer after it has committed everything queued.
-    pub async fn close(self) {
-        self.sequencer.close().await;
-    }
+        })
+        .collect()
 }
 
 /// A running total of reply bytes, refused past [`MAX_REPLY_BYTES`].
@@ -331,30 +397,23 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// Verifies the signatures of the entries that have a key (the new ones) on the blocking
-/// pool. Returns the entries, or the position of the first bad signature.
-async fn verify(
-    entries: Vec<ParsedEntry>,
-    keys: Vec<Option<ed25519_dalek::VerifyingKey>>,
-) -> Result<Result<Vec<ParsedEntry>, usize>, ServiceError> {
-    tokio::task::spawn_blocking(move || {
-        let (positions, keys): (Vec<usize>, Vec<_>) = keys
-            .iter()
-            .enumerate()
-            .filter_map(|(i, key)| Some((i, (*key)?)))
-            .unzip();
-        let messages: Vec<&[u8]> = positions
-            .iter()
-            .map(|&i| entries[i].signed.as_slice())
-            .collect();
-        let sigs: Vec<_> = positions.iter().map(|&i| entries[i].signature).collect();
-        match crypto::verify_all(&messages, &sigs, &keys) {
-            Ok(()) => Ok(entries),
-            Err(bad) => Err(positions[bad]),
-        }
-    })
-    .await
-    .map_err(|e| ServiceError::Internal(format!("signature verification task: {e}")))
+/// Verifies the signatures of the entries that have a key (the new ones). Returns the
+/// position of the first bad signature.
+fn verify(
+    entries: &[ParsedEntry],
+    keys: &[Option<ed25519_dalek::VerifyingKey>],
+) -> Result<(), usize> {
+    let (positions, keys): (Vec<usize>, Vec<_>) = keys
+        .iter()
+        .enumerate()
+        .filter_map(|(i, key)| Some((i, (*key)?)))
+        .unzip();
+    let messages: Vec<&[u8]> = positions
+        .iter()
+        .map(|&i| entries[i].signed.as_slice())
+        .collect();
+    let sigs: Vec<_> = positions.iter().map(|&i| entries[i].signature).collect();
+    crypto::verify_all(&messages, &sigs, &keys).map_err(|bad| positions[bad])
 }
 
 #[cfg(test)]
@@ -424,7 +483,7 @@ mod tests {
             admin_freshness: ADMIN_FRESHNESS,
         };
         let registry = Registry::start(store, policy).expect("start");
-        let events = registry.member_history("gamma").expect("readable");
+        let events = registry.member_history("gamma").await.expect("readable");
         assert_eq!(events.len(), 1);
         assert_eq!(
             (events[0].log_index, events[0].action.as_str()),

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::caller;
-use crate::error::ServiceError;
 use crate::pb;
 use crate::registry::Registry;
 
@@ -39,16 +38,7 @@ impl pb::server::admin_service_server::AdminService for AdminApi {
         req: Request<pb::GetMemberRequest>,
     ) -> Result<Response<pb::GetMemberResponse>, Status> {
         caller(&req)?;
-        let id = req.into_inner().member_id;
-        let member = self
-            .registry
-            .directory()
-            .member(&id)
-            .cloned()
-            .ok_or_else(|| ServiceError::NotFound {
-                reason: "UNKNOWN_MEMBER",
-                message: format!("no member {id}"),
-            })?;
+        let member = self.registry.member(&req.into_inner().member_id)?;
         Ok(Response::new(pb::GetMemberResponse {
             member: Some(member),
         }))
@@ -60,10 +50,7 @@ impl pb::server::admin_service_server::AdminService for AdminApi {
     ) -> Result<Response<pb::GetMemberHistoryResponse>, Status> {
         caller(&req)?;
         let id = req.into_inner().member_id;
-        let registry = self.registry.clone();
-        let events = tokio::task::spawn_blocking(move || registry.member_history(&id))
-            .await
-            .map_err(|e| ServiceError::Internal(e.to_string()))??;
+        let events = self.registry.member_history(&id).await?;
         Ok(Response::new(pb::GetMemberHistoryResponse { events }))
     }
 }

@@ -70,12 +70,10 @@ impl pb::server::registry_service_server::RegistryService for RegistryApi {
         let req = req.into_inner();
         let query = req.query.unwrap_or_default();
         let hash = parse_query(&query).map_err(|e| e.in_field("query"))?;
-        let registry = self.registry.clone();
-        let found = tokio::task::spawn_blocking(move || {
-            registry.lookup(std::slice::from_ref(&hash), req.include_envelopes)
-        })
-        .await
-        .map_err(|e| ServiceError::Internal(e.to_string()))??;
+        let found = self
+            .registry
+            .lookup(vec![hash], req.include_envelopes)
+            .await?;
         match found.into_iter().next().flatten() {
             Some(raw) => Ok(Response::new(pb::LookupHashResponse {
                 record: Some(pb::HashRecord {
@@ -111,12 +109,8 @@ impl pb::server::registry_service_server::RegistryService for RegistryApi {
             .enumerate()
             .map(|(i, q)| parse_query(q).map_err(|e| e.in_field(&format!("queries[{i}]"))))
             .collect::<Result<Vec<_>, _>>()?;
-        let registry = self.registry.clone();
-        let found =
-            tokio::task::spawn_blocking(move || registry.lookup(&hashes, req.include_envelopes))
-                .await
-                .map_err(|e| ServiceError::Internal(e.to_string()))??;
-        Ok(Response::new(LookupHashesReply { results: found }))
+        let results = self.registry.lookup(hashes, req.include_envelopes).await?;
+        Ok(Response::new(LookupHashesReply { results }))
     }
 }
 

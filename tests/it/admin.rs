@@ -612,6 +612,15 @@ async fn unknown_members_are_not_found() {
         member(&mut client, "alpha").await.unwrap().member_id,
         "alpha"
     );
+    // L1: a malformed id is refused as such and never echoed back.
+    let hostile = format!("{}\u{202e}", "x".repeat(10_000));
+    for status in [
+        member(&mut client, &hostile).await.unwrap_err(),
+        history(&mut client, &hostile).await.unwrap_err(),
+    ] {
+        crate::harness::assert_invalid(&status, "member_id", "INVALID_MEMBER_ID");
+        assert!(status.message().len() < 200, "{}", status.message());
+    }
 }
 
 /// A batch refused for the state of one envelope names that envelope (api.md, Atomicity).
