@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::crypto;
 use crate::entry::{action_name, Body, ParsedEntry};
 use crate::error::ServiceError;
-use crate::log::StoredEntry;
+use crate::log::{now_ms, StoredEntry};
 use crate::pb;
 use crate::sequencer::Sequencer;
 use crate::state::{self, decode_record, Appended, Caller, Directory, Step};
@@ -388,13 +388,6 @@ impl ReplyBudget {
         }
         Ok(())
     }
-}
-
-/// Milliseconds since the Unix epoch by the server's clock.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Verifies the signatures of the entries that have a key (the new ones). Returns the

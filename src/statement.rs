@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use ed25519_dalek::SigningKey;
 
 use crate::crypto;
+use crate::log::now_ms;
 use crate::pb;
-use crate::registry::now_ms;
 use crate::types::{ContentHash, HashType, Role};
 
 /// A member of one forum, signing with one key.

@@ -16,6 +16,14 @@ use sha2::{Digest, Sha256};
 use crate::pb;
 use crate::types::LeafHash;
 
+/// Milliseconds since the Unix epoch by this machine's clock: what entries are stamped with
+/// (the sequencer never lets the log's time go backwards) and admin statements are judged by.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// The start of a leaf: a `LogEntry` with only its `envelope` field (1), which protobuf
 /// encodes first. [`leaf_bytes`] appends the rest.
 pub fn leaf_prefix(envelope: &pb::Envelope) -> Vec<u8> {

@@ -18,7 +18,6 @@
 //! cancels [`Sequencer::failed`], on which the server stops serving and exits non-zero.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
@@ -282,10 +281,7 @@ impl Writer {
         jobs: Vec<Job>,
         prev: Option<&Overlay>,
     ) -> (Vec<Reply>, Result<StagedGroup, StorageError>) {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        self.last_ms = self.last_ms.max(now);
+        self.last_ms = self.last_ms.max(crate::log::now_ms());
         let (replies, work): (Vec<Reply>, Vec<(MemberId, Vec<ParsedEntry>)>) = jobs
             .into_iter()
             .map(|job| (job.reply, (job.caller, job.entries)))

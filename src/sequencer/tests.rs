@@ -388,7 +388,7 @@ fn a_resubmission_in_a_job_takes_no_index() {
 fn log_time_never_goes_backwards_across_a_restart() {
     let dir = tempfile::tempdir().expect("dir");
     let store = open_forum(dir.path());
-    let future = crate::registry::now_ms() + 86_400_000;
+    let future = crate::log::now_ms() + 86_400_000;
     let alpha = Signer::new(ORIGIN, "alpha", member_key(1, 0));
     let first = parse(&[alpha.submit(hash_submission(HashType::Sha256, &hash_value(0)))]);
     let mut pending = Pending::new(

@@ -61,7 +61,7 @@ pub enum Effect {
     /// Adds or supersedes the author's submission of a hash.
     Submission,
     /// Replaces a member's record: the member as changed by the admin action.
-    Member(pb::Member),
+    Member(Box<pb::Member>),
     /// Creates the forum's first members.
     Genesis,
 }
@@ -141,11 +141,11 @@ pub fn check(
     let key = dir.active_key(author.as_str(), &entry.keyid)?;
     let effect = match &entry.body {
         Body::HashSubmission(_) => Effect::Submission,
-        Body::Admin(action) => Effect::Member(
+        Body::Admin(action) => Effect::Member(Box::new(
             dir.to_mut()
                 .apply(action, index)
                 .map_err(|e| e.in_field("payload"))?,
-        ),
+        )),
         Body::Genesis(_) => {
             return Err(ServiceError::invalid(
                 "payload.genesis",

@@ -157,10 +157,8 @@ async fn the_first_failure_in_the_documented_order_is_reported() {
     // Freshness before authorization: the admin may not submit a hash as itself (no
     // contributor role), but the stale action after it is reported first.
     let own_hash = admin.submit(hash_submission(HashType::Sha256, &sha256_value(20)));
-    let stale = admin.sign(&admin.statement(
-        hashforum::registry::now_ms() - 11 * 60_000,
-        suspend("beta", ""),
-    ));
+    let stale =
+        admin.sign(&admin.statement(hashforum::log::now_ms() - 11 * 60_000, suspend("beta", "")));
     let status = submit_all(&mut admin_client, vec![own_hash.clone(), stale.clone()])
         .await
         .unwrap_err();

@@ -203,7 +203,7 @@ async fn a_lookup_reply_is_bounded() {
 async fn stale_admin_statements_are_refused() {
     let server = TestServer::start(&["alpha"]).await;
     let admin_signer = server.signer("admin");
-    let now = hashforum::registry::now_ms();
+    let now = hashforum::log::now_ms();
     for issued in [now - 11 * 60_000, now + 11 * 60_000] {
         let stale = admin_signer.sign(&admin_signer.statement(issued, admin::suspend("alpha", "")));
         let status = submit(&mut server.client("admin").await, stale)

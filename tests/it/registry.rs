@@ -1,7 +1,7 @@
 //! Submitting and looking up hashes: round trip, corroboration, idempotency, bad input,
 //! durability.
 
-use hashforum::registry::now_ms;
+use hashforum::log::now_ms;
 use hashforum::types::HashType;
 use hashforum::{crypto, pb};
 use prost::Message;
