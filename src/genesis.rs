@@ -96,7 +96,7 @@ pub fn bootstrap(
 ) -> Result<(), GenesisError> {
     if store.size()? > 0 {
         return match store.entry(0)? {
-            Some(first) if first == leaf => Ok(()),
+            Some(first) if first == leaf => check_stored(&first, log_key, origin),
             _ => Err(GenesisError::OtherForum),
         };
     }
@@ -107,6 +107,38 @@ pub fn bootstrap(
     let mut pending = Pending::new(store, None, Directory::default(), 0, time_ms);
     pending.append_leaf(entry, Effect::Genesis, leaf)?;
     store.commit(pending.finish().batch)?;
+    Ok(())
+}
+
+/// Checks a stored entry 0 against this server's forum: its origin and its log key. It is read
+/// as stored, not judged again by today's admission rules; but a data directory served with
+/// another origin would accept that forum's statements, and another log key would sign
+/// checkpoints no one can check.
+fn check_stored(leaf: &[u8], log_key: &VerifyingKey, origin: &str) -> Result<(), GenesisError> {
+    let stored =
+        crate::log::StoredEntry::decode(leaf).map_err(|e| GenesisError::Invalid(e.to_string()))?;
+    let genesis_origin = match &stored.statement.body {
+        Some(pb::statement::Body::Genesis(g)) => g.origin.as_str(),
+        _ => {
+            return Err(GenesisError::Invalid(
+                "entry 0 is not a genesis statement".into(),
+            ))
+        }
+    };
+    if stored.statement.origin != origin || genesis_origin != origin {
+        return Err(GenesisError::Invalid(format!(
+            "the data directory is forum {genesis_origin:?}, the config says {origin:?}"
+        )));
+    }
+    let [sig] = stored.envelope.signatures.as_slice() else {
+        return Err(GenesisError::BadSignature);
+    };
+    let signature =
+        ed25519_dalek::Signature::from_slice(&sig.sig).map_err(|_| GenesisError::BadSignature)?;
+    let signed = crypto::pae(&stored.envelope.payload_type, &stored.envelope.payload);
+    if sig.keyid != crypto::key_id(log_key) || !crypto::verify_one(log_key, &signed, &signature) {
+        return Err(GenesisError::BadSignature);
+    }
     Ok(())
 }
 
@@ -145,4 +177,39 @@ pub fn parse(
         return Err(GenesisError::BadSignature);
     }
     Ok(entry)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A data directory keeps the forum it began with: restarted with its own genesis file but
+    /// another origin or another log key in the config, the server refuses to start.
+    #[test]
+    fn a_stored_forum_is_checked_against_the_configured_origin_and_log_key() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Store::open(dir.path()).expect("open");
+        let log_key = SigningKey::from_bytes(&[5; 32]);
+        let founder = Founder {
+            member_id: "admin".into(),
+            display_name: "admin".into(),
+            roles: vec![Role::Admin],
+            cert_der: vec![1],
+            signing_key: SigningKey::from_bytes(&[6; 32]).verifying_key(),
+        };
+        let origin = "prod.example/forum";
+        let leaf = create(&log_key, origin, &[founder], 1);
+        let vk = log_key.verifying_key();
+        bootstrap(&store, &leaf, &vk, origin).expect("first start");
+        bootstrap(&store, &leaf, &vk, origin).expect("restart");
+        assert!(matches!(
+            bootstrap(&store, &leaf, &vk, "staging.example/forum"),
+            Err(GenesisError::Invalid(why)) if why.contains("staging.example/forum")
+        ));
+        let other = SigningKey::from_bytes(&[7; 32]).verifying_key();
+        assert!(matches!(
+            bootstrap(&store, &leaf, &other, origin),
+            Err(GenesisError::BadSignature)
+        ));
+    }
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::crypto;
@@ -22,10 +23,7 @@ use crate::storage::Store;
 use crate::types::{CertFingerprint, ContentHash, MemberId, StatementDigest};
 use crate::wire::RawRecord;
 
-/// Most envelopes in one `SubmitEntries` call.
-pub const MAX_SUBMIT_BATCH: usize = 10_000;
-/// Most hashes in one `LookupHashes` call.
-pub const MAX_LOOKUP_BATCH: usize = 10_000;
+pub use crate::wire::{MAX_LOOKUP_BATCH, MAX_SUBMIT_BATCH};
 /// Largest lookup reply, in bytes: a reply that would be larger is refused with
 /// `RESOURCE_EXHAUSTED` before it is built. 10,000 records with a few submissions each fit.
 pub const MAX_REPLY_BYTES: usize = 16 << 20;
@@ -40,12 +38,18 @@ pub struct Policy {
     pub origin: String,
     /// How far an admin statement's `issued_at_unix_ms` may be from the server's clock.
     pub admin_freshness: Duration,
+    /// Blocking tasks (admission, lookups, history) running at once. A task holds its slot
+    /// until it ends, also when its call was cancelled meanwhile, so a client that resets its
+    /// calls cannot pile work up behind the server's per-call limits.
+    pub max_blocking: usize,
 }
 
 /// The registry: store, membership snapshot and sequencer.
 pub struct Registry {
     store: Store,
     policy: Policy,
+    /// Slots for blocking tasks: see [`Policy::max_blocking`].
+    work: Arc<Semaphore>,
     directory: Arc<ArcSwap<Directory>>,
     sequencer: Sequencer,
 }
@@ -61,6 +65,7 @@ impl Registry {
         let sequencer = Sequencer::start(store.clone(), directory.clone())?;
         Ok(Self {
             store,
+            work: Arc::new(Semaphore::new(policy.max_blocking.max(1))),
             policy,
             directory,
             sequencer,
@@ -70,11 +75,6 @@ impl Registry {
     /// The current membership snapshot.
     pub fn directory(&self) -> Arc<Directory> {
         self.directory.load_full()
-    }
-
-    /// The forum's origin line.
-    pub fn origin(&self) -> &str {
-        &self.policy.origin
     }
 
     /// Cancelled when the store failed and the registry can append nothing more.
@@ -117,14 +117,13 @@ impl Registry {
             directory: self.directory.load_full(),
             caller: caller.member_id.clone(),
         };
-        let entries = blocking(move || admission.admit(envelopes, field)).await?;
+        let entries = self
+            .blocking(move || admission.admit(envelopes, field))
+            .await?;
         self.sequencer
             .submit(&caller.member_id, entries)
             .await
-            .map_err(|e| match e.position {
-                Some(i) => e.error.in_field(&field(i)),
-                None => e.error,
-            })
+            .map_err(|e| e.in_field(field))
     }
     /// Looks hashes up. Each result is `None` when the hash is not in the registry; a found
     /// record keeps its submissions encoded as stored (with envelopes attached on request).
@@ -139,7 +138,8 @@ impl Registry {
         include_envelopes: bool,
     ) -> Result<Vec<Option<RawRecord>>, ServiceError> {
         let store = self.store.clone();
-        blocking(move || lookup(&store, &hashes, include_envelopes)).await
+        self.blocking(move || lookup(&store, &hashes, include_envelopes))
+            .await
     }
 
     /// A member, as the directory sees it now.
@@ -169,12 +169,33 @@ impl Registry {
         let id = MemberId::parse(&self.member(member)?.member_id)
             .map_err(|e| ServiceError::Internal(format!("stored member id: {e}")))?;
         let store = self.store.clone();
-        blocking(move || member_history(&store, id.as_str())).await
+        self.blocking(move || member_history(&store, id.as_str()))
+            .await
     }
 
     /// Stops the sequencer after it has committed everything queued.
     pub async fn close(self) {
         self.sequencer.close().await;
+    }
+
+    /// Runs blocking work (RocksDB reads, parsing, signature checks) on the blocking pool, in
+    /// one of the registry's work slots, which the task keeps until it ends.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> Result<T, ServiceError> + Send + 'static,
+    ) -> Result<T, ServiceError> {
+        let slot = self
+            .work
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| ServiceError::ShuttingDown)?;
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            work()
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(format!("blocking task: {e}")))?
     }
 }
 
@@ -216,10 +237,7 @@ impl Admission {
             |entry| Ok(known.contains_key(&entry.digest)),
             self.store.size()?,
         )?
-        .map_err(|e| match e.position {
-            Some(i) => e.error.in_field(&field(i)),
-            None => e.error,
-        })?;
+        .map_err(|e| e.in_field(&field))?;
         let keys: Vec<_> = plan
             .steps
             .iter()
@@ -278,53 +296,51 @@ impl Admission {
     }
 }
 
-/// Runs blocking work (RocksDB reads, parsing, signature checks) on the blocking pool.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, ServiceError> + Send + 'static,
-) -> Result<T, ServiceError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| ServiceError::Internal(format!("blocking task: {e}")))?
-}
-
-/// [`Registry::lookup`], on the blocking pool.
+/// [`Registry::lookup`], on the blocking pool. Each distinct hash is read once; records are
+/// read in sorted chunks and charged to the reply's budget as they are read, as often as they
+/// are asked for, so that a reply too large is refused before much of it is held.
 fn lookup(
     store: &Store,
     hashes: &[ContentHash],
     include_envelopes: bool,
 ) -> Result<Vec<Option<RawRecord>>, ServiceError> {
-    let mut unique: Vec<&ContentHash> = hashes.iter().collect();
-    unique.sort_unstable();
-    unique.dedup();
-    let stored = store.records(&unique)?;
-    let mut budget = ReplyBudget::default();
-    let mut found: HashMap<&ContentHash, Vec<u8>> = HashMap::with_capacity(unique.len());
-    for (hash, record) in unique.into_iter().zip(stored) {
-        let Some(mut record) = record else { continue };
-        if include_envelopes {
-            let mut decoded = decode_record(&record)?.submissions;
-            attach_envelopes(store, &mut decoded)?;
-            record = RawRecord::encode_submissions(&decoded);
-            // Envelopes make records many times larger: stop before holding them all.
-            budget.take(record.len())?;
+    /// Records read per `multi_get`.
+    const CHUNK: usize = 512;
+    let mut sorted: Vec<&ContentHash> = hashes.iter().collect();
+    sorted.sort_unstable();
+    let mut unique: Vec<(&ContentHash, usize)> = Vec::with_capacity(sorted.len());
+    for hash in sorted {
+        match unique.last_mut() {
+            Some((last, times)) if *last == hash => *times += 1,
+            _ => unique.push((hash, 1)),
         }
-        found.insert(hash, record);
     }
     let mut budget = ReplyBudget::default();
-    hashes
+    let mut found: HashMap<&ContentHash, Vec<u8>> = HashMap::with_capacity(unique.len());
+    for chunk in unique.chunks(CHUNK) {
+        let keys: Vec<&ContentHash> = chunk.iter().map(|(hash, _)| *hash).collect();
+        for (&(hash, times), record) in chunk.iter().zip(store.records(&keys)?) {
+            let Some(mut record) = record else { continue };
+            if include_envelopes {
+                let mut decoded = decode_record(&record)?.submissions;
+                attach_envelopes(store, &mut decoded)?;
+                record = RawRecord::encode_submissions(&decoded);
+            }
+            // The record, its hash and the result's framing, once per time it is asked for.
+            budget.take((record.len() + 96).saturating_mul(times))?;
+            found.insert(hash, record);
+        }
+    }
+    Ok(hashes
         .iter()
         .map(|hash| {
-            let Some(submissions) = found.get(hash) else {
-                return Ok(None);
-            };
-            budget.take(submissions.len() + 96)?;
-            Ok(Some(RawRecord {
+            found.get(hash).map(|submissions| RawRecord {
                 hash_type: hash.hash_type().to_pb() as i32,
                 value: hash.to_hex(),
                 submissions: submissions.clone(),
-            }))
+            })
         })
-        .collect()
+        .collect())
 }
 
 fn attach_envelopes(store: &Store, submissions: &mut [pb::Submission]) -> Result<(), ServiceError> {
@@ -375,7 +391,7 @@ struct ReplyBudget(usize);
 
 impl ReplyBudget {
     fn take(&mut self, bytes: usize) -> Result<(), ServiceError> {
-        self.0 += bytes;
+        self.0 = self.0.saturating_add(bytes);
         if self.0 > MAX_REPLY_BYTES {
             return Err(ServiceError::ResourceExhausted {
                 reason: "REPLY_TOO_LARGE",
@@ -474,6 +490,7 @@ mod tests {
         let policy = Policy {
             origin: ORIGIN.into(),
             admin_freshness: ADMIN_FRESHNESS,
+            max_blocking: 4,
         };
         let registry = Registry::start(store, policy).expect("start");
         let events = registry.member_history("gamma").await.expect("readable");

@@ -78,6 +78,7 @@ pub async fn serve(
     let policy = Policy {
         origin: config.origin.clone(),
         admin_freshness: config.limits.admin_statement_window,
+        max_blocking: config.limits.max_requests,
     };
     let registry = Arc::new(Registry::start(store, policy)?);
     let addr: SocketAddr = listener.local_addr()?;

@@ -46,11 +46,6 @@ impl MemberId {
         Ok(Self(s.to_owned()))
     }
 
-    /// The id as an owned string.
-    pub fn into_string(self) -> String {
-        self.0
-    }
-
     /// The id as a string slice.
     pub fn as_str(&self) -> &str {
         &self.0

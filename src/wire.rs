@@ -27,7 +27,10 @@ use prost::encoding::{
 use prost::{DecodeError, Message};
 
 use crate::pb;
-use crate::registry::{MAX_LOOKUP_BATCH, MAX_SUBMIT_BATCH};
+/// Most envelopes in one `SubmitEntries` call.
+pub const MAX_SUBMIT_BATCH: usize = 10_000;
+/// Most hashes in one `LookupHashes` call.
+pub const MAX_LOOKUP_BATCH: usize = 10_000;
 
 /// Signatures kept per decoded envelope. Valid envelopes have exactly one; keeping a second
 /// lets the parser refuse an envelope with more (`INVALID_ENVELOPE`, whose message then says 2)

@@ -161,6 +161,10 @@ impl ParsedEntry {
         })?;
         check_keyid(&sig.keyid).map_err(|e| e.in_field("signatures[0]"))?;
         let keyid = sig.keyid.clone();
+        // The payload arrives as a slice of the whole request's buffer: an owned copy (at most
+        // MAX_PAYLOAD bytes) lets that buffer go, so that a queued entry holds only itself.
+        let mut envelope = envelope;
+        envelope.payload = Bytes::copy_from_slice(&envelope.payload);
         let statement = decode_exact(&envelope.payload).map_err(|e| e.in_field("payload"))?;
         let issued_at_unix_ms = statement.issued_at_unix_ms;
         let (author, body) =

@@ -37,9 +37,6 @@ const QUEUE_JOBS: usize = 1024;
 /// holds parsed entries (about three times their payload), so this bounds its memory.
 pub const QUEUE_BYTES: usize = 64 << 20;
 
-/// A refused job, as the sequencer answers it.
-pub type SequencerError = Refusal;
-
 /// Where a job's outcome goes, holding the job's share of [`QUEUE_BYTES`] until it is sent.
 struct Reply {
     tx: oneshot::Sender<Outcome>,
@@ -111,8 +108,8 @@ impl Sequencer {
         &self,
         caller: &MemberId,
         entries: Vec<ParsedEntry>,
-    ) -> Result<Vec<Appended>, SequencerError> {
-        let shutting_down = || SequencerError::whole(ServiceError::ShuttingDown);
+    ) -> Result<Vec<Appended>, Refusal> {
+        let shutting_down = || Refusal::whole(ServiceError::ShuttingDown);
         if self.failed.is_cancelled() {
             return Err(shutting_down());
         }
@@ -131,12 +128,8 @@ impl Sequencer {
             entries,
             reply: Reply { tx, _room: room },
         };
-        self.tx
-            .send(job)
-            .await
-            .map_err(|_| SequencerError::whole(ServiceError::ShuttingDown))?;
-        rx.await
-            .map_err(|_| SequencerError::whole(ServiceError::ShuttingDown))?
+        self.tx.send(job).await.map_err(|_| shutting_down())?;
+        rx.await.map_err(|_| shutting_down())?
     }
 
     /// Stops taking jobs, finishes the queued ones and waits for the thread to end.
@@ -148,7 +141,7 @@ impl Sequencer {
 }
 
 /// What a group's callers get back, once the group is committed.
-type Outcome = Result<Vec<Appended>, SequencerError>;
+type Outcome = Result<Vec<Appended>, Refusal>;
 
 /// A staged group and each job's outcome, in job order.
 type StagedGroup = (Finished, Vec<Outcome>);
@@ -180,6 +173,9 @@ impl Writer {
     /// sent only once it is known to be committed. After a failed commit, nothing more is
     /// committed: every queued job is failed and the loop ends.
     fn run(&mut self, mut rx: mpsc::Receiver<Job>) {
+        // A panic on this thread must stop the server like a failed commit: nothing could
+        // append any more, and health would still say SERVING.
+        let _guard = FailOnPanic(self.failed.clone());
         let (to_committer, staged_rx) = std::sync::mpsc::sync_channel::<Staged>(1);
         let (done_tx, done_rx) = std::sync::mpsc::channel::<bool>();
         let committer = {
@@ -307,6 +303,18 @@ impl Writer {
     }
 }
 
+/// Cancels the sequencer's `failed` token when the thread holding it unwinds from a panic.
+struct FailOnPanic(CancellationToken);
+
+impl Drop for FailOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            tracing::error!("the sequencer thread panicked; no more entries will be appended");
+            self.0.cancel();
+        }
+    }
+}
+
 /// Commits staged groups in order; answers their callers once durable, publishes membership
 /// changes, and tells the writer whether each commit succeeded. Stops at the first failure.
 fn commit_loop(
@@ -347,7 +355,7 @@ fn fail_all(replies: Vec<Reply>, error: ServiceError) {
             ServiceError::Internal(why) => ServiceError::Internal(why.clone()),
             _ => ServiceError::ShuttingDown,
         };
-        reply.send(Err(SequencerError::whole(error)));
+        reply.send(Err(Refusal::whole(error)));
     }
 }
 
@@ -355,7 +363,7 @@ fn fail_all(replies: Vec<Reply>, error: ServiceError) {
 fn drain(rx: &mut mpsc::Receiver<Job>) {
     while let Some(job) = rx.blocking_recv() {
         job.reply
-            .send(Err(SequencerError::whole(ServiceError::ShuttingDown)));
+            .send(Err(Refusal::whole(ServiceError::ShuttingDown)));
     }
 }
 

@@ -185,7 +185,7 @@ fn open_forum(dir: &std::path::Path) -> Store {
 /// An answer with what may differ between two runs (times, leaf hashes) left out.
 type Answer = Result<Vec<(u64, bool)>, (Option<usize>, Option<&'static str>)>;
 
-fn answer(outcome: Result<Vec<Appended>, SequencerError>) -> Answer {
+fn answer(outcome: Result<Vec<Appended>, Refusal>) -> Answer {
     outcome
         .map(|receipts| receipts.iter().map(|a| (a.index, a.duplicate)).collect())
         .map_err(|e| (e.position, e.error.reason()))

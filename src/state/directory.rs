@@ -1,6 +1,7 @@
 //! The membership view: members, their roles, status, certificates and signing keys.
 //!
-//! Rebuilt from the `members` column family at start-up and changed only by `state::apply`.
+//! Rebuilt from the `members` column family at start-up, and changed only by admin actions
+//! through `Directory::apply` (called by `state::check`) and by the genesis entry.
 //! The sequencer publishes a fresh snapshot after every commit that changes it; request
 //! handlers read the snapshot without locks, so a suspension takes effect on the next call,
 //! also on connections opened before it.
@@ -131,11 +132,6 @@ impl Directory {
     /// Every member, ordered by id.
     pub fn members(&self) -> impl Iterator<Item = &pb::Member> {
         self.members.values()
-    }
-
-    /// Whether there are no members (an empty, not yet bootstrapped registry).
-    pub fn is_empty(&self) -> bool {
-        self.members.is_empty()
     }
 
     /// The caller holding the certificate with this fingerprint.

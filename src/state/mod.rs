@@ -83,6 +83,15 @@ impl Refusal {
             error,
         }
     }
+
+    /// The error, its field prefixed with the refused entry's path (`field(position)`, such as
+    /// `envelopes[3]`) when it is about one entry.
+    pub fn in_field(self, field: impl Fn(usize) -> String) -> ServiceError {
+        match self.position {
+            Some(i) => self.error.in_field(&field(i)),
+            None => self.error,
+        }
+    }
 }
 
 /// One step of a checked job, in the job's order.
@@ -293,7 +302,12 @@ impl<'s> Pending<'s> {
             }
             match self.prev.and_then(|p| p.landed.get(&d)) {
                 Some(found) => {
-                    self.landed.insert(d, *found);
+                    // Appended by the previous group, not by this one.
+                    let found = Appended {
+                        duplicate: true,
+                        ..*found
+                    };
+                    self.landed.insert(d, found);
                 }
                 None => digests.push(d),
             }
