@@ -224,15 +224,17 @@ fn model(store: &Store, jobs: &[(usize, Vec<ParsedEntry>)]) -> Vec<Answer> {
     answers
 }
 
-/// Everything the views hold, with sequencing times left out.
-fn state(
-    store: &Store,
-) -> (
+/// Everything the views hold: the log size, the members, each hash's record and each entry's
+/// envelope and relayer.
+type Views = (
     u64,
     Vec<pb::Member>,
     Vec<Vec<pb::Submission>>,
     Vec<(pb::Envelope, String)>,
-) {
+);
+
+/// Everything the views hold, with sequencing times left out.
+fn state(store: &Store) -> Views {
     let dir = Directory::load(store).expect("directory");
     let members = dir.members().cloned().collect();
     let hashes: Vec<ContentHash> = (0..HASHES)
@@ -366,7 +368,7 @@ fn a_resubmission_in_a_job_takes_no_index() {
         let alpha_id = crate::types::MemberId::parse("alpha").expect("id");
         let admin_id = crate::types::MemberId::parse("admin").expect("id");
         sequencer
-            .submit(&alpha_id, parse(&[logged.clone()]))
+            .submit(&alpha_id, parse(std::slice::from_ref(&logged)))
             .await
             .expect("first");
         let out = sequencer.submit(&admin_id, parse(&[logged, key])).await;

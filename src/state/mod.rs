@@ -95,6 +95,8 @@ impl Refusal {
 }
 
 /// One step of a checked job, in the job's order.
+// Nearly every step is `New`: boxing it would allocate once per entry for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Step {
     /// The statement is already in the log, or earlier in the job: it gets that receipt.
