@@ -549,6 +549,88 @@ async fn member_administration_through_the_cli() {
     }
 }
 
+/// `member cert add|remove` rotates a member's TLS certificate: the new one works at once,
+/// the old one stops, and the last one cannot be unbound.
+#[tokio::test]
+async fn certificates_rotate_through_the_cli() {
+    let server = TestServer::start(&["alpha"]).await;
+    let (_, new_fingerprint) = server.issue_identity("alpha-2027");
+    let new_cert = server.identity_dir("alpha-2027").join("tls.crt");
+    let old_cert = server.identity_dir("alpha").join("tls.crt");
+    let out = ok(&hf(
+        &server,
+        "admin",
+        &[
+            "member",
+            "cert",
+            "add",
+            "alpha",
+            "--cert",
+            new_cert.to_str().unwrap(),
+        ],
+        "",
+    ));
+    assert_eq!(out, "logged at index 1\n");
+    // The new certificate speaks for alpha at once.
+    let shown = json(&hf(
+        &server,
+        "alpha-2027",
+        &["member", "show", "alpha", "--json"],
+        "",
+    ));
+    assert_eq!(shown["cert_sha256"].as_array().unwrap().len(), 2);
+
+    let out = ok(&hf(
+        &server,
+        "admin",
+        &[
+            "member",
+            "cert",
+            "remove",
+            "alpha",
+            "--cert",
+            old_cert.to_str().unwrap(),
+        ],
+        "",
+    ));
+    assert_eq!(out, "logged at index 2\n");
+    refused(
+        &hf(&server, "alpha", &["member", "list"], ""),
+        "UNAUTHENTICATED",
+        Some("UNKNOWN_CERTIFICATE"),
+    );
+    let shown = json(&hf(
+        &server,
+        "alpha-2027",
+        &["member", "show", "alpha", "--json"],
+        "",
+    ));
+    assert_eq!(
+        shown["cert_sha256"],
+        serde_json::json!([hex::encode(&new_fingerprint)])
+    );
+    assert_eq!(shown["retired_cert_sha256"].as_array().unwrap().len(), 1);
+
+    let fingerprint = hex::encode(&new_fingerprint);
+    refused(
+        &hf(
+            &server,
+            "admin",
+            &[
+                "member",
+                "cert",
+                "remove",
+                "alpha",
+                "--sha256",
+                &fingerprint,
+            ],
+            "",
+        ),
+        "FAILED_PRECONDITION",
+        Some("LAST_CERTIFICATE"),
+    );
+}
+
 /// Signs a PEM certificate signing request with a CA: what the forum's CA does outside
 /// hashforum.
 fn sign_csr(ca: &hashforum::pki::Ca, csr_pem: &str) -> String {
