@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use hashforum::config::Config;
-use hashforum::forum::{self, ForumSpec, DEV_ORIGIN};
 use hashforum::identity::Identity;
 use hashforum::statement::{hash_submission, Signer};
 use hashforum::types::HashType;
@@ -70,13 +69,7 @@ async fn start(
 
 #[tokio::test]
 async fn a_failed_commit_stops_the_server_and_loses_nothing_acknowledged() {
-    let dir = tempfile::tempdir().unwrap();
-    let spec = ForumSpec {
-        dir: dir.path().to_owned(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        origin: DEV_ORIGIN.into(),
-    };
-    forum::init_dev(&spec, &["alpha".into()]).unwrap();
+    let dir = crate::harness::dev_forum(&["alpha"]);
     let Some(disk) = Tmpfs::mount(&dir.path().join("server/data"), "3m") else {
         eprintln!("SKIPPED a_failed_commit_stops_the_server: mounting a tmpfs needs root");
         return;

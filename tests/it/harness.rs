@@ -42,17 +42,24 @@ struct Running {
     done: mpsc::Receiver<anyhow::Result<()>>,
 }
 
+/// A dev forum with `admin` and `members` in a new temporary directory, made in process
+/// (`forum::init_dev`); its config is `DIR/server/hashforum.toml`.
+pub(crate) fn dev_forum(members: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = ForumSpec {
+        dir: dir.path().to_owned(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        origin: DEV_ORIGIN.into(),
+    };
+    let members: Vec<String> = members.iter().map(|m| (*m).to_owned()).collect();
+    forum::init_dev(&spec, &members).unwrap();
+    dir
+}
+
 impl TestServer {
     /// Creates a dev forum with `admin` and `members`, and starts its server.
     pub(crate) async fn start(members: &[&str]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let spec = ForumSpec {
-            dir: dir.path().to_owned(),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            origin: DEV_ORIGIN.into(),
-        };
-        let members: Vec<String> = members.iter().map(|m| (*m).to_owned()).collect();
-        forum::init_dev(&spec, &members).unwrap();
+        let dir = dev_forum(members);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("test-server")

@@ -1,7 +1,7 @@
 //! Transport identity: who may even reach a handler; and the standard services every
 //! certificate of the forum CA may call (health, reflection).
 
-use hashforum::forum::{self, ForumSpec, DEV_ORIGIN};
+use hashforum::forum::DEV_ORIGIN;
 use hashforum::identity::{Identity, IdentityFile};
 use hashforum::pb;
 use hashforum::pb::admin_service_client::AdminServiceClient;
@@ -52,13 +52,7 @@ fn assert_transport_refusal(status: &tonic::Status) {
 #[tokio::test]
 async fn certificate_from_another_ca_is_refused() {
     let server = TestServer::start(&["alpha"]).await;
-    let other = tempfile::tempdir().unwrap();
-    let spec = ForumSpec {
-        dir: other.path().to_owned(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        origin: DEV_ORIGIN.into(),
-    };
-    forum::init_dev(&spec, &["mallory".into()]).unwrap();
+    let other = crate::harness::dev_forum(&["mallory"]);
     let alpha = server.identity("alpha");
     // Mallory trusts our server's CA but holds a certificate from its own CA.
     let mut mallory = Identity::load(&other.path().join("identities/mallory")).unwrap();

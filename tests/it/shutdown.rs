@@ -5,7 +5,6 @@ use std::time::{Duration, Instant};
 
 use hashforum::client::Client;
 use hashforum::config::Config;
-use hashforum::forum::{self, ForumSpec, DEV_ORIGIN};
 use hashforum::identity::Identity;
 use hashforum::storage::Store;
 use tokio::sync::oneshot;
@@ -36,13 +35,7 @@ async fn next(watch: &mut Streaming<HealthCheckResponse>) -> ServingStatus {
 /// the database is closed (another store can open the directory).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watch_stream_holds_shutdown_only_for_the_grace() {
-    let dir = tempfile::tempdir().unwrap();
-    let spec = ForumSpec {
-        dir: dir.path().to_owned(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        origin: DEV_ORIGIN.into(),
-    };
-    forum::init_dev(&spec, &["alpha".into()]).unwrap();
+    let dir = crate::harness::dev_forum(&["alpha"]);
     let mut config = Config::load(&dir.path().join("server/hashforum.toml")).unwrap();
     config.limits.shutdown_grace = GRACE;
     let data_dir = config.data_dir.clone();
@@ -95,13 +88,7 @@ async fn a_watch_stream_holds_shutdown_only_for_the_grace() {
 /// With nothing open, shutdown does not wait for the grace at all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_server_stops_at_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let spec = ForumSpec {
-        dir: dir.path().to_owned(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        origin: DEV_ORIGIN.into(),
-    };
-    forum::init_dev(&spec, &["alpha".into()]).unwrap();
+    let dir = crate::harness::dev_forum(&["alpha"]);
     let mut config = Config::load(&dir.path().join("server/hashforum.toml")).unwrap();
     config.limits.shutdown_grace = Duration::from_secs(60);
     let data_dir = config.data_dir.clone();
