@@ -8,7 +8,13 @@
 //! leaf hash = SHA-256(0x00 || leaf)                                       (RFC 6962 §2.1)
 //! ```
 //!
-//! Pure: no storage, no I/O. The Merkle tree, checkpoints and proofs will sit beside this.
+//! Pure: no storage, no I/O. Beside it, also pure and shared by the server, the CLI's `verify`
+//! and replicas: the Merkle tree ([`tree`]), checkpoints ([`checkpoint`]) and receipts
+//! ([`proof`]).
+
+pub mod checkpoint;
+pub mod proof;
+pub mod tree;
 
 use prost::Message;
 use sha2::{Digest, Sha256};
@@ -39,13 +45,41 @@ pub fn leaf_bytes(prefix: &[u8], time_ms: u64, relayed_by: Option<&str>) -> Vec<
     let relayer_len = relayed_by.map_or(0, |r| r.len() + 2);
     let mut leaf = Vec::with_capacity(prefix.len() + 11 + relayer_len);
     leaf.extend_from_slice(prefix);
+    push_suffix(&mut leaf, time_ms, relayed_by);
+    leaf
+}
+
+/// The leaf's bytes after its envelope: `leaf = leaf_prefix(envelope) ++ suffix`. Receipts
+/// carry it, so that the holder of the envelope can rebuild the exact leaf.
+pub fn leaf_suffix(time_ms: u64, relayed_by: Option<&str>) -> Vec<u8> {
+    let mut suffix = Vec::with_capacity(16);
+    push_suffix(&mut suffix, time_ms, relayed_by);
+    suffix
+}
+
+/// The part of a leaf's bytes after its envelope, if it is one: fields 2 and 3 only.
+///
+/// # Errors
+/// When the bytes are not the encoding of `LogEntry` fields after the envelope.
+pub fn check_suffix(suffix: &[u8]) -> Result<(), CorruptEntry> {
+    let entry = pb::LogEntry::decode(suffix).map_err(|e| CorruptEntry(e.to_string()))?;
+    if entry.envelope.is_some()
+        || leaf_suffix(entry.sequenced_at_unix_ms, Some(&entry.relayed_by)) != suffix
+    {
+        return Err(CorruptEntry(
+            "not the canonical encoding of a LogEntry's fields 2 and 3".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn push_suffix(leaf: &mut Vec<u8>, time_ms: u64, relayed_by: Option<&str>) {
     if time_ms != 0 {
-        prost::encoding::uint64::encode(2, &time_ms, &mut leaf);
+        prost::encoding::uint64::encode(2, &time_ms, leaf);
     }
     if let Some(relayer) = relayed_by.filter(|r| !r.is_empty()) {
-        prost::encoding::string::encode(3, &relayer.to_owned(), &mut leaf);
+        prost::encoding::string::encode(3, &relayer.to_owned(), leaf);
     }
-    leaf
 }
 
 /// RFC 6962 leaf hash: SHA-256(0x00 || leaf bytes).
