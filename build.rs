@@ -18,6 +18,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/hashforum/v1/entry.proto",
         "proto/hashforum/v1/registry.proto",
         "proto/hashforum/v1/admin.proto",
+        "proto/hashforum/v1/log.proto",
     ];
     let fds = protox::compile(files, ["proto"])?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?);

@@ -51,10 +51,14 @@ pub enum Access {
 
 const SUBMIT: Access = Access::AnyRole(&[Role::Contributor, Role::Admin]);
 const LOOKUP: Access = Access::AnyRole(&[Role::Reader, Role::Observer]);
+/// Checkpoints, single entries and proofs: what checking a receipt or a lookup needs.
+const LOG_READ: Access = Access::AnyRole(&[Role::Reader, Role::Replica, Role::Observer]);
+/// Bulk reads of the log: members that keep a copy, and replicas; not observers.
+const LOG_BULK: Access = Access::AnyRole(&[Role::Reader, Role::Replica]);
 
 /// Every callable method, by gRPC path. A path ending in `/` covers every method of that
 /// service (the stock services, whose method lists are not ours). Anything else is refused.
-pub const POLICY: [(&str, Access); 9] = [
+pub const POLICY: [(&str, Access); 15] = [
     ("/hashforum.v1.RegistryService/SubmitEntry", SUBMIT),
     ("/hashforum.v1.RegistryService/SubmitEntries", SUBMIT),
     ("/hashforum.v1.RegistryService/LookupHash", LOOKUP),
@@ -66,6 +70,12 @@ pub const POLICY: [(&str, Access); 9] = [
         "/hashforum.v1.AdminService/GetMemberHistory",
         Access::AnyMember,
     ),
+    ("/hashforum.v1.LogService/GetCheckpoint", LOG_READ),
+    ("/hashforum.v1.LogService/GetEntries", LOG_BULK),
+    ("/hashforum.v1.LogService/GetEntry", LOG_READ),
+    ("/hashforum.v1.LogService/GetInclusionProof", LOG_READ),
+    ("/hashforum.v1.LogService/GetConsistencyProof", LOG_READ),
+    ("/hashforum.v1.LogService/WatchCheckpoints", LOG_READ),
     ("/grpc.health.v1.Health/", Access::AnyPeer),
     ("/grpc.reflection.v1.ServerReflection/", Access::AnyPeer),
 ];

@@ -5,6 +5,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity as TlsIde
 use crate::identity::Identity;
 use crate::pb;
 use crate::pb::admin_service_client::AdminServiceClient;
+use crate::pb::log_service_client::LogServiceClient;
 use crate::pb::registry_service_client::RegistryServiceClient;
 use crate::server::{MAX_REPLY, MAX_REQUEST};
 
@@ -15,6 +16,8 @@ pub struct Client {
     pub registry: RegistryServiceClient<Channel>,
     /// The directory.
     pub admin: AdminServiceClient<Channel>,
+    /// The log.
+    pub log: LogServiceClient<Channel>,
     channel: Channel,
 }
 
@@ -42,6 +45,7 @@ impl Client {
                 .max_decoding_message_size(MAX_REPLY)
                 .max_encoding_message_size(MAX_REQUEST),
             admin: AdminServiceClient::new(channel.clone()),
+            log: LogServiceClient::new(channel.clone()),
             channel,
         })
     }

@@ -77,6 +77,17 @@ pub enum ServiceError {
         /// For humans: what to do instead.
         message: String,
     },
+    /// Past what exists yet (`OUT_OF_RANGE`), e.g. a log index or tree size beyond the latest
+    /// checkpoint: it may exist later.
+    #[error("{field}: {message}")]
+    OutOfRange {
+        /// The request field.
+        field: String,
+        /// Stable reason.
+        reason: &'static str,
+        /// For humans.
+        message: String,
+    },
     /// The server is shutting down (`UNAVAILABLE`); retry elsewhere or later.
     #[error("server is shutting down")]
     ShuttingDown,
@@ -165,7 +176,8 @@ impl ServiceError {
             | Self::NotFound { reason, .. }
             | Self::AlreadyExists { reason, .. }
             | Self::FailedPrecondition { reason, .. }
-            | Self::ResourceExhausted { reason, .. } => Some(reason),
+            | Self::ResourceExhausted { reason, .. }
+            | Self::OutOfRange { reason, .. } => Some(reason),
             Self::ShuttingDown => Some("SHUTTING_DOWN"),
             Self::At { error, .. } => error.reason(),
             Self::Storage(_) | Self::Internal(_) => None,
@@ -183,6 +195,7 @@ impl ServiceError {
             ServiceError::AlreadyExists { .. } => Code::AlreadyExists,
             ServiceError::FailedPrecondition { .. } => Code::FailedPrecondition,
             ServiceError::ResourceExhausted { .. } => Code::ResourceExhausted,
+            ServiceError::OutOfRange { .. } => Code::OutOfRange,
             ServiceError::ShuttingDown => Code::Unavailable,
             ServiceError::At { error, .. } => error.code(),
             ServiceError::Storage(_) | ServiceError::Internal(_) => Code::Internal,
@@ -198,8 +211,11 @@ impl From<ServiceError> for Status {
             return Status::internal("internal error");
         };
         let mut metadata = HashMap::new();
-        if let ServiceError::At { field, .. } = &err {
-            metadata.insert("field".to_owned(), field.clone());
+        match &err {
+            ServiceError::At { field, .. } | ServiceError::OutOfRange { field, .. } => {
+                metadata.insert("field".to_owned(), field.clone());
+            }
+            _ => {}
         }
         let mut details = ErrorDetails::with_error_info(reason, ERROR_DOMAIN, metadata);
         if let ServiceError::Invalid { field, message, .. } = &err {

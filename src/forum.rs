@@ -18,12 +18,16 @@ use ed25519_dalek::VerifyingKey;
 
 use crate::config::{DevFiles, FileConfig, Limits, LogFiles, TlsFiles};
 use crate::identity::{Identity, IdentityFile};
+use crate::log::checkpoint::LogSigner;
 use crate::pki::{self, Ca};
 use crate::types::{MemberId, Role};
 use crate::{crypto, fsutil, genesis};
 
 /// The name of the admin identity `init --dev` creates.
 pub const DEV_ADMIN: &str = "admin";
+/// The file, in a forum's directory, holding the log's verifier key.
+pub const VKEY_FILE: &str = "forum.vkey";
+
 /// The default origin of dev forums.
 pub const DEV_ORIGIN: &str = "hashforum.dev/forum";
 
@@ -193,6 +197,9 @@ fn write_server(
     let log_key = crypto::generate_key();
     crypto::write_signing_key(&server_dir.join("log.key"), &log_key)?;
     crypto::write_public_key(&server_dir.join("log.pub"), &log_key.verifying_key())?;
+    // The log's signed-note verifier key: all anyone needs to check checkpoints and receipts.
+    let vkey = LogSigner::new(&spec.origin, log_key.clone())?.vkey();
+    std::fs::write(spec.dir.join(VKEY_FILE), format!("{vkey}\n"))?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis();
     let entry = genesis::create(&log_key, &spec.origin, founders, u64::try_from(now)?);
     std::fs::write(server_dir.join("genesis.entry"), entry)?;

@@ -9,6 +9,7 @@ use prost::Message;
 
 use crate::crypto;
 use crate::entry::{Author, Body, ParsedEntry};
+use crate::log::tree::Frontier;
 use crate::pb;
 use crate::state::{Directory, Effect, Pending};
 use crate::storage::{StorageError, Store};
@@ -104,7 +105,13 @@ pub fn bootstrap(
     let time_ms = pb::LogEntry::decode(leaf)
         .map_err(|e| GenesisError::Invalid(e.to_string()))?
         .sequenced_at_unix_ms;
-    let mut pending = Pending::new(store, None, Directory::default(), 0, time_ms);
+    let mut pending = Pending::new(
+        store,
+        None,
+        Directory::default(),
+        Frontier::default(),
+        time_ms,
+    );
     pending.append_leaf(entry, Effect::Genesis, leaf)?;
     store.commit(pending.finish().batch)?;
     Ok(())

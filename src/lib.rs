@@ -31,6 +31,7 @@ pub mod config;
 pub mod crypto;
 pub mod entry;
 pub mod error;
+pub mod failpoint;
 pub mod forum;
 pub mod fsutil;
 pub mod genesis;

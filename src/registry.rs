@@ -13,17 +13,21 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::crypto;
-use crate::entry::{action_name, Body, ParsedEntry};
+use crate::entry::{action_name, Author, Body, ParsedEntry};
 use crate::error::ServiceError;
-use crate::log::{now_ms, StoredEntry};
+use crate::log::checkpoint::{LogSigner, SignedCheckpoint};
+use crate::log::{self, now_ms, StoredEntry};
 use crate::pb;
-use crate::sequencer::Sequencer;
-use crate::state::{self, decode_record, Appended, Caller, Directory, Step};
+use crate::sequencer::{Committed, Sequencer};
+use crate::state::{self, decode_record, Caller, Directory, Step};
 use crate::storage::Store;
 use crate::types::{CertFingerprint, ContentHash, MemberId, StatementDigest};
 use crate::wire::RawRecord;
 
 pub use crate::wire::{MAX_LOOKUP_BATCH, MAX_SUBMIT_BATCH};
+
+mod log_reads;
+pub use log_reads::{check_range, ENTRY_CHUNK};
 /// Largest lookup reply, in bytes: a reply that would be larger is refused with
 /// `RESOURCE_EXHAUSTED` before it is built. 10,000 records with a few submissions each fit.
 pub const MAX_REPLY_BYTES: usize = 16 << 20;
@@ -55,14 +59,15 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Opens the registry over a bootstrapped store and starts its sequencer.
+    /// Opens the registry over a bootstrapped store and starts its sequencer, which signs
+    /// checkpoints with `signer`.
     ///
     /// # Errors
     /// When the store cannot be read or the sequencer thread cannot start.
-    pub fn start(store: Store, policy: Policy) -> std::io::Result<Self> {
+    pub fn start(store: Store, policy: Policy, signer: LogSigner) -> std::io::Result<Self> {
         let directory = Directory::load(&store).map_err(std::io::Error::other)?;
         let directory = Arc::new(ArcSwap::from_pointee(directory));
-        let sequencer = Sequencer::start(store.clone(), directory.clone())?;
+        let sequencer = Sequencer::start(store.clone(), directory.clone(), signer)?;
         Ok(Self {
             store,
             work: Arc::new(Semaphore::new(policy.max_blocking.max(1))),
@@ -102,12 +107,14 @@ impl Registry {
     /// `INVALID_ARGUMENT` for a malformed envelope, a stale admin statement, an unknown or
     /// revoked key or a bad signature; `PERMISSION_DENIED` when the caller may not submit
     /// it.
+    ///
+    /// Each receipt carries a `tlog-proof` under the checkpoint that covers the entry.
     pub async fn submit<F>(
         &self,
         caller: &Caller,
         envelopes: Vec<pb::Envelope>,
         field: F,
-    ) -> Result<Vec<Appended>, ServiceError>
+    ) -> Result<Vec<pb::Receipt>, ServiceError>
     where
         F: Fn(usize) -> String + Copy + Send + 'static,
     {
@@ -120,10 +127,29 @@ impl Registry {
         let entries = self
             .blocking(move || admission.admit(envelopes, field))
             .await?;
-        self.sequencer
+        let relayed: Vec<bool> = entries
+            .iter()
+            .map(|e| matches!(&e.author, Author::Member(author) if *author != caller.member_id))
+            .collect();
+        let committed = self
+            .sequencer
             .submit(&caller.member_id, entries)
             .await
-            .map_err(|e| e.in_field(field))
+            .map_err(|e| e.in_field(field))?;
+        let store = self.store.clone();
+        let relayer = caller.member_id.clone();
+        self.blocking(move || receipts(&store, &committed, &relayed, relayer.as_str()))
+            .await
+    }
+
+    /// The latest durable signed checkpoint, updated as the log grows.
+    pub fn checkpoints(&self) -> tokio::sync::watch::Receiver<Arc<SignedCheckpoint>> {
+        self.sequencer.checkpoints()
+    }
+
+    /// The store, for the log's read API.
+    pub fn store(&self) -> &Store {
+        &self.store
     }
     /// Looks hashes up. Each result is `None` when the hash is not in the registry; a found
     /// record keeps its submissions encoded as stored (with envelopes attached on request).
@@ -197,6 +223,49 @@ impl Registry {
         .await
         .map_err(|e| ServiceError::Internal(format!("blocking task: {e}")))?
     }
+}
+
+/// The receipts of a committed job: where each entry is, and its `tlog-proof` under the
+/// job's checkpoint. `relayed[i]` says whether `relayer` relayed entry `i` (then its leaf names
+/// the relayer); a resubmission's receipt is the original's, read from the store.
+fn receipts(
+    store: &Store,
+    committed: &Committed,
+    relayed: &[bool],
+    relayer: &str,
+) -> Result<Vec<pb::Receipt>, ServiceError> {
+    let internal = |e: &dyn std::fmt::Display| ServiceError::Internal(format!("receipt: {e}"));
+    committed
+        .appended
+        .iter()
+        .zip(relayed)
+        .map(|(appended, &relayed)| {
+            let suffix = if appended.duplicate {
+                let leaf = store
+                    .entry(appended.index)
+                    .map_err(|e| internal(&e))?
+                    .ok_or_else(|| internal(&format!("entry {} is missing", appended.index)))?;
+                let stored = StoredEntry::decode(&leaf).map_err(|e| internal(&e))?;
+                log::leaf_suffix(stored.sequenced_at_unix_ms, Some(&stored.relayed_by))
+            } else {
+                log::leaf_suffix(committed.time_ms, relayed.then_some(relayer))
+            };
+            let proof = committed
+                .inclusion_proof(appended.index, store)
+                .map_err(|e| internal(&e))?;
+            Ok(pb::Receipt {
+                log_index: appended.index,
+                entry_hash: appended.leaf_hash.as_bytes().to_vec(),
+                duplicate: appended.duplicate,
+                tlog_proof: log::proof::encode(
+                    Some(&suffix),
+                    appended.index,
+                    &proof,
+                    &committed.checkpoint.note,
+                ),
+            })
+        })
+        .collect()
 }
 
 /// What a submission is checked against, outside the single writer: the store (for
@@ -483,6 +552,9 @@ mod tests {
         };
         let mut batch = store.batch();
         batch.put_entry(1, &leaf);
+        let mut tree = crate::log::tree::Frontier::load(1, &store).expect("tree");
+        let hashes = tree.append(crate::log::leaf_hash(&leaf));
+        batch.put_tree_hashes(crate::log::tree::stored_hash_index(0, 1), &hashes);
         batch.put_member("gamma", &member.encode_to_vec(), 1);
         batch.put_size(2);
         store.commit(batch).expect("commit");
@@ -492,7 +564,8 @@ mod tests {
             admin_freshness: ADMIN_FRESHNESS,
             max_blocking: 4,
         };
-        let registry = Registry::start(store, policy).expect("start");
+        let signer = LogSigner::new(ORIGIN, log_key).unwrap();
+        let registry = Registry::start(store, policy, signer).expect("start");
         let events = registry.member_history("gamma").await.expect("readable");
         assert_eq!(events.len(), 1);
         assert_eq!(

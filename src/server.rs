@@ -24,10 +24,12 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use self::limits::{BudgetLayer, Incoming};
 use crate::auth::AuthLayer;
 use crate::config::{Config, Limits};
+use crate::log::checkpoint::LogSigner;
 use crate::pb::server::admin_service_server::AdminServiceServer;
+use crate::pb::server::log_service_server::LogServiceServer;
 use crate::pb::server::registry_service_server::RegistryServiceServer;
 use crate::registry::{Policy, Registry};
-use crate::service::{AdminApi, RegistryApi};
+use crate::service::{AdminApi, LogApi, RegistryApi};
 use crate::storage::Store;
 use crate::{genesis, pb};
 
@@ -80,7 +82,9 @@ pub async fn serve(
         admin_freshness: config.limits.admin_statement_window,
         max_blocking: config.limits.max_requests,
     };
-    let registry = Arc::new(Registry::start(store, policy)?);
+    let signer = LogSigner::new(&config.origin, config.log_key.clone())?;
+    tracing::info!(vkey = %signer.vkey(), "the log's verifier key (forum.vkey)");
+    let registry = Arc::new(Registry::start(store, policy, signer)?);
     let addr: SocketAddr = listener.local_addr()?;
     let limits = config.limits.clone();
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -88,6 +92,7 @@ pub async fn serve(
         .set_serving::<RegistryServiceServer<RegistryApi>>()
         .await;
     health.set_serving::<AdminServiceServer<AdminApi>>().await;
+    health.set_serving::<LogServiceServer<LogApi>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -98,6 +103,8 @@ pub async fn serve(
         .max_decoding_message_size(MAX_REQUEST)
         .max_encoding_message_size(MAX_REPLY);
     let admin_svc = AdminServiceServer::new(AdminApi::new(registry.clone()))
+        .max_decoding_message_size(MAX_SMALL_REQUEST);
+    let log_svc = LogServiceServer::new(LogApi::new(registry.clone()))
         .max_decoding_message_size(MAX_SMALL_REQUEST);
 
     let stop = CancellationToken::new();
@@ -118,7 +125,8 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(registry_svc)
-        .add_service(admin_svc);
+        .add_service(admin_svc)
+        .add_service(log_svc);
     tracing::info!(%addr, origin = %config.origin, "serving");
     let stopped = stop.clone();
     let mut server = tokio::spawn(

@@ -51,7 +51,9 @@ pub enum CheckpointError {
     #[error("not a signed-note Ed25519 verifier key (name+id+key): {0}")]
     BadVerifierKey(String),
     /// The origin cannot be a note key name.
-    #[error("the origin {0:?} cannot name a note key: it must be non-empty, without spaces or '+'")]
+    #[error(
+        "the origin {0:?} cannot name a note key: it must be non-empty, without spaces or '+'"
+    )]
     BadOrigin(String),
     /// Not a signed note, or its text not a checkpoint.
     #[error("malformed checkpoint: {0}")]
@@ -280,8 +282,8 @@ mod tests {
 
     #[test]
     fn checkpoints_round_trip_and_bad_ones_are_refused() {
-        let signer = LogSigner::new("hashforum.test/forum", SigningKey::from_bytes(&[3; 32]))
-            .unwrap();
+        let signer =
+            LogSigner::new("hashforum.test/forum", SigningKey::from_bytes(&[3; 32])).unwrap();
         let head = TreeHead {
             size: 1234,
             root: Hash([7; 32]),
@@ -295,10 +297,10 @@ mod tests {
         assert_eq!(verifier.verify(&signed.note).unwrap(), signed);
 
         // A changed size, a changed root, a \r, a missing signature, another key, another origin.
-        let other = LogSigner::new("hashforum.test/forum", SigningKey::from_bytes(&[4; 32]))
-            .unwrap();
-        let staging = LogSigner::new("hashforum.test/staging", SigningKey::from_bytes(&[3; 32]))
-            .unwrap();
+        let other =
+            LogSigner::new("hashforum.test/forum", SigningKey::from_bytes(&[4; 32])).unwrap();
+        let staging =
+            LogSigner::new("hashforum.test/staging", SigningKey::from_bytes(&[3; 32])).unwrap();
         let bad: Vec<Vec<u8>> = vec![
             text.replacen("1234", "1235", 1).into_bytes(),
             text.replacen("BwcH", "BwcI", 1).into_bytes(),
@@ -310,7 +312,11 @@ mod tests {
             Vec::new(),
         ];
         for note in bad {
-            assert!(verifier.verify(&note).is_err(), "{:?}", String::from_utf8_lossy(&note));
+            assert!(
+                verifier.verify(&note).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(&note)
+            );
         }
         // A cosignature by an unknown key is ignored.
         let mut cosigned = signed.note.clone();

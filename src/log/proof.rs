@@ -169,9 +169,8 @@ impl Receipt {
 
 /// An ASCII decimal without leading zeros (`0` itself excepted).
 pub fn parse_decimal(s: &str) -> Option<u64> {
-    let canonical = !s.is_empty()
-        && s.bytes().all(|b| b.is_ascii_digit())
-        && (s == "0" || !s.starts_with('0'));
+    let canonical =
+        !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
     canonical.then(|| s.parse().ok()).flatten()
 }
 
@@ -197,8 +196,8 @@ mod tests {
 
     #[test]
     fn receipts_round_trip_and_verify() {
-        let signer = LogSigner::new("hashforum.test/forum", SigningKey::from_bytes(&[9; 32]))
-            .unwrap();
+        let signer =
+            LogSigner::new("hashforum.test/forum", SigningKey::from_bytes(&[9; 32])).unwrap();
         let verifier = signer.verifier();
         let (leaves, memory, frontier) = log(11);
         let checkpoint = signer.sign(TreeHead {
@@ -241,7 +240,10 @@ mod tests {
                 other => panic!("{text}: {other:?}"),
             }
         }
-        let long = format!("c2sp.org/tlog-proof@v1\nindex 1\n{}\nx", format!("{hash}\n").repeat(64));
+        let long = format!(
+            "c2sp.org/tlog-proof@v1\nindex 1\n{}\nx",
+            format!("{hash}\n").repeat(64)
+        );
         assert!(Receipt::parse(long.as_bytes()).is_err());
         assert!(Receipt::parse(&vec![b'a'; MAX_RECEIPT_BYTES + 1]).is_err());
         assert_eq!(parse_decimal("0"), Some(0));

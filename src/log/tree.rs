@@ -10,8 +10,10 @@
 
 use std::collections::HashMap;
 
+use tlog_tiles::{
+    prove_record, prove_tree, split_stored_hash_index, stored_hashes_for_record_hash,
+};
 pub use tlog_tiles::{stored_hash_index, Hash, HashReader, EMPTY_HASH};
-use tlog_tiles::{prove_record, prove_tree, split_stored_hash_index, stored_hashes_for_record_hash};
 
 use crate::types::LeafHash;
 

@@ -3,9 +3,16 @@
 //! Request handlers parse and verify entries in parallel, then queue them here. The sequencer
 //! drains the queue (group commit), re-checks each entry against the registry's state at its
 //! place in the log (a key revoked or a member suspended meanwhile is caught here), assigns
-//! indexes, stages the views with `state::Pending` and writes everything in one synced RocksDB
-//! `WriteBatch`. Only then does it answer the waiting callers: an acknowledged entry is never
-//! lost.
+//! indexes, stages the views and the tree with `state::Pending` and writes everything in one
+//! synced RocksDB `WriteBatch`. Only then does it answer the waiting callers: an acknowledged
+//! entry is never lost.
+//!
+//! Checkpoints are signed only over committed entries. Once a group's batch is durable, the
+//! committer signs the checkpoint of the new tree and writes it with the next group's batch
+//! (or alone, when no group is waiting); the group's callers get their receipts, which carry
+//! that checkpoint, once it is durable too: at most one group commit after their entries. Every
+//! signed checkpoint is kept, and the log signs only sizes larger than the last one it kept,
+//! over entries already durable, so it never signs two roots for one size, crash or not.
 //!
 //! A job (one `SubmitEntries` call) is all or nothing: if one entry is refused, none of the
 //! job's entries is appended, and other jobs in the same group are unaffected. The job is
@@ -20,11 +27,13 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::entry::ParsedEntry;
 use crate::error::ServiceError;
+use crate::log::checkpoint::{LogSigner, LogVerifier, SignedCheckpoint, TreeHead};
+use crate::log::tree::{self, Frontier, MemoryHashes};
 use crate::state::{self, Appended, Directory, Finished, Overlay, Pending, Refusal, Step};
 use crate::storage::{Batch, StorageError, Store};
 use crate::types::MemberId;
@@ -39,14 +48,18 @@ pub const QUEUE_BYTES: usize = 64 << 20;
 
 /// Where a job's outcome goes, holding the job's share of [`QUEUE_BYTES`] until it is sent.
 struct Reply {
-    tx: oneshot::Sender<Outcome>,
+    tx: oneshot::Sender<Result<Committed, Refusal>>,
     _room: OwnedSemaphorePermit,
 }
 
 impl Reply {
-    fn send(self, outcome: Outcome) {
+    fn send(self, outcome: Result<Committed, Refusal>) {
         // The caller may have gone (deadline, cancellation); its entries stay committed.
         let _ = self.tx.send(outcome);
+    }
+
+    fn fail(self, error: Refusal) {
+        self.send(Err(error));
     }
 }
 
@@ -56,42 +69,87 @@ struct Job {
     reply: Reply,
 }
 
+/// A job's entries, committed and covered by a durable signed checkpoint.
+#[derive(Debug)]
+pub struct Committed {
+    /// Where each entry landed, in job order.
+    pub appended: Vec<Appended>,
+    /// The sequencing time of the job's new entries.
+    pub time_ms: u64,
+    /// The checkpoint that covers them.
+    pub checkpoint: Arc<SignedCheckpoint>,
+    /// The tree hashes of the group that appended them, at the checkpoint's size.
+    hashes: Arc<MemoryHashes>,
+}
+
+impl Committed {
+    /// The inclusion proof of the entry at `index` in the checkpoint's tree, from the group's
+    /// hashes in memory, reading `store` only for older entries (resubmissions).
+    ///
+    /// # Errors
+    /// When the index is not covered by the checkpoint or the store fails.
+    pub fn inclusion_proof(
+        &self,
+        index: u64,
+        store: &Store,
+    ) -> Result<Vec<tree::Hash>, tree::ProofError> {
+        tree::inclusion_proof(index, self.checkpoint.head.size, &self.hashes.over(store))
+    }
+}
+
 /// Handle to the sequencer thread.
 pub struct Sequencer {
     tx: mpsc::Sender<Job>,
     room: Arc<Semaphore>,
     failed: CancellationToken,
+    checkpoints: watch::Receiver<Arc<SignedCheckpoint>>,
     thread: std::thread::JoinHandle<()>,
 }
 
 impl Sequencer {
-    /// Starts the sequencer over `store`, publishing membership changes to `directory`.
+    /// Starts the sequencer over `store`, publishing membership changes to `directory` and
+    /// signing checkpoints with `signer`. First makes sure the log's latest checkpoint is
+    /// signed and kept (after a crash between a commit and its checkpoint, it is not).
     ///
     /// # Errors
-    /// When the log size cannot be read.
-    pub fn start(store: Store, directory: Arc<ArcSwap<Directory>>) -> std::io::Result<Self> {
+    /// When the store cannot be read or written, or its latest checkpoint does not verify
+    /// or does not match the stored tree.
+    pub fn start(
+        store: Store,
+        directory: Arc<ArcSwap<Directory>>,
+        signer: LogSigner,
+    ) -> std::io::Result<Self> {
         let size = store.size().map_err(std::io::Error::other)?;
         let last_ms = last_time(&store, size).map_err(std::io::Error::other)?;
+        let frontier = Frontier::load(size, &store).map_err(std::io::Error::other)?;
+        let latest = latest_checkpoint(&store, &signer, &frontier)?;
+        let (checkpoints_tx, checkpoints) = watch::channel(Arc::new(latest));
         let (tx, rx) = mpsc::channel(QUEUE_JOBS);
         let dir = Directory::clone(&directory.load());
         let failed = CancellationToken::new();
         let mut writer = Writer {
             store,
             directory,
-            size,
+            frontier,
             dir,
             last_ms,
             failed: failed.clone(),
         };
         let thread = std::thread::Builder::new()
             .name("sequencer".into())
-            .spawn(move || writer.run(rx))?;
+            .spawn(move || writer.run(rx, signer, checkpoints_tx))?;
         Ok(Self {
             tx,
             room: Arc::new(Semaphore::new(QUEUE_BYTES)),
             failed,
+            checkpoints,
             thread,
         })
+    }
+
+    /// The latest durable signed checkpoint, updated as the log grows.
+    pub fn checkpoints(&self) -> watch::Receiver<Arc<SignedCheckpoint>> {
+        self.checkpoints.clone()
     }
 
     /// Cancelled when a commit failed and the sequencer stopped for good.
@@ -99,7 +157,8 @@ impl Sequencer {
         &self.failed
     }
 
-    /// Queues verified entries from `caller` and waits until they are durably committed.
+    /// Queues verified entries from `caller` and waits until they are durably committed and
+    /// covered by a durable signed checkpoint.
     ///
     /// # Errors
     /// The first refused entry's error (its field relative to its envelope), a storage
@@ -108,7 +167,7 @@ impl Sequencer {
         &self,
         caller: &MemberId,
         entries: Vec<ParsedEntry>,
-    ) -> Result<Vec<Appended>, Refusal> {
+    ) -> Result<Committed, Refusal> {
         let shutting_down = || Refusal::whole(ServiceError::ShuttingDown);
         if self.failed.is_cancelled() {
             return Err(shutting_down());
@@ -122,7 +181,7 @@ impl Sequencer {
             .acquire_many_owned(permits)
             .await
             .map_err(|_| shutting_down())?;
-        let (tx, rx) = oneshot::channel();
+        let (tx, rx) = oneshot::channel::<Result<Committed, Refusal>>();
         let job = Job {
             caller: caller.clone(),
             entries,
@@ -140,7 +199,7 @@ impl Sequencer {
     }
 }
 
-/// What a group's callers get back, once the group is committed.
+/// What a job gets from staging: where its entries land, or why it was refused.
 type Outcome = Result<Vec<Appended>, Refusal>;
 
 /// A staged group and each job's outcome, in job order.
@@ -150,15 +209,25 @@ type StagedGroup = (Finished, Vec<Outcome>);
 struct Staged {
     batch: Batch,
     directory: Option<Directory>,
+    group: Group,
+}
+
+/// What the committer keeps of a group once its batch is written: what its callers need.
+struct Group {
     replies: Vec<(Reply, Outcome)>,
+    /// The tree once the group is committed.
+    head: TreeHead,
+    time_ms: u64,
+    hashes: MemoryHashes,
 }
 
 struct Writer {
     store: Store,
     /// The published membership: as of the last committed group.
     directory: Arc<ArcSwap<Directory>>,
-    /// The log size and membership as of the last staged group, committed or not.
-    size: u64,
+    /// The tree (and so the log size) and membership as of the last staged group, committed
+    /// or not.
+    frontier: Frontier,
     dir: Directory,
     /// The sequencing time of the last staged group: the log's time never goes backwards,
     /// also across restarts and clock steps.
@@ -168,23 +237,35 @@ struct Writer {
 
 impl Writer {
     /// Stages groups on this thread and commits them on a second one, so that staging a group
-    /// overlaps with committing the previous one (memtable inserts and the WAL fsync). At most
-    /// one group commits at a time; the next is staged on top of it through its overlay, and is
-    /// sent only once it is known to be committed. After a failed commit, nothing more is
-    /// committed: every queued job is failed and the loop ends.
-    fn run(&mut self, mut rx: mpsc::Receiver<Job>) {
+    /// overlaps with committing the previous one (memtable inserts and the WAL fsync). A group
+    /// is handed to the committer as soon as it is staged, so that the committer finds it
+    /// waiting and writes the previous group's checkpoint with it. The next group is staged on
+    /// top of the last one through its overlay, once every group before that one is known to
+    /// be committed. After a failed commit, nothing more is committed: every queued job is
+    /// failed and the loop ends.
+    fn run(
+        &mut self,
+        mut rx: mpsc::Receiver<Job>,
+        signer: LogSigner,
+        checkpoints: watch::Sender<Arc<SignedCheckpoint>>,
+    ) {
         // A panic on this thread must stop the server like a failed commit: nothing could
         // append any more, and health would still say SERVING.
         let _guard = FailOnPanic(self.failed.clone());
         let (to_committer, staged_rx) = std::sync::mpsc::sync_channel::<Staged>(1);
         let (done_tx, done_rx) = std::sync::mpsc::channel::<bool>();
         let committer = {
-            let store = self.store.clone();
-            let directory = self.directory.clone();
-            let failed = self.failed.clone();
+            let committer = Committer {
+                store: self.store.clone(),
+                directory: self.directory.clone(),
+                failed: self.failed.clone(),
+                signer,
+                checkpoints,
+                signing: None,
+            };
             std::thread::Builder::new()
                 .name("committer".into())
-                .spawn(move || commit_loop(&store, &directory, &failed, &staged_rx, &done_tx))
+                .spawn(move || committer.run(&staged_rx, &done_tx))
         };
         let committer = match committer {
             Ok(handle) => handle,
@@ -195,8 +276,10 @@ impl Writer {
                 return;
             }
         };
-        // The overlay of the group being committed, if any.
+        // The overlay of the last group sent, and how many sent groups are not yet known to be
+        // committed (at most two: the one committing and the one waiting for it).
         let mut in_flight: Option<Overlay> = None;
+        let mut unconfirmed = 0usize;
         let mut ok = true;
         while let Some(first) = rx.blocking_recv() {
             let mut count = first.entries.len();
@@ -211,35 +294,50 @@ impl Writer {
                 }
             }
             let (replies, staged) = self.stage(jobs, in_flight.as_ref());
-            if in_flight.take().is_some() && !done_rx.recv().unwrap_or(false) {
-                // This group was staged on top of one that failed to commit.
-                fail_all(replies, ServiceError::ShuttingDown);
-                ok = false;
-                break;
-            }
             let (finished, outcomes) = match staged {
                 Ok(staged) => staged,
                 Err(err) => {
-                    // A read failed: nothing of this group was written, and the previous
-                    // group is committed, so the next group starts from the committed state.
+                    // A read failed: nothing of this group was written. The next group starts
+                    // from the committed state, once every group sent is committed.
                     tracing::error!(error = %err, "staging failed; nothing was written");
-                    self.reset();
-                    fail_all(replies, ServiceError::Internal(err.to_string()));
+                    fail_all(replies, &ServiceError::Internal(err.to_string()));
+                    ok = confirm(&done_rx, &mut unconfirmed, 0);
+                    if !ok {
+                        break;
+                    }
+                    in_flight = None;
+                    if let Err(err) = self.reset() {
+                        self.fail(&format!("cannot read the committed state: {err}"));
+                        ok = false;
+                        break;
+                    }
                     continue;
                 }
             };
             let group = Staged {
                 batch: finished.batch,
                 directory: finished.directory,
-                replies: replies.into_iter().zip(outcomes).collect(),
+                group: Group {
+                    replies: replies.into_iter().zip(outcomes).collect(),
+                    head: finished.head,
+                    time_ms: finished.time_ms,
+                    hashes: finished.hashes,
+                },
             };
             if to_committer.send(group).is_err() {
                 ok = false;
                 break;
             }
+            unconfirmed += 1;
+            // The next group reads through this group's overlay only: the ones before it must
+            // be committed.
+            if !confirm(&done_rx, &mut unconfirmed, 1) {
+                ok = false;
+                break;
+            }
             in_flight = Some(finished.overlay);
         }
-        if in_flight.is_some() && !done_rx.recv().unwrap_or(false) {
+        if ok && !confirm(&done_rx, &mut unconfirmed, 0) {
             ok = false;
         }
         drop(to_committer);
@@ -249,7 +347,7 @@ impl Writer {
             rx.close();
             drain(&mut rx);
         }
-        tracing::info!(size = self.size, "sequencer stopped");
+        tracing::info!(size = self.frontier.size(), "sequencer stopped");
     }
 
     /// Marks the sequencer failed for good.
@@ -262,11 +360,14 @@ impl Writer {
     }
 
     /// Starts the next group from the committed state.
-    fn reset(&mut self) {
+    fn reset(&mut self) -> Result<(), StorageError> {
         self.dir = Directory::clone(&self.directory.load());
-        if let Ok(size) = self.store.size() {
-            self.size = size;
-        }
+        let size = self.store.size()?;
+        self.frontier = Frontier::load(size, &self.store).map_err(|e| StorageError::Corrupt {
+            cf: "tree",
+            reason: e.to_string(),
+        })?;
+        Ok(())
     }
 
     /// Stages a group: checks and appends each job on top of everything staged before.
@@ -282,8 +383,13 @@ impl Writer {
             .into_iter()
             .map(|job| (job.reply, (job.caller, job.entries)))
             .unzip();
-        let mut pending =
-            Pending::new(&self.store, prev, self.dir.clone(), self.size, self.last_ms);
+        let mut pending = Pending::new(
+            &self.store,
+            prev,
+            self.dir.clone(),
+            self.frontier.clone(),
+            self.last_ms,
+        );
         let all: Vec<&ParsedEntry> = work.iter().flat_map(|(_, entries)| entries).collect();
         let staged = pending.prefetch(&all).and_then(|()| {
             work.into_iter()
@@ -295,12 +401,23 @@ impl Writer {
             Err(err) => return (replies, Err(err)),
         };
         let finished = pending.finish();
-        self.size = finished.size;
+        self.frontier = finished.frontier.clone();
         if let Some(dir) = &finished.directory {
             self.dir = dir.clone();
         }
         (replies, Ok((finished, outcomes)))
     }
+}
+
+/// Waits until at most `keep` sent groups are unconfirmed; false if a commit failed.
+fn confirm(done: &std::sync::mpsc::Receiver<bool>, unconfirmed: &mut usize, keep: usize) -> bool {
+    while *unconfirmed > keep {
+        if !done.recv().unwrap_or(false) {
+            return false;
+        }
+        *unconfirmed -= 1;
+    }
+    true
 }
 
 /// Cancels the sequencer's `failed` token when the thread holding it unwinds from a panic.
@@ -315,55 +432,142 @@ impl Drop for FailOnPanic {
     }
 }
 
-/// Commits staged groups in order; answers their callers once durable, publishes membership
-/// changes, and tells the writer whether each commit succeeded. Stops at the first failure.
-fn commit_loop(
-    store: &Store,
-    directory: &ArcSwap<Directory>,
-    failed: &CancellationToken,
-    staged: &std::sync::mpsc::Receiver<Staged>,
-    done: &std::sync::mpsc::Sender<bool>,
-) {
-    for group in staged {
-        if let Err(err) = store.commit(group.batch) {
-            tracing::error!(error = %err, "group commit failed; stopping the sequencer");
-            failed.cancel();
-            // The batch may or may not be durable: its callers learn nothing either way.
-            let replies = group.replies.into_iter().map(|(reply, _)| reply).collect();
-            fail_all(
-                replies,
-                ServiceError::Internal(format!("commit failed: {err}")),
-            );
-            let _ = done.send(false);
+/// Committed groups whose checkpoint is signed but not yet durable.
+struct Signing {
+    checkpoint: Arc<SignedCheckpoint>,
+    groups: Vec<Group>,
+}
+
+/// The committer thread: commits staged groups in order, signs their checkpoints and answers
+/// their callers once those are durable.
+struct Committer {
+    store: Store,
+    directory: Arc<ArcSwap<Directory>>,
+    failed: CancellationToken,
+    signer: LogSigner,
+    checkpoints: watch::Sender<Arc<SignedCheckpoint>>,
+    signing: Option<Signing>,
+}
+
+impl Committer {
+    /// Commits each group (with the previous group's checkpoint, if that is not durable yet),
+    /// publishes its membership changes, tells the writer it is committed, then signs its
+    /// checkpoint. When no group is waiting, a signed checkpoint is committed alone. Stops at
+    /// the first failure, failing every caller it holds.
+    fn run(
+        mut self,
+        staged: &std::sync::mpsc::Receiver<Staged>,
+        done: &std::sync::mpsc::Sender<bool>,
+    ) {
+        loop {
+            let next = if self.signing.is_some() {
+                // Empty or disconnected: the checkpoint is written alone.
+                staged.try_recv().ok()
+            } else {
+                match staged.recv() {
+                    Ok(group) => Some(group),
+                    Err(_) => return,
+                }
+            };
+            let Some(staged) = next else {
+                // Nothing to write the checkpoint with: write it alone.
+                if let Err(err) = self.commit(self.store.batch()) {
+                    self.stop(&err, Vec::new());
+                    return;
+                }
+                continue;
+            };
+            if let Err(err) = self.commit(staged.batch) {
+                self.stop(&err, staged.group.replies);
+                let _ = done.send(false);
+                return;
+            }
+            if staged.group.head.size > self.checkpoints.borrow().head.size {
+                crate::failpoint::hit("after-commit");
+            }
+            if let Some(dir) = staged.directory {
+                self.directory.store(Arc::new(dir));
+            }
+            // The writer may be gone; the group is committed and is answered all the same.
+            let _ = done.send(true);
+            self.sign(staged.group);
+        }
+    }
+
+    /// Commits `batch` with the waiting checkpoint and answers its callers.
+    fn commit(&mut self, mut batch: Batch) -> Result<(), StorageError> {
+        if let Some(signing) = &self.signing {
+            let checkpoint = &signing.checkpoint;
+            batch.put_checkpoint(checkpoint.head.size, &checkpoint.note);
+        }
+        self.store.commit(batch)?;
+        if let Some(signing) = self.signing.take() {
+            self.checkpoints.send_replace(signing.checkpoint.clone());
+            for group in signing.groups {
+                answer(group, &signing.checkpoint);
+            }
+        }
+        Ok(())
+    }
+
+    /// Signs the checkpoint of a committed group's tree; or, when the group did not grow the
+    /// log, answers it with the latest checkpoint, which covers all of it.
+    fn sign(&mut self, group: Group) {
+        let latest = self.checkpoints.borrow().clone();
+        if group.head.size <= latest.head.size {
+            answer(group, &latest);
             return;
         }
-        if let Some(dir) = group.directory {
-            directory.store(Arc::new(dir));
+        let checkpoint = Arc::new(self.signer.sign(group.head));
+        self.signing = Some(Signing {
+            checkpoint,
+            groups: vec![group],
+        });
+    }
+
+    /// After a failed commit: fails the callers held, and stops the sequencer.
+    fn stop(&mut self, err: &StorageError, replies: Vec<(Reply, Outcome)>) {
+        tracing::error!(error = %err, "commit failed; stopping the sequencer");
+        self.failed.cancel();
+        // The batch may or may not be durable: its callers learn nothing either way.
+        let error = ServiceError::Internal(format!("commit failed: {err}"));
+        let mut all: Vec<Reply> = replies.into_iter().map(|(reply, _)| reply).collect();
+        if let Some(signing) = self.signing.take() {
+            for group in signing.groups {
+                all.extend(group.replies.into_iter().map(|(reply, _)| reply));
+            }
         }
-        for (reply, outcome) in group.replies {
-            reply.send(outcome);
-        }
-        if done.send(true).is_err() {
-            return;
-        }
+        fail_all(all, &error);
     }
 }
 
-fn fail_all(replies: Vec<Reply>, error: ServiceError) {
+/// Answers a committed group's callers: receipts under `checkpoint`, or their refusals.
+fn answer(group: Group, checkpoint: &Arc<SignedCheckpoint>) {
+    let hashes = Arc::new(group.hashes);
+    for (reply, outcome) in group.replies {
+        reply.send(outcome.map(|appended| Committed {
+            appended,
+            time_ms: group.time_ms,
+            checkpoint: checkpoint.clone(),
+            hashes: hashes.clone(),
+        }));
+    }
+}
+
+fn fail_all(replies: Vec<Reply>, error: &ServiceError) {
     for reply in replies {
-        let error = match &error {
+        let error = match error {
             ServiceError::Internal(why) => ServiceError::Internal(why.clone()),
             _ => ServiceError::ShuttingDown,
         };
-        reply.send(Err(Refusal::whole(error)));
+        reply.fail(Refusal::whole(error));
     }
 }
 
 /// Answers every job still queued with `UNAVAILABLE`.
 fn drain(rx: &mut mpsc::Receiver<Job>) {
     while let Some(job) = rx.blocking_recv() {
-        job.reply
-            .send(Err(Refusal::whole(ServiceError::ShuttingDown)));
+        job.reply.fail(Refusal::whole(ServiceError::ShuttingDown));
     }
 }
 
@@ -383,6 +587,49 @@ fn last_time(store: &Store, size: u64) -> Result<u64, StorageError> {
             cf: "entries",
             reason: e.to_string(),
         })
+}
+
+/// The log's latest checkpoint, checked against the stored tree; signed and kept first when
+/// the log grew since the last one (a crash between a commit and its checkpoint).
+///
+/// # Errors
+/// When the store fails, or the latest kept checkpoint is not signed by `signer`'s key or
+/// does not have the stored tree's root at its size: then the data directory is corrupt or
+/// belongs to another log, and nothing must be signed.
+fn latest_checkpoint(
+    store: &Store,
+    signer: &LogSigner,
+    frontier: &Frontier,
+) -> std::io::Result<SignedCheckpoint> {
+    let verifier: LogVerifier = signer.verifier();
+    if let Some((size, note)) = store.latest_checkpoint().map_err(std::io::Error::other)? {
+        let kept = verifier.verify(&note).map_err(|e| {
+            std::io::Error::other(format!("the latest kept checkpoint (size {size}): {e}"))
+        })?;
+        let root = tree::root(kept.head.size, store).map_err(std::io::Error::other)?;
+        if kept.head.size != size || kept.head.size > frontier.size() || kept.head.root != root {
+            return Err(std::io::Error::other(format!(
+                "the latest kept checkpoint (size {size}) does not match the stored log of {} \
+                 entries: refusing to sign anything",
+                frontier.size()
+            )));
+        }
+        if kept.head.size == frontier.size() {
+            return Ok(kept);
+        }
+    }
+    let checkpoint = signer.sign(TreeHead {
+        size: frontier.size(),
+        root: frontier.root(),
+    });
+    let mut batch = store.batch();
+    batch.put_checkpoint(checkpoint.head.size, &checkpoint.note);
+    store.commit(batch).map_err(std::io::Error::other)?;
+    tracing::info!(
+        size = checkpoint.head.size,
+        "signed the log's latest checkpoint"
+    );
+    Ok(checkpoint)
 }
 
 /// Checks a whole job with `state::check_job`, then appends it with the effects the check

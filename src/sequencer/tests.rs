@@ -191,6 +191,57 @@ fn answer(outcome: Result<Vec<Appended>, Refusal>) -> Answer {
         .map_err(|e| (e.position, e.error.reason()))
 }
 
+/// The sequencer's answer, after checking that its checkpoint verifies with the log key and
+/// that every entry's inclusion proof (from the group's hashes, or the store for
+/// resubmissions) leads to the checkpoint's root.
+fn committed(store: &Store, outcome: Result<Committed, Refusal>) -> Answer {
+    if let Ok(committed) = &outcome {
+        let checkpoint = signer()
+            .verifier()
+            .verify(&committed.checkpoint.note)
+            .expect("the checkpoint verifies");
+        for appended in &committed.appended {
+            let proof = committed
+                .inclusion_proof(appended.index, store)
+                .expect("proof");
+            tree::verify_inclusion(
+                &proof,
+                appended.index,
+                checkpoint.head.size,
+                checkpoint.head.root,
+                appended.leaf_hash,
+            )
+            .expect("the receipt's proof verifies");
+        }
+    }
+    answer(outcome.map(|c| c.appended))
+}
+
+/// The forum's log signer (its key signed the genesis entry of [`open_forum`]).
+fn signer() -> LogSigner {
+    LogSigner::new(ORIGIN, key(200)).expect("origin")
+}
+
+/// The log's tree is that of its entries, and its latest kept checkpoint is signed over it.
+fn check_tree(store: &Store) {
+    let size = store.size().expect("size");
+    let leaves: Vec<tree::Hash> = store
+        .entries(&(0..size).collect::<Vec<_>>())
+        .expect("entries")
+        .into_iter()
+        .map(|leaf| crate::log::leaf_hash(&leaf.expect("leaf")).into())
+        .collect();
+    let mut frontier = Frontier::default();
+    for leaf in &leaves {
+        frontier.append(crate::types::LeafHash(leaf.0));
+    }
+    assert_eq!(tree::root(size, store).expect("root"), frontier.root());
+    let (kept, note) = store.latest_checkpoint().expect("read").expect("kept");
+    let checkpoint = signer().verifier().verify(&note).expect("verifies");
+    assert_eq!((kept, checkpoint.head.size), (size, size));
+    assert_eq!(checkpoint.head.root, frontier.root());
+}
+
 /// The model: each job applied entry by entry with `Pending::apply`, committed only when every
 /// entry was accepted.
 fn model(store: &Store, jobs: &[(usize, Vec<ParsedEntry>)]) -> Vec<Answer> {
@@ -198,7 +249,8 @@ fn model(store: &Store, jobs: &[(usize, Vec<ParsedEntry>)]) -> Vec<Answer> {
     for (caller, entries) in jobs {
         let dir = Directory::load(store).expect("directory");
         let size = store.size().expect("size");
-        let mut pending = Pending::new(store, None, dir, size, 5);
+        let frontier = Frontier::load(size, store).expect("frontier");
+        let mut pending = Pending::new(store, None, dir, frontier, 5);
         let mut receipts = Vec::new();
         let mut refused = None;
         for (i, entry) in entries.iter().enumerate() {
@@ -282,13 +334,14 @@ fn run(specs: &[JobSpec]) -> Result<(), TestCaseError> {
         .build()
         .expect("runtime");
     let answers: Vec<Answer> = runtime.block_on(async {
-        let sequencer = Sequencer::start(real.clone(), directory).expect("start");
+        let sequencer = Sequencer::start(real.clone(), directory, signer()).expect("start");
         // `join_all` polls in order, so the jobs are queued in order, then grouped as the
         // sequencer drains them.
         let calls = jobs.iter().map(|(caller, entries)| {
             let caller = crate::types::MemberId::parse(IDS[*caller]).expect("id");
             let sequencer = &sequencer;
-            async move { answer(sequencer.submit(&caller, entries.clone()).await) }
+            let real = &real;
+            async move { committed(real, sequencer.submit(&caller, entries.clone()).await) }
         });
         let answers = futures::future::join_all(calls).await;
         sequencer.close().await;
@@ -296,6 +349,7 @@ fn run(specs: &[JobSpec]) -> Result<(), TestCaseError> {
     });
     prop_assert_eq!(&answers, &model(&naive, &jobs));
     prop_assert_eq!(state(&real), state(&naive));
+    check_tree(&real);
     Ok(())
 }
 
@@ -328,7 +382,7 @@ fn the_review_batch_is_refused_at_its_last_entry_alone() {
         .build()
         .expect("runtime");
     let (refused, accepted) = runtime.block_on(async {
-        let sequencer = Sequencer::start(store.clone(), directory).expect("start");
+        let sequencer = Sequencer::start(store.clone(), directory, signer()).expect("start");
         let admin_id = crate::types::MemberId::parse("admin").expect("id");
         let alpha_id = crate::types::MemberId::parse("alpha").expect("id");
         let out = futures::future::join(
@@ -342,7 +396,7 @@ fn the_review_batch_is_refused_at_its_last_entry_alone() {
     let refused = refused.expect_err("refused");
     assert_eq!(refused.position, Some(3));
     assert_eq!(refused.error.reason(), Some("LAST_ADMIN"));
-    assert_eq!(answer(accepted), Ok(vec![(1, false)]));
+    assert_eq!(committed(&store, accepted), Ok(vec![(1, false)]));
     assert_eq!(store.size().expect("size"), 2);
 }
 
@@ -364,7 +418,7 @@ fn a_resubmission_in_a_job_takes_no_index() {
         .build()
         .expect("runtime");
     let receipts = runtime.block_on(async {
-        let sequencer = Sequencer::start(store.clone(), directory).expect("start");
+        let sequencer = Sequencer::start(store.clone(), directory, signer()).expect("start");
         let alpha_id = crate::types::MemberId::parse("alpha").expect("id");
         let admin_id = crate::types::MemberId::parse("admin").expect("id");
         sequencer
@@ -373,9 +427,10 @@ fn a_resubmission_in_a_job_takes_no_index() {
             .expect("first");
         let out = sequencer.submit(&admin_id, parse(&[logged, key])).await;
         sequencer.close().await;
-        out.expect("accepted")
+        out
     });
-    assert_eq!(answer(Ok(receipts)), Ok(vec![(1, true), (2, false)]));
+    assert_eq!(committed(&store, receipts), Ok(vec![(1, true), (2, false)]));
+    check_tree(&store);
     let alpha = Directory::load(&store)
         .expect("dir")
         .member("alpha")
@@ -397,7 +452,7 @@ fn log_time_never_goes_backwards_across_a_restart() {
         &store,
         None,
         Directory::load(&store).expect("dir"),
-        1,
+        Frontier::load(1, &store).expect("frontier"),
         future,
     );
     pending
@@ -411,7 +466,7 @@ fn log_time_never_goes_backwards_across_a_restart() {
         .expect("runtime");
     let second = parse(&[alpha.submit(hash_submission(HashType::Sha256, &hash_value(1)))]);
     runtime.block_on(async {
-        let sequencer = Sequencer::start(store.clone(), directory).expect("start");
+        let sequencer = Sequencer::start(store.clone(), directory, signer()).expect("start");
         let alpha_id = crate::types::MemberId::parse("alpha").expect("id");
         sequencer.submit(&alpha_id, second).await.expect("accepted");
         sequencer.close().await;

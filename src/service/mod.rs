@@ -5,9 +5,11 @@
 //! policy table, before the request body was read.
 
 mod admin;
+mod log;
 mod registry;
 
 pub use admin::AdminApi;
+pub use log::LogApi;
 pub use registry::RegistryApi;
 
 use tonic::Request;

@@ -41,7 +41,7 @@ impl pb::server::registry_service_server::RegistryService for RegistryApi {
             .registry
             .submit(&caller, vec![envelope], |_| "envelope".into())
             .await?;
-        let receipt = receipts.into_iter().next().map(Into::into);
+        let receipt = receipts.into_iter().next();
         Ok(Response::new(pb::SubmitEntryResponse { receipt }))
     }
 
@@ -57,9 +57,7 @@ impl pb::server::registry_service_server::RegistryService for RegistryApi {
             .registry
             .submit(&caller, envelopes, |i| format!("envelopes[{i}]"))
             .await?;
-        Ok(Response::new(pb::SubmitEntriesResponse {
-            receipts: receipts.into_iter().map(Into::into).collect(),
-        }))
+        Ok(Response::new(pb::SubmitEntriesResponse { receipts }))
     }
 
     async fn lookup_hash(

@@ -30,6 +30,8 @@ pub use record::{decode_record, StoredRecord};
 use crate::entry::{Author, Body, ParsedEntry};
 use crate::error::ServiceError;
 use crate::log;
+use crate::log::checkpoint::TreeHead;
+use crate::log::tree::{self, Frontier, MemoryHashes};
 use crate::pb;
 use crate::storage::{Batch, StorageError, Store};
 use crate::types::{ContentHash, LeafHash, MemberId, Role, StatementDigest};
@@ -43,16 +45,6 @@ pub struct Appended {
     pub leaf_hash: LeafHash,
     /// Whether it was already in the log (then index and hash are the original's).
     pub duplicate: bool,
-}
-
-impl From<Appended> for pb::Receipt {
-    fn from(a: Appended) -> Self {
-        pb::Receipt {
-            log_index: a.index,
-            entry_hash: a.leaf_hash.as_bytes().to_vec(),
-            duplicate: a.duplicate,
-        }
-    }
 }
 
 /// What a checked entry does to the views.
@@ -225,6 +217,13 @@ pub struct Finished {
     pub batch: Batch,
     /// The log size once committed.
     pub size: u64,
+    /// The tree once committed: its frontier, and its size and root.
+    pub frontier: Frontier,
+    /// The tree's size and root once committed.
+    pub head: TreeHead,
+    /// The group's tree hashes and the frontier it started from: enough for the inclusion
+    /// proof of every entry it appended, at its size, without reads.
+    pub hashes: MemoryHashes,
     /// The sequencing time of the group's entries.
     pub time_ms: u64,
     /// The new membership, if the group changed it.
@@ -249,18 +248,24 @@ pub struct Pending<'s> {
     dir_changed: bool,
     size: u64,
     time_ms: u64,
+    /// The tree as of the entries staged so far.
+    frontier: Frontier,
+    hashes: MemoryHashes,
 }
 
 impl<'s> Pending<'s> {
-    /// Starts a group at log size `size`, stamping entries with `time_ms`. `prev` is the
-    /// previous group's overlay while it may still be committing.
+    /// Starts a group on the log whose tree is `frontier` (its size is the log's), stamping
+    /// entries with `time_ms`. `prev` is the previous group's overlay while it may still be
+    /// committing.
     pub fn new(
         store: &'s Store,
         prev: Option<&'s Overlay>,
         dir: Directory,
-        size: u64,
+        frontier: Frontier,
         time_ms: u64,
     ) -> Self {
+        let mut hashes = MemoryHashes::default();
+        hashes.extend(frontier.stored());
         Self {
             store,
             prev,
@@ -270,8 +275,10 @@ impl<'s> Pending<'s> {
             known_new: HashSet::default(),
             dir,
             dir_changed: false,
-            size,
+            size: frontier.size(),
             time_ms,
+            frontier,
+            hashes,
         }
     }
 
@@ -446,6 +453,10 @@ impl<'s> Pending<'s> {
             duplicate: false,
         };
         self.batch.put_entry(index, leaf);
+        let first = tree::stored_hash_index(0, index);
+        let new = self.frontier.append(appended.leaf_hash);
+        self.batch.put_tree_hashes(first, &new);
+        self.hashes.extend((first..).zip(new));
         self.landed.insert(entry.digest, appended);
         self.size += 1;
         match (effect, entry.author, entry.body) {
@@ -553,9 +564,16 @@ impl<'s> Pending<'s> {
             self.batch.put_record(hash, record);
         }
         self.batch.put_size(self.size);
+        let head = TreeHead {
+            size: self.size,
+            root: self.frontier.root(),
+        };
         Finished {
             batch: self.batch,
             size: self.size,
+            frontier: self.frontier,
+            head,
+            hashes: self.hashes,
             time_ms: self.time_ms,
             directory: self.dir_changed.then_some(self.dir),
             overlay,

@@ -32,7 +32,13 @@ fn a_group_staged_before_the_previous_one_commits_sees_its_writes() {
     let (alpha, beta) = (crypto::generate_key(), crypto::generate_key());
     let first = submission(&alpha, "alpha", HASH);
 
-    let mut group1 = Pending::new(&store, None, Directory::default(), 0, 1_000);
+    let mut group1 = Pending::new(
+        &store,
+        None,
+        Directory::default(),
+        Frontier::default(),
+        1_000,
+    );
     group1.prefetch(&[&first]).expect("prefetch");
     assert_eq!(group1.existing(&first).expect("read"), None);
     let receipt = group1
@@ -46,7 +52,7 @@ fn a_group_staged_before_the_previous_one_commits_sees_its_writes() {
         &store,
         Some(&group1.overlay),
         Directory::default(),
-        1,
+        group1.frontier.clone(),
         2_000,
     );
     group2
@@ -93,7 +99,7 @@ fn a_relayed_entry_records_its_relayer_in_the_leaf() {
     let key = crypto::generate_key();
     let own = submission(&key, "alpha", HASH);
     let relayed = submission(&key, "alpha", &"ab".repeat(32));
-    let mut group = Pending::new(&store, None, Directory::default(), 0, 7);
+    let mut group = Pending::new(&store, None, Directory::default(), Frontier::default(), 7);
     group
         .append(own, Effect::Submission, "alpha")
         .expect("append");

@@ -9,6 +9,8 @@
 //! | `members` | member id | `Member` (protobuf) |
 //! | `history` | member id `++ 0x00 ++ u64 BE log index` | empty |
 //! | `meta` | `size` | `u64 BE` number of entries |
+//! | `tree` | `u64 BE` stored hash index (Go `sumdb/tlog` numbering) | 32-byte hash |
+//! | `checkpoints` | `u64 BE` tree size | the signed checkpoint note, verbatim |
 
 use crate::types::{ContentHash, LeafHash};
 

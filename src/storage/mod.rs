@@ -10,6 +10,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::log::tree::{Hash, HashReader};
 use crate::types::{ContentHash, LeafHash, StatementDigest};
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, Options, WriteBatch,
@@ -30,10 +31,21 @@ const CF_MEMBERS: &str = "members";
 const CF_META: &str = "meta";
 /// Member and log index → nothing: the entries that changed each member.
 const CF_HISTORY: &str = "history";
+/// Stored hash index → 32-byte hash: the Merkle tree (`log::tree`).
+const CF_TREE: &str = "tree";
+/// Tree size → signed checkpoint note: every checkpoint the log signed.
+const CF_CHECKPOINTS: &str = "checkpoints";
 
 /// Every column family; `keys` documents their layouts.
-const ALL_CFS: [&str; 6] = [
-    CF_ENTRIES, CF_DEDUP, CF_RECORDS, CF_MEMBERS, CF_META, CF_HISTORY,
+const ALL_CFS: [&str; 8] = [
+    CF_ENTRIES,
+    CF_DEDUP,
+    CF_RECORDS,
+    CF_MEMBERS,
+    CF_META,
+    CF_HISTORY,
+    CF_TREE,
+    CF_CHECKPOINTS,
 ];
 
 /// A storage failure. Never the caller's fault: mapped to `INTERNAL` and logged.
@@ -197,6 +209,99 @@ impl Store {
         Ok(out)
     }
 
+    /// The leaf bytes of the entries `from..to`, in order; stops early at a missing entry.
+    ///
+    /// # Errors
+    /// When RocksDB fails.
+    pub fn entry_range(&self, from: u64, to: u64) -> Result<Vec<Vec<u8>>, StorageError> {
+        let start = keys::entry(from);
+        let mode = rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward);
+        let mut out = Vec::new();
+        let mut next = from;
+        for item in self.db.iterator_cf(self.cf(CF_ENTRIES), mode) {
+            if next >= to {
+                break;
+            }
+            let (key, value) = item?;
+            if keys::decode_u64(&key) != Some(next) {
+                break;
+            }
+            out.push(value.to_vec());
+            next += 1;
+        }
+        Ok(out)
+    }
+
+    /// The tree's stored hashes at `indexes` (see `log::tree`), in that order.
+    ///
+    /// # Errors
+    /// When RocksDB fails, or a hash is missing or not 32 bytes.
+    pub fn tree_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, StorageError> {
+        let keys: Vec<[u8; 8]> = indexes.iter().map(|i| i.to_be_bytes()).collect();
+        let sorted = keys.windows(2).all(|w| w[0] <= w[1]);
+        let values = if sorted {
+            self.multi_get_sorted(CF_TREE, &keys)?
+        } else {
+            self.multi_get(CF_TREE, &keys)?
+        };
+        values
+            .into_iter()
+            .zip(indexes)
+            .map(|(v, i)| {
+                v.and_then(|v| <[u8; 32]>::try_from(v).ok())
+                    .map(Hash)
+                    .ok_or_else(|| corrupt(CF_TREE, &format!("stored hash {i} is missing")))
+            })
+            .collect()
+    }
+
+    /// The checkpoint signed at tree size `size`, if one was.
+    ///
+    /// # Errors
+    /// When RocksDB fails.
+    pub fn checkpoint(&self, size: u64) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self
+            .db
+            .get_cf(self.cf(CF_CHECKPOINTS), size.to_be_bytes())?)
+    }
+
+    /// The latest signed checkpoint and its size.
+    ///
+    /// # Errors
+    /// When RocksDB fails or a key is malformed.
+    pub fn latest_checkpoint(&self) -> Result<Option<(u64, Vec<u8>)>, StorageError> {
+        let mut iter = self
+            .db
+            .iterator_cf(self.cf(CF_CHECKPOINTS), rocksdb::IteratorMode::End);
+        match iter.next() {
+            None => Ok(None),
+            Some(item) => {
+                let (key, note) = item?;
+                let size = keys::decode_u64(&key)
+                    .ok_or_else(|| corrupt(CF_CHECKPOINTS, "a key is not 8 bytes"))?;
+                Ok(Some((size, note.to_vec())))
+            }
+        }
+    }
+
+    /// Every signed checkpoint of size `from` or more, in size order.
+    ///
+    /// # Errors
+    /// When RocksDB fails or a key is malformed.
+    pub fn checkpoints(&self, from: u64) -> Result<Vec<(u64, Vec<u8>)>, StorageError> {
+        let start = from.to_be_bytes();
+        let mode = rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward);
+        self.db
+            .iterator_cf(self.cf(CF_CHECKPOINTS), mode)
+            .map(|item| {
+                let (key, note) = item?;
+                let size = keys::decode_u64(&key)
+                    .ok_or_else(|| corrupt(CF_CHECKPOINTS, "a key is not 8 bytes"))?;
+                Ok((size, note.to_vec()))
+            })
+            .collect()
+    }
+
     /// Reads many values at once, in the order of `keys`.
     fn multi_get<K: AsRef<[u8]>>(
         &self,
@@ -282,9 +387,31 @@ impl Batch {
         self.put(CF_HISTORY, &keys::history(member_id, index), &[]);
     }
 
+    /// Writes the tree's stored hashes from stored index `first` on (see `log::tree`).
+    pub fn put_tree_hashes(&mut self, first: u64, hashes: &[Hash]) {
+        for (index, hash) in (first..).zip(hashes) {
+            self.put(CF_TREE, &index.to_be_bytes(), &hash.0);
+        }
+    }
+
+    /// Keeps a signed checkpoint.
+    pub fn put_checkpoint(&mut self, size: u64, note: &[u8]) {
+        self.put(CF_CHECKPOINTS, &size.to_be_bytes(), note);
+    }
+
     /// Sets the log size.
     pub fn put_size(&mut self, size: u64) {
         self.put(CF_META, keys::META_SIZE, &size.to_be_bytes());
+    }
+}
+
+/// The store's tree hashes, for roots and proofs.
+impl HashReader for Store {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog_tiles::Error> {
+        self.tree_hashes(indexes).map_err(|e| {
+            tracing::error!(error = %e, "reading tree hashes");
+            tlog_tiles::Error::IndexesNotInTree
+        })
     }
 }
 

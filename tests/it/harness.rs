@@ -569,11 +569,20 @@ impl ServeProcess {
     /// [`CHILD_TIMEOUT`]) for the line that says where it listens. If it exits before,
     /// returns its exit status and stderr.
     pub(crate) fn start(config: &Path) -> Result<Self, (ExitStatus, String)> {
+        Self::start_with(config, &[])
+    }
+
+    /// [`ServeProcess::start`] with more environment variables.
+    pub(crate) fn start_with(
+        config: &Path,
+        env: &[(&str, &str)],
+    ) -> Result<Self, (ExitStatus, String)> {
         let mut child = hashforum_bin()
             .args(["serve", "--config"])
             .arg(config)
             .args(["--listen", "127.0.0.1:0"])
             .env("RUST_LOG", "warn,hashforum=info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -246,6 +246,7 @@ async fn reflection_v1_describes_the_services() {
             "grpc.health.v1.Health",
             "grpc.reflection.v1.ServerReflection",
             "hashforum.v1.AdminService",
+            "hashforum.v1.LogService",
             "hashforum.v1.RegistryService",
         ]
     );

@@ -27,6 +27,12 @@ enum Rpc {
     ListMembers,
     GetMember,
     GetMemberHistory,
+    GetCheckpoint,
+    GetEntries,
+    GetEntry,
+    GetInclusionProof,
+    GetConsistencyProof,
+    WatchCheckpoints,
 }
 
 impl Rpc {
@@ -40,6 +46,12 @@ impl Rpc {
             Rpc::ListMembers => "hashforum.v1.AdminService/ListMembers",
             Rpc::GetMember => "hashforum.v1.AdminService/GetMember",
             Rpc::GetMemberHistory => "hashforum.v1.AdminService/GetMemberHistory",
+            Rpc::GetCheckpoint => "hashforum.v1.LogService/GetCheckpoint",
+            Rpc::GetEntries => "hashforum.v1.LogService/GetEntries",
+            Rpc::GetEntry => "hashforum.v1.LogService/GetEntry",
+            Rpc::GetInclusionProof => "hashforum.v1.LogService/GetInclusionProof",
+            Rpc::GetConsistencyProof => "hashforum.v1.LogService/GetConsistencyProof",
+            Rpc::WatchCheckpoints => "hashforum.v1.LogService/WatchCheckpoints",
         }
     }
 }
@@ -64,7 +76,7 @@ const SUSPENDED: Want = (Code::Unauthenticated, "MEMBER_NOT_ACTIVE");
 const RETIRED: Want = (Code::Unauthenticated, "UNKNOWN_CERTIFICATE");
 
 /// One table: each RPC with the answer for each role.
-type Table = [(Rpc, [Want; 5]); 8];
+type Table = [(Rpc, [Want; 5]); 14];
 
 /// Active members, by role: admin, contributor, reader, observer, replica.
 const ACTIVE: Table = [
@@ -76,6 +88,13 @@ const ACTIVE: Table = [
     (Rpc::ListMembers, [OK, OK, OK, OK, OK]),
     (Rpc::GetMember, [OK, OK, OK, OK, OK]),
     (Rpc::GetMemberHistory, [OK, OK, OK, OK, OK]),
+    // The log: readers and replicas; observers check receipts but do not copy the log.
+    (Rpc::GetCheckpoint, [NO_ROLE, NO_ROLE, OK, OK, OK]),
+    (Rpc::GetEntries, [NO_ROLE, NO_ROLE, OK, NO_ROLE, OK]),
+    (Rpc::GetEntry, [NO_ROLE, NO_ROLE, OK, OK, OK]),
+    (Rpc::GetInclusionProof, [NO_ROLE, NO_ROLE, OK, OK, OK]),
+    (Rpc::GetConsistencyProof, [NO_ROLE, NO_ROLE, OK, OK, OK]),
+    (Rpc::WatchCheckpoints, [NO_ROLE, NO_ROLE, OK, OK, OK]),
 ];
 
 /// Suspended members, by role: refused before any handler logic.
@@ -88,6 +107,12 @@ const SUSPENDED_TABLE: Table = [
     (Rpc::ListMembers, [SUSPENDED; 5]),
     (Rpc::GetMember, [SUSPENDED; 5]),
     (Rpc::GetMemberHistory, [SUSPENDED; 5]),
+    (Rpc::GetCheckpoint, [SUSPENDED; 5]),
+    (Rpc::GetEntries, [SUSPENDED; 5]),
+    (Rpc::GetEntry, [SUSPENDED; 5]),
+    (Rpc::GetInclusionProof, [SUSPENDED; 5]),
+    (Rpc::GetConsistencyProof, [SUSPENDED; 5]),
+    (Rpc::WatchCheckpoints, [SUSPENDED; 5]),
 ];
 
 /// Removed members, by role: their certificates authenticate nobody.
@@ -100,6 +125,12 @@ const REMOVED_TABLE: Table = [
     (Rpc::ListMembers, [RETIRED; 5]),
     (Rpc::GetMember, [RETIRED; 5]),
     (Rpc::GetMemberHistory, [RETIRED; 5]),
+    (Rpc::GetCheckpoint, [RETIRED; 5]),
+    (Rpc::GetEntries, [RETIRED; 5]),
+    (Rpc::GetEntry, [RETIRED; 5]),
+    (Rpc::GetInclusionProof, [RETIRED; 5]),
+    (Rpc::GetConsistencyProof, [RETIRED; 5]),
+    (Rpc::WatchCheckpoints, [RETIRED; 5]),
 ];
 
 const STATUSES: [(&str, &Table); 3] = [
@@ -180,6 +211,49 @@ async fn call(client: &mut Client, identity: &Identity, rpc: Rpc, n: u64) -> (Co
             })
             .await
             .map(drop),
+        Rpc::GetCheckpoint => client
+            .log
+            .get_checkpoint(pb::GetCheckpointRequest { size: 0 })
+            .await
+            .map(drop),
+        // A stream answers its first message, or its refusal, before anything else.
+        Rpc::GetEntries => match client
+            .log
+            .get_entries(pb::GetEntriesRequest { start: 0, end: 1 })
+            .await
+        {
+            Ok(stream) => stream.into_inner().message().await.map(drop),
+            Err(status) => Err(status),
+        },
+        Rpc::GetEntry => client
+            .log
+            .get_entry(pb::GetEntryRequest { index: 0 })
+            .await
+            .map(drop),
+        Rpc::GetInclusionProof => client
+            .log
+            .get_inclusion_proof(pb::GetInclusionProofRequest {
+                index: 0,
+                tree_size: 0,
+            })
+            .await
+            .map(drop),
+        Rpc::GetConsistencyProof => client
+            .log
+            .get_consistency_proof(pb::GetConsistencyProofRequest {
+                old_size: 1,
+                new_size: 0,
+            })
+            .await
+            .map(drop),
+        Rpc::WatchCheckpoints => match client
+            .log
+            .watch_checkpoints(pb::WatchCheckpointsRequest {})
+            .await
+        {
+            Ok(stream) => stream.into_inner().message().await.map(drop),
+            Err(status) => Err(status),
+        },
     };
     match result {
         Ok(()) => (Code::Ok, String::new()),

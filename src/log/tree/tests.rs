@@ -130,16 +130,35 @@ fn hashes(leaves: &[LeafHash]) -> Vec<Hash> {
 fn roots_match_the_rfc_6962_vectors() {
     let leaves = rfc_leaf_hashes();
     let expected = [
-        (1, "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d"),
-        (2, "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125"),
-        (3, "aeb6bcfe274b70a14fb067a5e5578264db0fa9b51af5e0ba159158f329e06e77"),
-        (7, "ddb89be403809e325750d3d263cd78929c2942b7942a34b77e122c9594a74c8c"),
-        (8, "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328"),
+        (
+            1,
+            "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+        ),
+        (
+            2,
+            "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
+        ),
+        (
+            3,
+            "aeb6bcfe274b70a14fb067a5e5578264db0fa9b51af5e0ba159158f329e06e77",
+        ),
+        (
+            7,
+            "ddb89be403809e325750d3d263cd78929c2942b7942a34b77e122c9594a74c8c",
+        ),
+        (
+            8,
+            "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328",
+        ),
     ];
     for (n, root_hex) in expected {
         let (frontier, stored) = build(&leaves[..n]);
         assert_eq!(h(&frontier.root()), root_hex, "frontier root of {n}");
-        assert_eq!(h(&root(n as u64, &stored).unwrap()), root_hex, "stored root of {n}");
+        assert_eq!(
+            h(&root(n as u64, &stored).unwrap()),
+            root_hex,
+            "stored root of {n}"
+        );
     }
     assert_eq!(
         h(&Frontier::default().root()),
@@ -232,9 +251,7 @@ fn verifiers_refuse_impossible_and_oversized_input_without_panicking() {
 
 #[test]
 fn a_frontier_loads_from_stored_hashes() {
-    let leaves: Vec<LeafHash> = (0..300u32)
-        .map(|i| leaf_hash(&i.to_be_bytes()))
-        .collect();
+    let leaves: Vec<LeafHash> = (0..300u32).map(|i| leaf_hash(&i.to_be_bytes())).collect();
     let (_, stored) = build(&leaves);
     for size in [0u64, 1, 2, 3, 255, 256, 257, 299, 300] {
         let (expected, _) = build(&leaves[..size as usize]);

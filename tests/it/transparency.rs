@@ -1,0 +1,475 @@
+//! The log as a transparency log, through the real server: receipts that verify with
+//! `forum.vkey` alone, the Log API, checkpoints kept across a crash.
+
+use hashforum::client::Client;
+use hashforum::identity::Identity;
+use hashforum::log::checkpoint::{LogVerifier, SignedCheckpoint};
+use hashforum::log::proof::Receipt;
+use hashforum::log::tree::{self, Frontier, Hash};
+use hashforum::log::{leaf_hash, leaf_prefix};
+use hashforum::pb;
+use hashforum::statement::admin::set_roles;
+use hashforum::statement::{hash_submission, Signer};
+use hashforum::types::{HashType, LeafHash, Role};
+use tonic::Code;
+
+use crate::harness::{
+    details, dev_forum, sha256_value, submit, submit_all, ServeProcess, TestServer, CHILD_TIMEOUT,
+    DOMAIN,
+};
+
+fn verifier(dir: &std::path::Path) -> LogVerifier {
+    let text = std::fs::read_to_string(dir.join("forum.vkey")).expect("init writes forum.vkey");
+    assert!(
+        text.ends_with('\n') && text.lines().count() == 1,
+        "{text:?}"
+    );
+    LogVerifier::from_vkey(&text).unwrap()
+}
+
+fn hashes(proof: &[Vec<u8>]) -> Vec<Hash> {
+    proof
+        .iter()
+        .map(|h| Hash(h.as_slice().try_into().expect("32 bytes")))
+        .collect()
+}
+
+/// Checks a receipt as its holder would, offline: rebuild the leaf from the envelope it signed
+/// and the receipt's `extra`, then verify the proof and the checkpoint with the vkey alone.
+fn check_receipt(
+    verifier: &LogVerifier,
+    envelope: &pb::Envelope,
+    receipt: &pb::Receipt,
+) -> (Vec<u8>, SignedCheckpoint) {
+    let proof = Receipt::parse(&receipt.tlog_proof).expect("a tlog-proof");
+    assert_eq!(proof.index, receipt.log_index);
+    let leaf = [
+        leaf_prefix(envelope).as_slice(),
+        proof.extra.as_deref().expect("extra"),
+    ]
+    .concat();
+    assert_eq!(leaf_hash(&leaf).as_bytes(), receipt.entry_hash.as_slice());
+    let checkpoint = proof.verify(verifier, leaf_hash(&leaf)).expect("verifies");
+    assert!(checkpoint.head.size > receipt.log_index);
+    (leaf, checkpoint)
+}
+
+async fn latest(client: &mut Client, verifier: &LogVerifier) -> SignedCheckpoint {
+    let note = client
+        .log
+        .get_checkpoint(pb::GetCheckpointRequest { size: 0 })
+        .await
+        .unwrap()
+        .into_inner()
+        .note;
+    verifier
+        .verify(&note)
+        .expect("the latest checkpoint verifies")
+}
+
+async fn all_entries(client: &mut Client, start: u64, end: u64) -> Vec<Vec<u8>> {
+    let mut stream = client
+        .log
+        .get_entries(pb::GetEntriesRequest { start, end })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.message().await.unwrap() {
+        assert_eq!(chunk.start, start + out.len() as u64, "chunks in order");
+        assert!(chunk.entries.len() <= 256);
+        out.extend(chunk.entries);
+    }
+    out
+}
+
+fn root_of(entries: &[Vec<u8>]) -> Hash {
+    let mut frontier = Frontier::default();
+    for entry in entries {
+        frontier.append(leaf_hash(entry));
+    }
+    frontier.root()
+}
+
+/// Every receipt, single, batched, relayed or resubmitted, verifies offline with `forum.vkey`,
+/// and its leaf is exactly the stored entry.
+#[tokio::test(flavor = "multi_thread")]
+async fn receipts_verify_with_the_vkey_alone() {
+    let server = TestServer::start(&["alpha"]).await;
+    let verifier = verifier(server.dir());
+    let mut alpha = server.client("alpha").await;
+    let signer = server.signer("alpha");
+
+    let one = signer.submit(hash_submission(HashType::Sha256, &sha256_value(1)));
+    let receipt = submit(&mut alpha, one.clone()).await.unwrap();
+    let (leaf, checkpoint) = check_receipt(&verifier, &one, &receipt);
+    let stored = alpha
+        .log
+        .get_entry(pb::GetEntryRequest {
+            index: receipt.log_index,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entry;
+    assert_eq!(stored, leaf, "the rebuilt leaf is the stored entry");
+    assert!(checkpoint.head.size >= 2);
+
+    let batch: Vec<pb::Envelope> = (2..300)
+        .map(|n| signer.submit(hash_submission(HashType::Sha256, &sha256_value(n))))
+        .collect();
+    let receipts = submit_all(&mut alpha, batch.clone()).await.unwrap();
+    for (envelope, receipt) in batch.iter().zip(&receipts) {
+        check_receipt(&verifier, envelope, receipt);
+    }
+
+    // A resubmission gets the original's index, with a proof in a later tree.
+    let again = submit(&mut alpha, one.clone()).await.unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.log_index, receipt.log_index);
+    let (_, later) = check_receipt(&verifier, &one, &again);
+    assert!(later.head.size >= 300);
+
+    // An admin relaying a member's statement: the relayer is in the leaf, and the receipt.
+    let mut admin = server.client("admin").await;
+    let relayed = signer.submit(hash_submission(HashType::Sha256, &sha256_value(400)));
+    let receipt = submit(&mut admin, relayed.clone()).await.unwrap();
+    let (leaf, _) = check_receipt(&verifier, &relayed, &receipt);
+    let stored = hashforum::log::StoredEntry::decode(&leaf).unwrap();
+    assert_eq!(stored.relayed_by, "admin");
+
+    // A receipt for another entry, or under a checkpoint signed by another key, fails.
+    let other = signer.submit(hash_submission(HashType::Sha256, &sha256_value(2)));
+    let proof = Receipt::parse(&receipt.tlog_proof).unwrap();
+    let leaf = [
+        leaf_prefix(&other).as_slice(),
+        proof.extra.as_deref().unwrap(),
+    ]
+    .concat();
+    assert!(proof.verify(&verifier, leaf_hash(&leaf)).is_err());
+    let stranger = LogVerifier::new(
+        hashforum::forum::DEV_ORIGIN,
+        &ed25519_dalek::SigningKey::from_bytes(&[1; 32]).verifying_key(),
+    )
+    .unwrap();
+    let leaf = LeafHash(receipt.entry_hash.as_slice().try_into().unwrap());
+    assert!(proof.verify(&stranger, leaf).is_err());
+}
+
+/// The Log API: the entries rebuild the checkpoint's root, proofs verify against signed
+/// checkpoints, and impossible requests are refused with the field and reason.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_log_api_serves_what_checkpoints_sign() {
+    let server = TestServer::start(&["alpha"]).await;
+    let verifier = verifier(server.dir());
+    let mut alpha = server.client("alpha").await;
+    let signer = server.signer("alpha");
+    let first = latest(&mut alpha, &verifier).await;
+    assert_eq!(first.head.size, 1, "genesis alone");
+
+    let mut sizes = vec![first.clone()];
+    for round in 0..3u64 {
+        let batch: Vec<pb::Envelope> = (0..200)
+            .map(|n| {
+                signer.submit(hash_submission(
+                    HashType::Sha256,
+                    &sha256_value(1000 * round + n),
+                ))
+            })
+            .collect();
+        submit_all(&mut alpha, batch).await.unwrap();
+        sizes.push(latest(&mut alpha, &verifier).await);
+    }
+    let last = sizes.last().unwrap().clone();
+    assert_eq!(last.head.size, 601);
+
+    let entries = all_entries(&mut alpha, 0, last.head.size).await;
+    assert_eq!(entries.len(), 601);
+    assert_eq!(root_of(&entries), last.head.root);
+    assert_eq!(all_entries(&mut alpha, 5, 5).await.len(), 0);
+
+    for checkpoint in &sizes {
+        // Every signed checkpoint is kept and served by size.
+        let note = alpha
+            .log
+            .get_checkpoint(pb::GetCheckpointRequest {
+                size: checkpoint.head.size,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .note;
+        assert_eq!(note, checkpoint.note);
+        assert_eq!(
+            root_of(&entries[..checkpoint.head.size as usize]),
+            checkpoint.head.root
+        );
+        // Consistency with the latest.
+        let proof = alpha
+            .log
+            .get_consistency_proof(pb::GetConsistencyProofRequest {
+                old_size: checkpoint.head.size,
+                new_size: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(proof.new_size, last.head.size);
+        tree::verify_consistency(
+            &hashes(&proof.hashes),
+            checkpoint.head.size,
+            checkpoint.head.root,
+            last.head.size,
+            last.head.root,
+        )
+        .unwrap();
+    }
+    for index in [0u64, 1, 255, 256, 600] {
+        for checkpoint in sizes.iter().filter(|c| c.head.size > index) {
+            let proof = alpha
+                .log
+                .get_inclusion_proof(pb::GetInclusionProofRequest {
+                    index,
+                    tree_size: checkpoint.head.size,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            tree::verify_inclusion(
+                &hashes(&proof.hashes),
+                index,
+                checkpoint.head.size,
+                checkpoint.head.root,
+                leaf_hash(&entries[index as usize]),
+            )
+            .unwrap();
+        }
+    }
+
+    let size = last.head.size;
+    let refusals = [
+        (
+            alpha
+                .log
+                .get_entry(pb::GetEntryRequest { index: size })
+                .await
+                .map(drop),
+            Code::OutOfRange,
+            "PAST_LATEST_CHECKPOINT",
+        ),
+        (
+            alpha
+                .log
+                .get_entries(pb::GetEntriesRequest {
+                    start: 0,
+                    end: size + 1,
+                })
+                .await
+                .map(drop),
+            Code::OutOfRange,
+            "PAST_LATEST_CHECKPOINT",
+        ),
+        (
+            alpha
+                .log
+                .get_entries(pb::GetEntriesRequest { start: 9, end: 3 })
+                .await
+                .map(drop),
+            Code::InvalidArgument,
+            "EMPTY_RANGE",
+        ),
+        (
+            alpha
+                .log
+                .get_inclusion_proof(pb::GetInclusionProofRequest {
+                    index: 10,
+                    tree_size: 10,
+                })
+                .await
+                .map(drop),
+            Code::InvalidArgument,
+            "INDEX_NOT_IN_TREE",
+        ),
+        (
+            alpha
+                .log
+                .get_inclusion_proof(pb::GetInclusionProofRequest {
+                    index: 0,
+                    tree_size: u64::MAX,
+                })
+                .await
+                .map(drop),
+            Code::OutOfRange,
+            "PAST_LATEST_CHECKPOINT",
+        ),
+        (
+            alpha
+                .log
+                .get_consistency_proof(pb::GetConsistencyProofRequest {
+                    old_size: 300,
+                    new_size: 200,
+                })
+                .await
+                .map(drop),
+            Code::InvalidArgument,
+            "OLD_SIZE_TOO_LARGE",
+        ),
+        (
+            alpha
+                .log
+                .get_consistency_proof(pb::GetConsistencyProofRequest {
+                    old_size: 1,
+                    new_size: size + 1,
+                })
+                .await
+                .map(drop),
+            Code::OutOfRange,
+            "PAST_LATEST_CHECKPOINT",
+        ),
+        (
+            alpha
+                .log
+                .get_checkpoint(pb::GetCheckpointRequest { size: 2 })
+                .await
+                .map(drop),
+            Code::NotFound,
+            "NO_CHECKPOINT_AT_SIZE",
+        ),
+    ];
+    for (result, code, reason) in refusals {
+        let status = result.expect_err("refused");
+        let got = details(&status);
+        assert_eq!(
+            (status.code(), got.reason.as_deref(), got.domain.as_deref()),
+            (code, Some(reason), Some(DOMAIN)),
+            "{status:?}"
+        );
+        if code == Code::InvalidArgument {
+            assert_eq!(got.violations, Some(1), "names the field: {status:?}");
+        }
+    }
+}
+
+/// A watcher gets the latest checkpoint at once, then each new one.
+#[tokio::test(flavor = "multi_thread")]
+async fn watchers_see_each_new_checkpoint() {
+    let server = TestServer::start(&["alpha"]).await;
+    let verifier = verifier(server.dir());
+    let mut alpha = server.client("alpha").await;
+    let mut stream = alpha
+        .log
+        .watch_checkpoints(pb::WatchCheckpointsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let first = stream.message().await.unwrap().unwrap();
+    assert_eq!(verifier.verify(&first.note).unwrap().head.size, 1);
+    let signer = server.signer("alpha");
+    let receipt = submit(
+        &mut alpha,
+        signer.submit(hash_submission(HashType::Sha256, &sha256_value(7))),
+    )
+    .await
+    .unwrap();
+    let next = tokio::time::timeout(std::time::Duration::from_secs(10), stream.message())
+        .await
+        .expect("a new checkpoint within 10 s")
+        .unwrap()
+        .unwrap();
+    let next = verifier.verify(&next.note).unwrap();
+    assert!(next.head.size > receipt.log_index);
+}
+
+/// An admin action appended to the log is in the tree like any entry: its receipt verifies.
+#[tokio::test(flavor = "multi_thread")]
+async fn admin_receipts_verify_too() {
+    let server = TestServer::start(&["alpha"]).await;
+    let verifier = verifier(server.dir());
+    let mut admin = server.client("admin").await;
+    let action = server
+        .signer("admin")
+        .admin(set_roles("alpha", &[Role::Contributor]));
+    let receipt = submit(&mut admin, action.clone()).await.unwrap();
+    check_receipt(&verifier, &action, &receipt);
+}
+
+/// A crash after a group's entries are durable and before its checkpoint is signed and kept:
+/// after a restart the entries are there, the log signs their checkpoint once, and every kept
+/// checkpoint is consistent with the next.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_between_commit_and_checkpoint_loses_nothing() {
+    let dir = dev_forum(&["alpha"]);
+    let config = dir.path().join("server/hashforum.toml");
+    let verifier = verifier(dir.path());
+    let identity = Identity::load(&dir.path().join("identities/alpha")).unwrap();
+    let signer = Signer::of(&identity);
+    let envelope = signer.submit(hash_submission(HashType::Sha256, &sha256_value(1)));
+
+    let mut crashing =
+        ServeProcess::start_with(&config, &[("HASHFORUM_FAILPOINT", "after-commit")])
+            .unwrap_or_else(|(status, err)| panic!("serve exited with {status}: {err}"));
+    let mut client = Client::connect(&identity, Some(&crashing.addr))
+        .await
+        .unwrap();
+    let refused = submit(&mut client, envelope.clone()).await;
+    assert!(refused.is_err(), "no receipt without a kept checkpoint");
+    let status = tokio::task::block_in_place(|| crashing.wait(CHILD_TIMEOUT));
+    assert!(!status.success());
+    assert!(
+        crashing.stderr().contains("failpoint after-commit"),
+        "{}",
+        crashing.stderr()
+    );
+
+    let serving = ServeProcess::start(&config)
+        .unwrap_or_else(|(status, err)| panic!("serve exited with {status}: {err}"));
+    let mut client = Client::connect(&identity, Some(&serving.addr))
+        .await
+        .unwrap();
+    // The entry was committed before the crash: resubmitting it returns the original.
+    let receipt = submit(&mut client, envelope.clone()).await.unwrap();
+    assert!(receipt.duplicate, "the entry survived the crash");
+    assert_eq!(receipt.log_index, 1);
+    check_receipt(&verifier, &envelope, &receipt);
+    let latest = latest(&mut client, &verifier).await;
+    assert_eq!(latest.head.size, 2);
+    let entries = all_entries(&mut client, 0, 2).await;
+    assert_eq!(root_of(&entries), latest.head.root);
+    let mut more = Vec::new();
+    for n in 2..5 {
+        let envelope = signer.submit(hash_submission(HashType::Sha256, &sha256_value(n)));
+        more.push(submit(&mut client, envelope).await.unwrap());
+    }
+    // Kept checkpoints: sizes 1 (first start), 2 (signed at restart), then one per commit.
+    let mut kept = Vec::new();
+    for size in [1u64, 2, 3, 4, 5] {
+        let note = client
+            .log
+            .get_checkpoint(pb::GetCheckpointRequest { size })
+            .await
+            .unwrap()
+            .into_inner()
+            .note;
+        kept.push(verifier.verify(&note).unwrap());
+    }
+    for pair in kept.windows(2) {
+        let proof = client
+            .log
+            .get_consistency_proof(pb::GetConsistencyProofRequest {
+                old_size: pair[0].head.size,
+                new_size: pair[1].head.size,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        tree::verify_consistency(
+            &hashes(&proof.hashes),
+            pair[0].head.size,
+            pair[0].head.root,
+            pair[1].head.size,
+            pair[1].head.root,
+        )
+        .unwrap();
+    }
+    drop(serving);
+}
