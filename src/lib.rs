@@ -47,4 +47,5 @@ pub mod state;
 pub mod statement;
 pub mod storage;
 pub mod types;
+pub mod verify;
 pub mod wire;

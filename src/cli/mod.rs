@@ -6,11 +6,13 @@ pub mod identity;
 pub mod init;
 mod input;
 pub mod key;
+pub mod log;
 pub mod lookup;
 pub mod member;
 pub mod output;
 pub mod serve;
 pub mod submit;
+pub mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,6 +47,10 @@ pub enum Command {
     Key(key::KeyArgs),
     /// Make your own keys and certificate request, as a member.
     Identity(identity::IdentityArgs),
+    /// Read the transparency log: checkpoints, entries, proofs.
+    Log(log::LogArgs),
+    /// Check receipts and whole logs offline, with the forum's verifier key alone.
+    Verify(verify::VerifyArgs),
     /// Measure ingest and lookup throughput against an in-process server.
     Bench(bench::BenchArgs),
 }
@@ -88,6 +94,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Member(args) => member::run(args).await,
         Command::Key(args) => key::run(args).await,
         Command::Identity(args) => identity::run(args),
+        Command::Log(args) => log::run(args).await,
+        Command::Verify(args) => verify::run(&args),
         Command::Bench(args) => bench::run(args).await,
     }
 }

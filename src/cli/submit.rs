@@ -1,6 +1,8 @@
 //! `hashforum submit`: sign hash submissions with the identity's key and submit them.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
 use std::process::ExitCode;
 
 use clap::Args;
@@ -9,6 +11,8 @@ use serde_json::json;
 use super::input::{parse_labels, parse_lines, read_input};
 use super::{connect, ClientOpts};
 use crate::identity::Identity;
+use crate::log::proof::Receipt;
+use crate::log::{leaf_hash, leaf_prefix};
 use crate::pb;
 use crate::registry::MAX_SUBMIT_BATCH;
 use crate::statement::{hash_submission, Signer};
@@ -37,6 +41,11 @@ pub struct SubmitArgs {
     /// PDQ quality, 0-100.
     #[arg(long)]
     pub quality: Option<u32>,
+    /// Write each receipt: for one hash, FILE (a C2SP tlog-proof) and, beside it, the exact
+    /// entry with extension `.entry`; for --batch, a directory of `INDEX.tlog-proof` and
+    /// `INDEX.entry` files. `hashforum verify --receipt R --entry E` checks them offline.
+    #[arg(long, value_name = "PATH")]
+    pub receipt: Option<PathBuf>,
 }
 
 /// Runs `submit`.
@@ -68,6 +77,11 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
         .collect();
     let mut client = connect(&args.client).await?;
     let single = args.batch.is_none();
+    let sent = if args.receipt.is_some() {
+        envelopes.clone()
+    } else {
+        Vec::new()
+    };
     let mut receipts = Vec::with_capacity(envelopes.len());
     if single {
         let envelope = envelopes.into_iter().next();
@@ -86,6 +100,9 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
                 .into_inner();
             receipts.extend(reply.receipts);
         }
+    }
+    if let Some(path) = &args.receipt {
+        write_receipts(path, single, &sent, &receipts)?;
     }
     for ((t, v), r) in hashes.iter().zip(&receipts) {
         if args.client.json {
@@ -106,4 +123,43 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes receipts and their entries (see [`SubmitArgs::receipt`]). Each entry is rebuilt from
+/// the envelope signed here and the receipt's `extra` line, and checked against the receipt's
+/// entry hash before it is written.
+fn write_receipts(
+    path: &Path,
+    single: bool,
+    envelopes: &[pb::Envelope],
+    receipts: &[pb::Receipt],
+) -> anyhow::Result<()> {
+    if !single {
+        std::fs::create_dir_all(path).with_context(|| format!("creating {}", path.display()))?;
+    }
+    for (envelope, receipt) in envelopes.iter().zip(receipts) {
+        let parsed = Receipt::parse(&receipt.tlog_proof)?;
+        let extra = parsed.extra.as_deref().unwrap_or_default();
+        let entry = [leaf_prefix(envelope).as_slice(), extra].concat();
+        if leaf_hash(&entry).as_bytes() != receipt.entry_hash.as_slice() {
+            anyhow::bail!(
+                "the receipt for log index {} is not for the entry sent",
+                receipt.log_index
+            );
+        }
+        let (proof_file, entry_file) = if single {
+            (path.to_owned(), path.with_extension("entry"))
+        } else {
+            let index = receipt.log_index;
+            (
+                path.join(format!("{index}.tlog-proof")),
+                path.join(format!("{index}.entry")),
+            )
+        };
+        std::fs::write(&proof_file, &receipt.tlog_proof)
+            .with_context(|| format!("writing {}", proof_file.display()))?;
+        std::fs::write(&entry_file, &entry)
+            .with_context(|| format!("writing {}", entry_file.display()))?;
+    }
+    Ok(())
 }

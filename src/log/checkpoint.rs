@@ -157,6 +157,7 @@ fn check_origin(origin: &str) -> Result<(), CheckpointError> {
 pub struct LogVerifier {
     origin: String,
     vkey: String,
+    key: VerifyingKey,
     verifier: StandardVerifier,
 }
 
@@ -180,9 +181,19 @@ impl LogVerifier {
         let verifier = StandardVerifier::new(text)
             .map_err(|e| CheckpointError::BadVerifierKey(format!("{e}: {text:?}")))?;
         let origin = signed_note::Verifier::name(&verifier).to_owned();
+        // `StandardVerifier` accepted `name+id+base64(0x01 || key)`; names have no `+`, but
+        // base64 may.
+        let key = text
+            .splitn(3, '+')
+            .nth(2)
+            .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
+            .and_then(|bytes| <[u8; 32]>::try_from(bytes.get(1..)?).ok())
+            .and_then(|bytes| VerifyingKey::from_bytes(&bytes).ok())
+            .ok_or_else(|| CheckpointError::BadVerifierKey(text.to_owned()))?;
         Ok(Self {
             origin,
             vkey: text.to_owned(),
+            key,
             verifier,
         })
     }
@@ -190,6 +201,11 @@ impl LogVerifier {
     /// The log's origin.
     pub fn origin(&self) -> &str {
         &self.origin
+    }
+
+    /// The log's Ed25519 public key: it also signs the genesis entry.
+    pub fn key(&self) -> &VerifyingKey {
+        &self.key
     }
 
     /// The verifier key text.
@@ -295,6 +311,10 @@ mod tests {
         ));
         let verifier = LogVerifier::from_vkey(&format!("{}\n", signer.vkey())).unwrap();
         assert_eq!(verifier.verify(&signed.note).unwrap(), signed);
+        assert_eq!(
+            verifier.key(),
+            &SigningKey::from_bytes(&[3; 32]).verifying_key()
+        );
 
         // A changed size, a changed root, a \r, a missing signature, another key, another origin.
         let other =
@@ -327,5 +347,9 @@ mod tests {
         assert!(LogSigner::new("has space", SigningKey::from_bytes(&[3; 32])).is_err());
         assert!(LogSigner::new("a+b", SigningKey::from_bytes(&[3; 32])).is_err());
         assert!(LogVerifier::from_vkey("nonsense").is_err());
+        // Base64 keys with '+' in them (found by a test that made random keys).
+        let vkey = "hashforum.dev/forum+e6069cc1+AfOgQUVMdCrgNLmQkXbJaFarkj5+iA0G6s+opu3BHITW";
+        let verifier = LogVerifier::from_vkey(vkey).unwrap();
+        assert_eq!(self::vkey(verifier.origin(), verifier.key()), vkey);
     }
 }

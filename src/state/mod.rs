@@ -416,6 +416,42 @@ impl<'s> Pending<'s> {
         Ok(Ok(self.append(entry, effect, caller)?))
     }
 
+    /// Replays a stored leaf at the next index, as a verifier or a replica does: the checks of
+    /// [`Pending::apply`] (a repeated statement is refused: the log never holds one twice),
+    /// with `caller` its relayer or its author; then the leaf is appended verbatim, its views
+    /// stamped with its own sequencing time `time_ms`. Returns the key its signature must
+    /// verify with; the caller verifies it.
+    ///
+    /// # Errors
+    /// The outer error when the store fails; the inner one when the entry could not be at
+    /// this index.
+    pub fn replay(
+        &mut self,
+        entry: ParsedEntry,
+        caller: &str,
+        leaf: &[u8],
+        time_ms: u64,
+    ) -> Result<Result<VerifyingKey, ServiceError>, StorageError> {
+        if let Some(earlier) = self.existing(&entry)? {
+            return Ok(Err(ServiceError::invalid(
+                "payload",
+                "REPEATED_STATEMENT",
+                format!("the statement is already in the log at {}", earlier.index),
+            )));
+        }
+        let mut dir = Cow::Borrowed(&self.dir);
+        let (key, effect) = match check(&mut dir, &entry, self.size, caller) {
+            Ok(checked) => checked,
+            Err(e) => return Ok(Err(e)),
+        };
+        if let Cow::Owned(dir) = dir {
+            self.set_directory(dir);
+        }
+        self.time_ms = time_ms;
+        self.append_leaf(entry, effect, leaf)?;
+        Ok(Ok(key))
+    }
+
     /// Appends a checked, verified, new entry sent by `caller` and stages its `effect` (as
     /// [`check`] computed it) on the views.
     ///

@@ -101,6 +101,17 @@ impl Store {
         Ok(Self { db: Arc::new(db) })
     }
 
+    /// Opens an existing database for reading only, beside a running server or on a copy:
+    /// what offline verification reads.
+    ///
+    /// # Errors
+    /// When there is no database in `dir`, or RocksDB cannot open it.
+    pub fn open_read_only(dir: &Path) -> Result<Self, StorageError> {
+        let opts = Options::default();
+        let db = DB::open_cf_for_read_only(&opts, dir, ALL_CFS, false)?;
+        Ok(Self { db: Arc::new(db) })
+    }
+
     fn cf(&self, name: &'static str) -> &rocksdb::ColumnFamily {
         // Every name in ALL_CFS is created by `open`, and only those names are passed here.
         self.db

@@ -46,6 +46,13 @@ fn json(out: &Output) -> serde_json::Value {
     serde_json::from_str(&ok(out)).unwrap()
 }
 
+/// The JSON printed by a run that failed (exit 1) on purpose, such as a failed `verify`.
+#[track_caller]
+fn failed_json(out: &Output) -> serde_json::Value {
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// Asserts a failed run that printed one line on stderr: `CODE: message [REASON]`, or without
 /// the reason (`None`) for errors found before reaching the server. Returns the line.
 #[track_caller]
@@ -816,4 +823,257 @@ fn bench_runs_and_prints_its_figures() {
     assert_eq!(figures.len(), 2, "{out}");
     assert_eq!((figures[0].0, figures[1].0), ("ingest", "lookup"), "{out}");
     assert!(figures.iter().all(|(_, f)| *f > 0.0), "{out}");
+}
+
+/// The transparency log through the CLI: receipts written by `submit --receipt` and the whole
+/// log verify offline with `forum.vkey` alone; a flipped byte is found at its index.
+#[tokio::test(flavor = "multi_thread")]
+async fn receipts_and_logs_verify_offline_through_the_cli() {
+    let mut server = TestServer::start(&["alpha"]).await;
+    let dir = server.dir().to_owned();
+    let vkey = dir.join("forum.vkey");
+    let vkey = vkey.to_str().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let path = |name: &str| out.path().join(name).to_str().unwrap().to_owned();
+    let offline = |args: &[&str]| {
+        let mut cmd = hashforum_bin();
+        cmd.args(args).env("RUST_LOG", "off");
+        run_with_timeout(cmd, b"", CHILD_TIMEOUT)
+    };
+
+    // One hash, its receipt and entry; then a batch into a directory.
+    let receipt = path("one.tlog-proof");
+    let value = sha256_value(1);
+    ok(&hf(
+        &server,
+        "alpha",
+        &[
+            "submit",
+            "--type",
+            "sha256",
+            "--value",
+            &value,
+            "--receipt",
+            &receipt,
+        ],
+        "",
+    ));
+    let entry = path("one.entry");
+    let verified = json(&offline(&[
+        "verify",
+        "--vkey",
+        vkey,
+        "--receipt",
+        &receipt,
+        "--entry",
+        &entry,
+        "--json",
+    ]));
+    assert_eq!(verified["verified"], true);
+    assert_eq!(verified["log_index"], 1);
+    assert_eq!(verified["author"], "alpha");
+    assert_eq!(verified["action"], "hash_submission");
+    let batch: String = (2..40)
+        .map(|n| format!("sha256:{}\n", sha256_value(n)))
+        .collect();
+    let receipts = path("receipts");
+    ok(&hf(
+        &server,
+        "alpha",
+        &["submit", "--batch", "-", "--receipt", &receipts],
+        &batch,
+    ));
+    for index in 2..40 {
+        let r = format!("{receipts}/{index}.tlog-proof");
+        let e = format!("{receipts}/{index}.entry");
+        ok(&offline(&[
+            "verify",
+            "--vkey",
+            vkey,
+            "--receipt",
+            &r,
+            "--entry",
+            &e,
+        ]));
+    }
+    // The receipt is not for another entry, and a changed entry does not verify.
+    let other = format!("{receipts}/2.entry");
+    let out2 = offline(&[
+        "verify",
+        "--vkey",
+        vkey,
+        "--receipt",
+        &receipt,
+        "--entry",
+        &other,
+    ]);
+    assert!(!out2.status.success(), "{out2:?}");
+    assert!(String::from_utf8_lossy(&out2.stdout).starts_with("NOT verified: "));
+
+    // The log's bytes, exactly: the checkpoint note and one entry.
+    let note = hf(&server, "alpha", &["log", "checkpoint"], "").stdout;
+    let mut client = server.client("alpha").await;
+    let served = client
+        .log
+        .get_checkpoint(hashforum::pb::GetCheckpointRequest { size: 0 })
+        .await
+        .unwrap()
+        .into_inner()
+        .note;
+    assert_eq!(note, served);
+    let raw = hf(&server, "alpha", &["log", "entry", "1", "--raw"], "").stdout;
+    assert_eq!(raw, std::fs::read(&entry).unwrap());
+    let text = ok(&hf(&server, "alpha", &["log", "entries", "0..3"], ""));
+    assert_eq!(text.lines().count(), 3, "{text}");
+    assert!(
+        text.lines()
+            .nth(1)
+            .unwrap()
+            .contains("hash_submission by alpha"),
+        "{text}"
+    );
+    let proof = ok(&hf(
+        &server,
+        "alpha",
+        &["log", "proof", "inclusion", "--index", "1"],
+        "",
+    ));
+    assert!(proof.lines().count() >= 5, "{proof}");
+    ok(&hf(
+        &server,
+        "alpha",
+        &["log", "proof", "consistency", "--old", "2"],
+        "",
+    ));
+
+    // An export of every entry replays and matches the checkpoint.
+    let export = ok(&hf(
+        &server,
+        "alpha",
+        &["log", "entries", "0..", "--json"],
+        "",
+    ));
+    assert_eq!(export.lines().count(), 40);
+    std::fs::write(path("log.jsonl"), &export).unwrap();
+    std::fs::write(path("checkpoint"), &note).unwrap();
+    let verified = json(&offline(&[
+        "verify",
+        "--vkey",
+        vkey,
+        "--entries",
+        &path("log.jsonl"),
+        "--checkpoint",
+        &path("checkpoint"),
+        "--json",
+    ]));
+    assert_eq!(verified["verified"], true, "{verified}");
+    assert_eq!(verified["entries"], 40);
+    // Reordered entries are refused: at the first out-of-place index; or, with their index
+    // labels kept, because their tree is not the one the checkpoint signed.
+    let mut lines: Vec<String> = export.lines().map(str::to_owned).collect();
+    lines.swap(5, 6);
+    std::fs::write(path("swapped.jsonl"), lines.join("\n")).unwrap();
+    let relabel = |line: &str, index: u64| {
+        let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+        v["index"] = index.into();
+        v.to_string()
+    };
+    lines[5] = relabel(&lines[5], 5);
+    lines[6] = relabel(&lines[6], 6);
+    std::fs::write(path("relabelled.jsonl"), lines.join("\n")).unwrap();
+    let relabelled = failed_json(&offline(&[
+        "verify",
+        "--vkey",
+        vkey,
+        "--entries",
+        &path("relabelled.jsonl"),
+        "--checkpoint",
+        &path("checkpoint"),
+        "--json",
+    ]));
+    assert!(
+        relabelled["reason"]
+            .as_str()
+            .unwrap()
+            .contains("root differs"),
+        "{relabelled}"
+    );
+    let swapped = failed_json(&offline(&[
+        "verify",
+        "--vkey",
+        vkey,
+        "--entries",
+        &path("swapped.jsonl"),
+        "--checkpoint",
+        &path("checkpoint"),
+        "--json",
+    ]));
+    assert_eq!(swapped["verified"], false);
+    assert_eq!(swapped["first_bad_index"], 5, "{swapped}");
+
+    // The data directory, server stopped: verified; then one flipped byte in entry 17's
+    // stored bytes is found at index 17.
+    server.stop().await;
+    let data = dir.join("server/data");
+    let data = data.to_str().unwrap();
+    let verified = json(&offline(&[
+        "verify", "--vkey", vkey, "--data", data, "--json",
+    ]));
+    assert_eq!(verified["verified"], true, "{verified}");
+    assert_eq!(verified["entries"], 40);
+    {
+        let store = hashforum::storage::Store::open(std::path::Path::new(data)).unwrap();
+        let mut leaf = store.entry(17).unwrap().unwrap();
+        let at = leaf.len() / 2;
+        leaf[at] ^= 0x01;
+        let mut batch = store.batch();
+        batch.put_entry(17, &leaf);
+        store.commit(batch).unwrap();
+    }
+    let tampered = failed_json(&offline(&[
+        "verify", "--vkey", vkey, "--data", data, "--json",
+    ]));
+    assert_eq!(tampered["first_bad_index"], 17, "{tampered}");
+    // A change that leaves the author's signature valid (the sequencing time of entry 20), with
+    // its tree hash rewritten to match: the signed checkpoints still catch it.
+    {
+        use prost::Message;
+        let store = hashforum::storage::Store::open(std::path::Path::new(data)).unwrap();
+        let mut batch = store.batch();
+        batch.put_entry(17, &std::fs::read(format!("{receipts}/17.entry")).unwrap());
+        let stored = store.entry(20).unwrap().unwrap();
+        let mut entry = hashforum::pb::LogEntry::decode(stored.as_slice()).unwrap();
+        entry.sequenced_at_unix_ms += 1;
+        let leaf = entry.encode_to_vec();
+        batch.put_entry(20, &leaf);
+        batch.put_tree_hashes(
+            hashforum::log::tree::stored_hash_index(0, 20),
+            &[hashforum::log::leaf_hash(&leaf).into()],
+        );
+        store.commit(batch).unwrap();
+    }
+    let tampered = failed_json(&offline(&[
+        "verify", "--vkey", vkey, "--data", data, "--json",
+    ]));
+    let reason = tampered["reason"].as_str().unwrap();
+    assert!(reason.contains("root differs"), "{tampered}");
+    // A vkey of another key verifies nothing.
+    std::fs::write(
+        path("other.vkey"),
+        hashforum::log::checkpoint::vkey(
+            hashforum::forum::DEV_ORIGIN,
+            &crypto::generate_key().verifying_key(),
+        ),
+    )
+    .unwrap();
+    let other = offline(&[
+        "verify",
+        "--vkey",
+        &path("other.vkey"),
+        "--receipt",
+        &receipt,
+        "--entry",
+        &entry,
+    ]);
+    assert!(!other.status.success());
 }

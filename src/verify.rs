@@ -1,0 +1,278 @@
+//! Offline verification, with the forum's verifier key (`forum.vkey`) alone: receipts, and
+//! whole logs replayed from entry 0.
+//!
+//! Replaying a log checks what the primary checked when it appended each entry, with the same
+//! `state` code: entry 0 is the genesis signed by the log key; every later entry is well
+//! formed, authored by a member allowed to say it at that index, and signed by a key that
+//! member had registered and not revoked at that index; and the tree of the entries has, at
+//! each signed checkpoint's size, that checkpoint's root. The first bad index is reported.
+//! Views are rebuilt in a scratch database, which is thrown away.
+
+use crate::crypto;
+use crate::entry::{Author, ParsedEntry};
+use crate::genesis;
+use crate::log::checkpoint::{LogVerifier, SignedCheckpoint, TreeHead};
+use crate::log::proof::{Receipt, ReceiptError};
+use crate::log::tree::{Frontier, Hash};
+use crate::log::{leaf_hash, leaf_prefix, StoredEntry};
+use crate::pb;
+use crate::state::{Directory, Pending};
+use crate::storage::{StorageError, Store};
+
+/// Entries replayed per scratch commit.
+const REPLAY_GROUP: u64 = 4096;
+
+/// What a receipt is checked against: the entry it is for.
+#[derive(Debug, Clone, Copy)]
+pub enum Entry<'a> {
+    /// The exact leaf bytes (`hashforum log entry N --raw`).
+    Leaf(&'a [u8]),
+    /// The signed envelope (protobuf): the leaf is rebuilt with the receipt's `extra`.
+    Envelope(&'a pb::Envelope),
+}
+
+/// A verified receipt: the entry's index and leaf, and the checkpoint that covers it.
+#[derive(Debug)]
+pub struct VerifiedReceipt {
+    /// The entry's log index.
+    pub index: u64,
+    /// The entry as stored in the log.
+    pub entry: StoredEntry,
+    /// The checkpoint the proof leads to.
+    pub checkpoint: SignedCheckpoint,
+}
+
+/// Verifies a `tlog-proof` receipt for `entry` with the log's verifier.
+///
+/// # Errors
+/// When the receipt is malformed, its checkpoint is not signed by the log key, the leaf
+/// cannot be rebuilt, or the proof does not lead to the checkpoint's root.
+pub fn receipt(
+    verifier: &LogVerifier,
+    receipt: &[u8],
+    entry: Entry<'_>,
+) -> Result<VerifiedReceipt, ReceiptError> {
+    let parsed = Receipt::parse(receipt)?;
+    let leaf = match entry {
+        Entry::Leaf(leaf) => leaf.to_vec(),
+        Entry::Envelope(envelope) => {
+            let extra = parsed.extra.as_deref().ok_or_else(|| {
+                ReceiptError::Malformed("no extra line to rebuild the entry with".into())
+            })?;
+            crate::log::check_suffix(extra)
+                .map_err(|e| ReceiptError::Malformed(format!("extra: {e}")))?;
+            [leaf_prefix(envelope).as_slice(), extra].concat()
+        }
+    };
+    let stored = StoredEntry::decode(&leaf)
+        .map_err(|e| ReceiptError::Malformed(format!("the entry: {e}")))?;
+    let checkpoint = parsed.verify(verifier, leaf_hash(&leaf))?;
+    Ok(VerifiedReceipt {
+        index: parsed.index,
+        entry: stored,
+        checkpoint,
+    })
+}
+
+/// What a verified log holds.
+#[derive(Debug)]
+pub struct LogReport {
+    /// How many entries were replayed.
+    pub entries: u64,
+    /// The signed checkpoints checked against the replayed tree, by size.
+    pub checkpoints: Vec<TreeHead>,
+}
+
+/// Why a log does not verify.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// An entry could not be at its index.
+    #[error("entry {index}: {reason}")]
+    Entry {
+        /// The first bad index.
+        index: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A checkpoint does not verify, or does not match the replayed tree.
+    #[error("checkpoint of size {size}: {reason}")]
+    Checkpoint {
+        /// The checkpoint's size, or 0 when it could not be read.
+        size: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The source could not be read.
+    #[error("{0}")]
+    Source(String),
+}
+
+impl From<StorageError> for LogError {
+    fn from(e: StorageError) -> Self {
+        LogError::Source(e.to_string())
+    }
+}
+
+/// Replays a log from entry 0 and checks it against signed checkpoints (notes). `entries`
+/// gives the leaves in index order, each with the leaf hash its source recorded, if any (a
+/// data directory's tree), which must match. At least one checkpoint is required: without
+/// one, nothing ties the entries to the log key beyond entry 0.
+///
+/// # Errors
+/// The first bad entry or checkpoint, or a source failure.
+pub fn log(
+    verifier: &LogVerifier,
+    entries: impl Iterator<Item = Result<(Vec<u8>, Option<Hash>), LogError>>,
+    checkpoints: &[Vec<u8>],
+) -> Result<LogReport, LogError> {
+    let mut signed: Vec<TreeHead> = checkpoints
+        .iter()
+        .map(|note| {
+            verifier
+                .verify(note)
+                .map(|c| c.head)
+                .map_err(|e| LogError::Checkpoint {
+                    size: 0,
+                    reason: e.to_string(),
+                })
+        })
+        .collect::<Result<_, _>>()?;
+    if signed.is_empty() {
+        return Err(LogError::Checkpoint {
+            size: 0,
+            reason: "no signed checkpoint to check the entries against".into(),
+        });
+    }
+    signed.sort_by_key(|h| h.size);
+    signed.dedup_by(|a, b| a.size == b.size && a.root == b.root);
+    if let Some(w) = signed.windows(2).find(|w| w[0].size == w[1].size) {
+        return Err(LogError::Checkpoint {
+            size: w[0].size,
+            reason: "two signed checkpoints of this size have different roots".into(),
+        });
+    }
+    let scratch = tempfile::tempdir().map_err(|e| LogError::Source(e.to_string()))?;
+    let store = Store::open(scratch.path())?;
+    let mut frontier = Frontier::default();
+    let mut pending: Option<Pending<'_>> = None;
+    let mut next_checkpoint = signed.iter().peekable();
+    while next_checkpoint.peek().is_some_and(|h| h.size == 0) {
+        next_checkpoint.next();
+    }
+    for (index, item) in (0u64..).zip(entries) {
+        let (leaf, recorded) = item?;
+        let bad = |reason: String| LogError::Entry { index, reason };
+        let hash = leaf_hash(&leaf);
+        if recorded.is_some_and(|r| r.0 != hash.0) {
+            return Err(bad(
+                "its bytes do not have the hash recorded in the tree".into()
+            ));
+        }
+        if index == 0 {
+            genesis::bootstrap(&store, &leaf, verifier.key(), verifier.origin())
+                .map_err(|e| bad(format!("not this forum's genesis: {e}")))?;
+        } else {
+            let group = match &mut pending {
+                Some(group) => group,
+                None => pending.insert(Pending::new(
+                    &store,
+                    None,
+                    Directory::load(&store)?,
+                    Frontier::load(index, &store)
+                        .map_err(|e| LogError::Source(format!("scratch tree: {e}")))?,
+                    0,
+                )),
+            };
+            replay_one(group, &leaf).map_err(bad)?;
+            if (index + 1) % REPLAY_GROUP == 0 {
+                if let Some(group) = pending.take() {
+                    store.commit(group.finish().batch)?;
+                }
+            }
+        }
+        frontier.append(hash);
+        while let Some(head) = next_checkpoint.next_if(|h| h.size == index + 1) {
+            if head.root != frontier.root() {
+                return Err(LogError::Checkpoint {
+                    size: head.size,
+                    reason: format!(
+                        "its root differs from the tree of the entries (a bad entry below \
+                         index {})",
+                        head.size
+                    ),
+                });
+            }
+        }
+    }
+    if let Some(group) = pending.take() {
+        store.commit(group.finish().batch)?;
+    }
+    if let Some(head) = next_checkpoint.next() {
+        return Err(LogError::Checkpoint {
+            size: head.size,
+            reason: format!("the log has only {} entries", frontier.size()),
+        });
+    }
+    Ok(LogReport {
+        entries: frontier.size(),
+        checkpoints: signed,
+    })
+}
+
+/// Replays one stored leaf (not entry 0) on `pending`: decodes it, checks it at its index as
+/// the primary did, and verifies its author's signature with the key valid there.
+fn replay_one(pending: &mut Pending<'_>, leaf: &[u8]) -> Result<(), String> {
+    let stored = StoredEntry::decode(leaf).map_err(|e| e.to_string())?;
+    let origin = stored.statement.origin.clone();
+    let entry = ParsedEntry::parse(stored.envelope, &origin).map_err(|e| e.to_string())?;
+    let caller = match (&entry.author, stored.relayed_by.as_str()) {
+        (Author::Member(author), "") => author.as_str().to_owned(),
+        (Author::Member(_), relayer) => relayer.to_owned(),
+        (Author::Forum, _) => return Err("only entry 0 is authored by the forum".into()),
+    };
+    let (signed, signature) = (entry.signed.clone(), entry.signature);
+    let key = pending
+        .replay(entry, &caller, leaf, stored.sequenced_at_unix_ms)
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    if !crypto::verify_one(&key, &signed, &signature) {
+        return Err(format!(
+            "the signature does not verify with the author's key {}",
+            crypto::key_id(&key)
+        ));
+    }
+    Ok(())
+}
+
+/// The entries and recorded leaf hashes of a data directory, in index order.
+///
+/// # Errors
+/// Each item fails when the store does.
+pub fn stored_entries(
+    store: &Store,
+) -> Result<impl Iterator<Item = Result<(Vec<u8>, Option<Hash>), LogError>> + '_, LogError> {
+    let size = store.size()?;
+    let chunks = (0..size).step_by(4096).map(move |start| {
+        let end = (start + 4096).min(size);
+        let leaves = store.entry_range(start, end)?;
+        if leaves.len() as u64 != end - start {
+            return Err(LogError::Entry {
+                index: start + leaves.len() as u64,
+                reason: "missing from the data directory".into(),
+            });
+        }
+        let indexes: Vec<u64> = (start..end)
+            .map(|i| crate::log::tree::stored_hash_index(0, i))
+            .collect();
+        let recorded = store.tree_hashes(&indexes)?;
+        Ok(leaves
+            .into_iter()
+            .zip(recorded)
+            .map(|(leaf, hash)| Ok((leaf, Some(hash))))
+            .collect::<Vec<_>>())
+    });
+    Ok(chunks.flat_map(|chunk| match chunk {
+        Ok(items) => items,
+        Err(e) => vec![Err(e)],
+    }))
+}
