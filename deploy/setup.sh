@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
 # Installs what building hashforum needs on a fresh Debian/Ubuntu machine that has Rust:
 # a C++ compiler (RocksDB is built from source) and libclang (RocksDB's Rust bindings).
+# With --test, also what the test suite checks our formats with: Go and its golang.org/x/mod
+# sources (sumdb/note, sumdb/tlog), from Debian's packages.
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 
 need=()
+if [ "${1:-}" = "--test" ]; then
+  command -v go >/dev/null 2>&1 || need+=(golang-go)
+  [ -d /usr/share/gocode/src/golang.org/x/mod/sumdb ] || need+=(golang-golang-x-mod-dev)
+fi
 command -v c++ >/dev/null 2>&1 || need+=(g++)
 command -v make >/dev/null 2>&1 || need+=(make)
 if ! ldconfig -p 2>/dev/null | grep -qE 'libclang(-[0-9.]+)?\.so'; then

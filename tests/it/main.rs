@@ -8,6 +8,7 @@ mod concurrency;
 mod failure;
 mod hardening;
 mod harness;
+mod interop;
 mod lifecycle;
 mod limits;
 mod mtls;

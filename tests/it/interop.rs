@@ -1,0 +1,197 @@
+//! Stock verifiers accept the log unmodified: Go's `golang.org/x/mod/sumdb/note` and
+//! `sumdb/tlog` (Debian's `golang-go` and `golang-golang-x-mod-dev`, installed by
+//! `deploy/setup.sh --test`) check our checkpoints, receipts and consistency proofs, and refuse
+//! tampered ones. The Go program is `tests/interop/sumdb_verify.go`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use base64::Engine;
+use hashforum::log::leaf_prefix;
+use hashforum::log::proof::Receipt;
+use hashforum::pb;
+use hashforum::statement::hash_submission;
+use hashforum::types::HashType;
+
+use crate::harness::{run_with_timeout, sha256_value, submit_all, TestServer, CHILD_TIMEOUT};
+
+/// Builds the Go verifier against the Debian packages' sources (GOPATH mode, offline).
+fn build_go_verifier(out: &Path) -> PathBuf {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/sumdb_verify.go");
+    let binary = out.join("sumdb_verify");
+    let mut cmd = Command::new("go");
+    cmd.arg("build")
+        .arg("-o")
+        .arg(&binary)
+        .arg(&source)
+        .env("GO111MODULE", "off")
+        .env("GOPATH", "/usr/share/gocode")
+        .env("GOCACHE", out.join("gocache"))
+        .env("GOFLAGS", "");
+    let built = match cmd.output() {
+        Ok(output) => output,
+        Err(e) => panic!("cannot run `go` ({e}): run `bash deploy/setup.sh --test` first"),
+    };
+    assert!(
+        built.status.success(),
+        "go build failed (is golang-golang-x-mod-dev installed? `bash deploy/setup.sh --test`): {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    binary
+}
+
+/// Runs the Go verifier: `Ok(stdout)` when it says ok, `Err(stdout)` when it refuses.
+fn go(binary: &Path, args: &[&Path]) -> Result<String, String> {
+    let mut cmd = Command::new(binary);
+    cmd.args(args);
+    let out = run_with_timeout(cmd, b"", CHILD_TIMEOUT);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if out.status.success() && stdout.starts_with("ok ") {
+        Ok(stdout)
+    } else {
+        assert!(stdout.starts_with("FAIL "), "{out:?}");
+        Err(stdout)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn go_sumdb_verifies_checkpoints_receipts_and_proofs() {
+    let work = tempfile::tempdir().unwrap();
+    let binary = build_go_verifier(work.path());
+    let file = |name: &str, bytes: &[u8]| {
+        let path = work.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    };
+
+    let server = TestServer::start(&["alpha"]).await;
+    let vkey = server.dir().join("forum.vkey");
+    let mut alpha = server.client("alpha").await;
+    let signer = server.signer("alpha");
+    let old = alpha
+        .log
+        .get_checkpoint(pb::GetCheckpointRequest { size: 0 })
+        .await
+        .unwrap()
+        .into_inner()
+        .note;
+    let envelopes: Vec<pb::Envelope> = (0..300)
+        .map(|n| signer.submit(hash_submission(HashType::Sha256, &sha256_value(n))))
+        .collect();
+    let receipts = submit_all(&mut alpha, envelopes.clone()).await.unwrap();
+    let new = alpha
+        .log
+        .get_checkpoint(pb::GetCheckpointRequest { size: 0 })
+        .await
+        .unwrap()
+        .into_inner()
+        .note;
+
+    // The checkpoint: Go's note package opens it with our vkey; its body parses.
+    let new_note = file("new.note", &new);
+    let ok = go(&binary, &[Path::new("checkpoint"), &vkey, &new_note]).unwrap();
+    let head = server_head(&new);
+    assert_eq!(
+        ok.trim(),
+        format!("ok {} {} {}", hashforum::forum::DEV_ORIGIN, head.0, head.1)
+    );
+
+    // Receipts: Go's tlog.CheckRecord accepts each entry's proof under the checkpoint.
+    for i in [0usize, 1, 127, 255, 256, 299] {
+        let proof = Receipt::parse(&receipts[i].tlog_proof).unwrap();
+        let entry = [
+            leaf_prefix(&envelopes[i]).as_slice(),
+            proof.extra.as_deref().unwrap(),
+        ]
+        .concat();
+        let receipt_file = file(&format!("{i}.tlog-proof"), &receipts[i].tlog_proof);
+        let entry_file = file(&format!("{i}.entry"), &entry);
+        let ok = go(
+            &binary,
+            &[Path::new("receipt"), &vkey, &receipt_file, &entry_file],
+        )
+        .unwrap();
+        assert!(
+            ok.starts_with(&format!("ok {} ", receipts[i].log_index)),
+            "{ok}"
+        );
+        // Another entry's bytes do not verify under this receipt.
+        let other = file("other.entry", &[entry.as_slice(), b"x"].concat());
+        assert!(go(
+            &binary,
+            &[Path::new("receipt"), &vkey, &receipt_file, &other]
+        )
+        .is_err());
+    }
+
+    // Consistency from the genesis checkpoint to the new one: Go's tlog.CheckTree.
+    let old_size = server_head(&old).0;
+    let proof = alpha
+        .log
+        .get_consistency_proof(pb::GetConsistencyProofRequest {
+            old_size,
+            new_size: head.0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .hashes;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let lines: String = proof.iter().map(|h| b64.encode(h) + "\n").collect();
+    let old_note = file("old.note", &old);
+    let proof_file = file("consistency", lines.as_bytes());
+    go(
+        &binary,
+        &[
+            Path::new("consistency"),
+            &vkey,
+            &old_note,
+            &new_note,
+            &proof_file,
+        ],
+    )
+    .unwrap();
+
+    // Refusals: a tampered note, another log's key, a wrong proof.
+    let tampered = String::from_utf8(new.clone()).unwrap().replacen(
+        &format!("\n{}\n", head.0),
+        &format!("\n{}\n", head.0 + 1),
+        1,
+    );
+    let tampered = file("tampered.note", tampered.as_bytes());
+    assert!(go(&binary, &[Path::new("checkpoint"), &vkey, &tampered]).is_err());
+    let stranger = file(
+        "stranger.vkey",
+        hashforum::log::checkpoint::vkey(
+            hashforum::forum::DEV_ORIGIN,
+            &hashforum::crypto::generate_key().verifying_key(),
+        )
+        .as_bytes(),
+    );
+    assert!(go(&binary, &[Path::new("checkpoint"), &stranger, &new_note]).is_err());
+    let mut bad = proof.clone();
+    bad[0][0] ^= 1;
+    let bad: String = bad.iter().map(|h| b64.encode(h) + "\n").collect();
+    let wrong = file("wrong", bad.as_bytes());
+    assert!(go(
+        &binary,
+        &[
+            Path::new("consistency"),
+            &vkey,
+            &old_note,
+            &new_note,
+            &wrong
+        ]
+    )
+    .is_err());
+}
+
+/// A checkpoint note's size and base64 root (its second and third lines).
+fn server_head(note: &[u8]) -> (u64, String) {
+    let text = String::from_utf8(note.to_vec()).unwrap();
+    let mut lines = text.lines().skip(1);
+    (
+        lines.next().unwrap().parse().unwrap(),
+        lines.next().unwrap().to_owned(),
+    )
+}
