@@ -252,3 +252,59 @@ mod tests {
         assert_eq!(parse_decimal("+1"), None);
     }
 }
+
+/// The worked example of docs/transparency.md, byte for byte: change one, change the other.
+#[cfg(test)]
+mod worked_example {
+    use ed25519_dalek::SigningKey;
+
+    use super::*;
+    use crate::log::checkpoint::{LogSigner, TreeHead};
+    use crate::log::tree::{inclusion_proof, stored_hash_index, Frontier, MemoryHashes};
+
+    pub(super) fn example() -> (String, String, String) {
+        let signer =
+            LogSigner::new("forum.example/log", SigningKey::from_bytes(&[1; 32])).expect("origin");
+        let leaves: [&[u8]; 3] = [b"entry zero", b"entry one", b"entry two"];
+        let mut frontier = Frontier::default();
+        let mut memory = MemoryHashes::default();
+        for (i, leaf) in leaves.iter().enumerate() {
+            let first = stored_hash_index(0, i as u64);
+            memory.extend((first..).zip(frontier.append(crate::log::leaf_hash(leaf))));
+        }
+        let checkpoint = signer.sign(TreeHead {
+            size: 3,
+            root: frontier.root(),
+        });
+        let proof = inclusion_proof(1, 3, &memory).expect("proof");
+        let receipt = encode(Some(b"\x10\xe8\x07"), 1, &proof, &checkpoint.note);
+        (
+            signer.vkey(),
+            checkpoint.text().to_owned(),
+            String::from_utf8(receipt).expect("text"),
+        )
+    }
+
+    #[test]
+    fn the_documented_example_is_what_the_code_writes() {
+        let (vkey, note, receipt) = example();
+        let docs = include_str!("../../docs/transparency.md");
+        for (what, text) in [
+            ("vkey", &vkey),
+            ("checkpoint", &note),
+            ("receipt", &receipt),
+        ] {
+            assert!(
+                docs.contains(text.as_str()),
+                "docs/transparency.md lacks the {what}:\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    #[ignore = "prints the example for the docs"]
+    fn print_the_example() {
+        let (vkey, note, receipt) = example();
+        println!("{vkey}\n---\n{note}---\n{receipt}---");
+    }
+}
