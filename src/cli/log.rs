@@ -11,6 +11,15 @@ use serde_json::{json, Value};
 use super::output::{envelope_json, format_ms};
 use super::{connect, ClientOpts};
 use crate::entry::action_name;
+
+/// What an entry does, in a word: its action, `genesis` for entry 0.
+fn action(statement: &pb::Statement) -> &'static str {
+    match &statement.body {
+        Some(pb::statement::Body::Genesis(_)) => "genesis",
+        Some(body) => action_name(body),
+        None => "unknown",
+    }
+}
 use crate::log::{leaf_hash, StoredEntry};
 use crate::pb;
 
@@ -215,7 +224,7 @@ fn describe(index: u64, entry: &[u8], json_out: bool) -> String {
         if let Ok(e) = &decoded {
             let fields: Value = json!({
                 "author": e.statement.author,
-                "action": e.statement.body.as_ref().map_or("unknown", action_name),
+                "action": action(&e.statement),
                 "sequenced_at_unix_ms": e.sequenced_at_unix_ms,
                 "relayed_by": e.relayed_by,
                 "envelope": envelope_json(&e.envelope),
@@ -236,7 +245,7 @@ fn describe(index: u64, entry: &[u8], json_out: bool) -> String {
             format!(
                 "{index} {} {} by {}{relayed} {hash}",
                 format_ms(e.sequenced_at_unix_ms),
-                e.statement.body.as_ref().map_or("unknown", action_name),
+                action(&e.statement),
                 e.statement.author,
             )
         }

@@ -473,3 +473,107 @@ async fn a_crash_between_commit_and_checkpoint_loses_nothing() {
     }
     drop(serving);
 }
+
+/// `verify` replays every kind of entry with the server's own rules: admin actions, a key
+/// registered then revoked, a relayed submission, a suspension and reinstatement. Then a
+/// log whose entry was signed by a key revoked before it is refused at that index.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_log_of_every_kind_of_entry_replays() {
+    use hashforum::statement::admin::{register_key, reinstate, revoke_key, suspend};
+    let mut server = TestServer::start(&["alpha"]).await;
+    let verifier = verifier(server.dir());
+    let mut admin = server.client("admin").await;
+    let mut alpha = server.client("alpha").await;
+    let admin_signer = server.signer("admin");
+    let alpha_id = server.identity("alpha");
+    let new_key = hashforum::crypto::generate_key();
+    let new_signer = Signer::new(hashforum::forum::DEV_ORIGIN, "alpha", new_key.clone());
+    let old_keyid = hashforum::crypto::key_id(&alpha_id.signing_key.verifying_key());
+
+    let hash = |n| hash_submission(HashType::Sha256, &sha256_value(n));
+    submit(&mut alpha, Signer::of(&alpha_id).submit(hash(1)))
+        .await
+        .unwrap();
+    submit(
+        &mut admin,
+        admin_signer.admin(register_key("alpha", &new_key.verifying_key())),
+    )
+    .await
+    .unwrap();
+    submit(&mut alpha, new_signer.submit(hash(2)))
+        .await
+        .unwrap();
+    submit(
+        &mut admin,
+        admin_signer.admin(revoke_key("alpha", &old_keyid, "rotated")),
+    )
+    .await
+    .unwrap();
+    // Relayed by the admin.
+    submit(&mut admin, new_signer.submit(hash(3)))
+        .await
+        .unwrap();
+    submit(&mut admin, admin_signer.admin(suspend("alpha", "review")))
+        .await
+        .unwrap();
+    submit(&mut admin, admin_signer.admin(reinstate("alpha", "done")))
+        .await
+        .unwrap();
+    submit(&mut alpha, new_signer.submit(hash(4)))
+        .await
+        .unwrap();
+    server.stop().await;
+
+    let data = server.dir().join("server/data");
+    let store = hashforum::storage::Store::open_read_only(&data).unwrap();
+    let notes: Vec<Vec<u8>> = store
+        .checkpoints(0)
+        .unwrap()
+        .into_iter()
+        .map(|(_, n)| n)
+        .collect();
+    let report = hashforum::verify::log(
+        &verifier,
+        hashforum::verify::stored_entries(&store).unwrap(),
+        &notes,
+    )
+    .unwrap();
+    assert_eq!(report.entries, 9);
+    assert!(report.checkpoints.len() >= 9, "one per commit, kept");
+
+    // The same log with one more entry, signed with the revoked key: refused at index 9.
+    let mut leaves: Vec<Vec<u8>> = hashforum::verify::stored_entries(&store)
+        .unwrap()
+        .map(|e| e.unwrap().0)
+        .collect();
+    let revoked = Signer::of(&alpha_id).submit(hash(5));
+    leaves.push(hashforum::log::leaf_bytes(&leaf_prefix(&revoked), 1, None));
+    let mut frontier = Frontier::default();
+    for leaf in &leaves {
+        frontier.append(leaf_hash(leaf));
+    }
+    let signer = hashforum::log::checkpoint::LogSigner::new(
+        hashforum::forum::DEV_ORIGIN,
+        hashforum::config::Config::load(&server.dir().join("server/hashforum.toml"))
+            .unwrap()
+            .log_key,
+    )
+    .unwrap();
+    let forged = signer.sign(hashforum::log::checkpoint::TreeHead {
+        size: 10,
+        root: frontier.root(),
+    });
+    let err = hashforum::verify::log(
+        &verifier,
+        leaves.into_iter().map(|l| Ok((l, None))),
+        &[forged.note],
+    )
+    .unwrap_err();
+    match err {
+        hashforum::verify::LogError::Entry { index, reason } => {
+            assert_eq!(index, 9);
+            assert!(reason.contains("revoked"), "{reason}");
+        }
+        other => panic!("{other}"),
+    }
+}
