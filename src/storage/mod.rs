@@ -30,10 +30,18 @@ const CF_MEMBERS: &str = "members";
 const CF_META: &str = "meta";
 /// Member and log index → nothing: the entries that changed each member.
 const CF_HISTORY: &str = "history";
+/// Incident id → `Incident`: the incident view.
+const CF_INCIDENTS: &str = "incidents";
 
 /// Every column family; `keys` documents their layouts.
-const ALL_CFS: [&str; 6] = [
-    CF_ENTRIES, CF_DEDUP, CF_RECORDS, CF_MEMBERS, CF_META, CF_HISTORY,
+const ALL_CFS: [&str; 7] = [
+    CF_ENTRIES,
+    CF_DEDUP,
+    CF_RECORDS,
+    CF_MEMBERS,
+    CF_META,
+    CF_HISTORY,
+    CF_INCIDENTS,
 ];
 
 /// A storage failure. Never the caller's fault: mapped to `INTERNAL` and logged.
@@ -176,6 +184,17 @@ impl Store {
             .collect()
     }
 
+    /// Every stored incident, in id order.
+    ///
+    /// # Errors
+    /// When RocksDB fails.
+    pub fn incidents(&self) -> Result<Vec<Vec<u8>>, StorageError> {
+        self.db
+            .iterator_cf(self.cf(CF_INCIDENTS), rocksdb::IteratorMode::Start)
+            .map(|r| Ok(r?.1.to_vec()))
+            .collect()
+    }
+
     /// The indexes of the entries that changed `member`, in log order.
     ///
     /// # Errors
@@ -280,6 +299,11 @@ impl Batch {
     pub fn put_member(&mut self, member_id: &str, member: &[u8], index: u64) {
         self.put(CF_MEMBERS, member_id.as_bytes(), member);
         self.put(CF_HISTORY, &keys::history(member_id, index), &[]);
+    }
+
+    /// Writes an incident.
+    pub fn put_incident(&mut self, incident_id: &str, incident: &[u8]) {
+        self.put(CF_INCIDENTS, incident_id.as_bytes(), incident);
     }
 
     /// Sets the log size.
