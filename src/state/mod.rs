@@ -210,9 +210,10 @@ pub fn check(
 /// Checks a job's entries in order, exactly as they will be appended: a statement already in
 /// the log (`known`) or earlier in the job is a [`Step::Duplicate`], whoever sends it; every
 /// other entry is [`check`]ed against the membership as changed by the job's earlier entries,
-/// at the index it will get (`next_index` for the first new entry), sequenced at `time_ms`.
-/// Hash records are not read: this is the whole check at admission, and [`Pending::check_job`]
-/// adds the record checks in the sequencer.
+/// at the index it will get (`next_index` for the first new entry), sequenced at `time_ms`,
+/// and then by `record` (given the entry and its index), which checks it against the hash
+/// records as changed by the job's earlier entries: [`Pending::check_job`] does, admission
+/// (which does not read records) passes a check that accepts everything.
 ///
 /// # Errors
 /// The outer error when `known` fails; the inner one names the first refused entry.
@@ -223,6 +224,7 @@ pub fn check_job<'d>(
     mut known: impl FnMut(&ParsedEntry) -> Result<bool, StorageError>,
     next_index: u64,
     time_ms: u64,
+    mut record: impl FnMut(&ParsedEntry, u64) -> Result<Result<(), ServiceError>, StorageError>,
 ) -> Result<Result<JobPlan<'d>, Refusal>, StorageError> {
     let mut directory = Cow::Borrowed(dir);
     // The new entries so far: their digests, and so the index of the next one.
@@ -235,7 +237,12 @@ pub fn check_job<'d>(
         }
         let index = next_index + new.len() as u64;
         new.insert(entry.digest);
-        match check(&mut directory, entry, index, time_ms, caller) {
+        let checked = check(&mut directory, entry, index, time_ms, caller);
+        let checked = match checked {
+            Ok(step) => record(entry, index)?.map(|()| step),
+            Err(error) => Err(error),
+        };
+        match checked {
             Ok((key, effect)) => steps.push(Step::New { key, effect }),
             Err(error) => {
                 return Ok(Err(Refusal {
@@ -456,32 +463,27 @@ impl<'s> Pending<'s> {
         entries: &[ParsedEntry],
     ) -> Result<Result<JobPlan<'_>, Refusal>, StorageError> {
         let known = |entry: &ParsedEntry| Ok(self.existing(entry)?.is_some());
-        let plan = match check_job(&self.dir, caller, entries, known, self.size, self.time_ms)? {
-            Ok(plan) => plan,
-            Err(refusal) => return Ok(Err(refusal)),
-        };
-        let mut records: FastMap<&ContentHash, Vec<u8>> = FastMap::default();
-        let mut index = self.size;
-        for (position, (entry, step)) in entries.iter().zip(&plan.steps).enumerate() {
-            if matches!(step, Step::Duplicate) {
-                continue;
-            }
-            index += 1;
-            let Some((hash, change, field)) = record_change(entry, index - 1, self.time_ms) else {
-                continue;
+        // Copies of the records the job changes, as changed by its entries so far.
+        let mut records: FastMap<ContentHash, Vec<u8>> = FastMap::default();
+        let record = |entry: &ParsedEntry, index: u64| {
+            let Some((hash, change, field)) = record_change(entry, index, self.time_ms) else {
+                return Ok(Ok(()));
             };
-            let record = match records.entry(hash) {
+            let record = match records.entry(hash.clone()) {
                 std::collections::hash_map::Entry::Occupied(slot) => slot.into_mut(),
                 std::collections::hash_map::Entry::Vacant(slot) => slot.insert(self.record(hash)?),
             };
-            if let Err(error) = record::change(record, change)? {
-                return Ok(Err(Refusal {
-                    position: Some(position),
-                    error: error.in_field(field),
-                }));
-            }
-        }
-        Ok(Ok(plan))
+            Ok(record::change(record, change)?.map_err(|e| e.in_field(field)))
+        };
+        check_job(
+            &self.dir,
+            caller,
+            entries,
+            known,
+            self.size,
+            self.time_ms,
+            record,
+        )
     }
 
     /// `state::apply`: checks one entry, sent by `caller`, at the next index against the
