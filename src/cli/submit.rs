@@ -14,7 +14,8 @@ use crate::registry::MAX_SUBMIT_BATCH;
 use crate::statement::{hash_submission, Signer};
 use crate::types::HashType;
 
-/// `hashforum submit --type T --value V [--label K=V]... [--tag T]...`, or `--batch FILE`.
+/// `hashforum submit --type T --value V [--label K=V]... [--tag T]... [--incident ID]`, or
+/// `--batch FILE`.
 #[derive(Debug, Args)]
 pub struct SubmitArgs {
     #[command(flatten)]
@@ -37,6 +38,9 @@ pub struct SubmitArgs {
     /// PDQ quality, 0-100.
     #[arg(long)]
     pub quality: Option<u32>,
+    /// The open incident the content belongs to (see `hashforum incident list`).
+    #[arg(long, value_name = "ID")]
+    pub incident: Option<String>,
 }
 
 /// Runs `submit`.
@@ -62,6 +66,7 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
                 labels: Some(labels.clone()),
                 tags: args.tags.clone(),
                 quality: args.quality,
+                incident_id: args.incident.clone().unwrap_or_default(),
                 ..hash_submission(*t, v)
             })
         })

@@ -254,7 +254,7 @@ async fn submit_and_lookup_through_the_cli() {
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(
         lines[0],
-        format!("md5:{md5} found: submitted by 2 member(s), first by alpha")
+        format!("md5:{md5} found (active): submitted by 2 member(s), first by alpha")
     );
     assert_eq!(lines.len(), 3, "{out}");
     assert!(lines[1].trim_start().starts_with("alpha"), "{out}");
