@@ -14,3 +14,4 @@ mod mtls;
 mod registry;
 mod roles;
 mod shutdown;
+mod statements;
