@@ -224,7 +224,11 @@ async fn retractions_mark_submissions_and_a_new_submission_revives_one() {
         .await
         .unwrap();
     let r = record(&mut alpha, 2).await;
-    assert_eq!(record_status(&r), pb::RecordStatus::Active, "beta's is live");
+    assert_eq!(
+        record_status(&r),
+        pb::RecordStatus::Active,
+        "beta's is live"
+    );
     let marked = r.submissions[0].retraction.clone().expect("marked");
     assert_eq!(
         (marked.log_index, marked.reason.as_str()),
