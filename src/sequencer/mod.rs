@@ -9,8 +9,8 @@
 //!
 //! A job (one `SubmitEntries` call) is all or nothing: if one entry is refused, none of the
 //! job's entries is appended, and other jobs in the same group are unaffected. The job is
-//! checked with `state::Pending::check_job` and then appended with the effects that check computed, so
-//! the check sees exactly what the append does.
+//! checked with `state::Pending::check_job` and then appended with the effects that check
+//! computed, so the check sees exactly what the append does.
 //!
 //! A failed commit is fatal. After a synced write fails, RocksDB may or may not hold the batch
 //! in its write-ahead log, and it refuses later writes; reusing the indexes of the failed group
