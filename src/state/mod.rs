@@ -466,7 +466,7 @@ impl<'s> Pending<'s> {
         // Copies of the records the job changes, as changed by its entries so far.
         let mut records: FastMap<ContentHash, Vec<u8>> = FastMap::default();
         let record = |entry: &ParsedEntry, index: u64| {
-            let Some((hash, change, field)) = record_change(entry, index, self.time_ms) else {
+            let Some((hash, change, field)) = record::change_for(entry, index, self.time_ms) else {
                 return Ok(Ok(()));
             };
             let record = match records.entry(hash.clone()) {
@@ -586,7 +586,7 @@ impl<'s> Pending<'s> {
 
     /// Stages the change a checked statement about a hash makes to its record.
     fn apply_record(&mut self, entry: &ParsedEntry, index: u64) -> Result<(), StorageError> {
-        let Some((hash, change, _)) = record_change(entry, index, self.time_ms) else {
+        let Some((hash, change, _)) = record::change_for(entry, index, self.time_ms) else {
             return Ok(());
         };
         if !self.records.contains_key(hash) {
@@ -669,86 +669,6 @@ impl<'s> Pending<'s> {
             overlay,
         }
     }
-}
-
-/// The hash a statement changes the record of, the change it makes at log index `index`
-/// sequenced at `time_ms`, and the statement's field (for refusals); `None` for statements
-/// about no hash.
-fn record_change(
-    entry: &ParsedEntry,
-    index: u64,
-    time_ms: u64,
-) -> Option<(&ContentHash, record::Change, &'static str)> {
-    let Author::Member(author) = &entry.author else {
-        return None;
-    };
-    let member_id = author.to_string();
-    Some(match &entry.body {
-        Body::HashSubmission(s) => {
-            let submission = pb::Submission {
-                member_id,
-                log_index: index,
-                sequenced_at_unix_ms: time_ms,
-                labels: Some(s.labels.clone()),
-                tags: s.tags.clone(),
-                quality: s.quality,
-                envelope: None,
-                first_log_index: index,
-                incident_id: s
-                    .incident
-                    .as_ref()
-                    .map(ToString::to_string)
-                    .unwrap_or_default(),
-                retraction: None,
-            };
-            (
-                &s.hash,
-                record::Change::Submit(submission),
-                "payload.hash_submission",
-            )
-        }
-        Body::Opinion(o) => {
-            let opinion = pb::Opinion {
-                member_id,
-                opinion: o.opinion as i32,
-                reason: o.reason.clone(),
-                log_index: index,
-                sequenced_at_unix_ms: time_ms,
-                first_log_index: index,
-            };
-            (
-                &o.hash,
-                record::Change::Opinion(opinion),
-                "payload.hash_opinion",
-            )
-        }
-        Body::Retraction(r) => {
-            let retraction = pb::Retraction {
-                log_index: index,
-                sequenced_at_unix_ms: time_ms,
-                reason: r.reason.clone(),
-            };
-            let change = record::Change::Retract {
-                member: member_id,
-                retraction,
-            };
-            (&r.hash, change, "payload.hash_retraction")
-        }
-        Body::Withdrawal(w) => {
-            let withdrawal = pb::Withdrawal {
-                member_id,
-                reason: w.reason.clone(),
-                log_index: index,
-                sequenced_at_unix_ms: time_ms,
-            };
-            (
-                &w.hash,
-                record::Change::Withdraw(withdrawal),
-                "payload.hash_withdrawal",
-            )
-        }
-        Body::Genesis(_) | Body::Admin(_) | Body::Incident(_) => return None,
-    })
 }
 
 fn registered_key(k: &pb::KeyRegistered, index: u64) -> pb::SigningKey {

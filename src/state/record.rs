@@ -13,9 +13,11 @@
 
 use prost::Message;
 
+use crate::entry::{Author, Body, ParsedEntry};
 use crate::error::ServiceError;
 use crate::pb;
 use crate::storage::StorageError;
+use crate::types::ContentHash;
 
 /// The stored value of a hash record.
 ///
@@ -58,6 +60,82 @@ pub(super) enum Change {
     },
     /// An admin withdraws the hash.
     Withdraw(pb::Withdrawal),
+}
+
+/// The hash a statement changes the record of, the change it makes at log index `index`
+/// sequenced at `time_ms`, and the statement's field (for refusals); `None` for statements
+/// about no hash.
+pub(super) fn change_for(
+    entry: &ParsedEntry,
+    index: u64,
+    time_ms: u64,
+) -> Option<(&ContentHash, Change, &'static str)> {
+    let Author::Member(author) = &entry.author else {
+        return None;
+    };
+    let member_id = author.to_string();
+    Some(match &entry.body {
+        Body::HashSubmission(s) => {
+            let submission = pb::Submission {
+                member_id,
+                log_index: index,
+                sequenced_at_unix_ms: time_ms,
+                labels: Some(s.labels.clone()),
+                tags: s.tags.clone(),
+                quality: s.quality,
+                envelope: None,
+                first_log_index: index,
+                incident_id: s
+                    .incident
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+                retraction: None,
+            };
+            (
+                &s.hash,
+                Change::Submit(submission),
+                "payload.hash_submission",
+            )
+        }
+        Body::Opinion(o) => {
+            let opinion = pb::Opinion {
+                member_id,
+                opinion: o.opinion as i32,
+                reason: o.reason.clone(),
+                log_index: index,
+                sequenced_at_unix_ms: time_ms,
+                first_log_index: index,
+            };
+            (&o.hash, Change::Opinion(opinion), "payload.hash_opinion")
+        }
+        Body::Retraction(r) => {
+            let retraction = pb::Retraction {
+                log_index: index,
+                sequenced_at_unix_ms: time_ms,
+                reason: r.reason.clone(),
+            };
+            let change = Change::Retract {
+                member: member_id,
+                retraction,
+            };
+            (&r.hash, change, "payload.hash_retraction")
+        }
+        Body::Withdrawal(w) => {
+            let withdrawal = pb::Withdrawal {
+                member_id,
+                reason: w.reason.clone(),
+                log_index: index,
+                sequenced_at_unix_ms: time_ms,
+            };
+            (
+                &w.hash,
+                Change::Withdraw(withdrawal),
+                "payload.hash_withdrawal",
+            )
+        }
+        Body::Genesis(_) | Body::Admin(_) | Body::Incident(_) => return None,
+    })
 }
 
 /// Applies `change` to the stored `record` (empty when the hash is not in the registry), or
