@@ -45,6 +45,8 @@ pub struct StoredRecord {
 }
 
 /// A change to one hash record, by one entry.
+// Most changes are submissions, made and consumed at once: boxing would allocate for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub(super) enum Change {
     /// A member's submission: added, or in place of its earlier one (live again if retracted).
