@@ -49,7 +49,9 @@ pub enum Access {
     AnyRole(&'static [Role]),
 }
 
-const SUBMIT: Access = Access::AnyRole(&[Role::Contributor, Role::Admin]);
+/// Contributors submit hashes, opinions and retractions; readers opinions; admins admin
+/// statements. Which statement needs which role is `entry::Body::required_roles`.
+const SUBMIT: Access = Access::AnyRole(&[Role::Contributor, Role::Reader, Role::Admin]);
 const LOOKUP: Access = Access::AnyRole(&[Role::Reader, Role::Observer]);
 /// Checkpoints, single entries and proofs: what checking a receipt or a lookup needs.
 const LOG_READ: Access = Access::AnyRole(&[Role::Reader, Role::Replica, Role::Observer]);
@@ -58,11 +60,16 @@ const LOG_BULK: Access = Access::AnyRole(&[Role::Reader, Role::Replica]);
 
 /// Every callable method, by gRPC path. A path ending in `/` covers every method of that
 /// service (the stock services, whose method lists are not ours). Anything else is refused.
-pub const POLICY: [(&str, Access); 15] = [
+pub const POLICY: [(&str, Access); 16] = [
     ("/hashforum.v1.RegistryService/SubmitEntry", SUBMIT),
     ("/hashforum.v1.RegistryService/SubmitEntries", SUBMIT),
     ("/hashforum.v1.RegistryService/LookupHash", LOOKUP),
     ("/hashforum.v1.RegistryService/LookupHashes", LOOKUP),
+    // Submissions name incidents, so every member may read them.
+    (
+        "/hashforum.v1.RegistryService/ListIncidents",
+        Access::AnyMember,
+    ),
     // The directory: its keys verify every entry, so every member may read it.
     ("/hashforum.v1.AdminService/ListMembers", Access::AnyMember),
     ("/hashforum.v1.AdminService/GetMember", Access::AnyMember),
@@ -306,10 +313,11 @@ mod tests {
         const OK: &str = "OK";
         const NO: &str = "MISSING_ROLE";
         let table = [
-            ("RegistryService/SubmitEntry", [OK, OK, NO, NO, NO]),
-            ("RegistryService/SubmitEntries", [OK, OK, NO, NO, NO]),
+            ("RegistryService/SubmitEntry", [OK, OK, OK, NO, NO]),
+            ("RegistryService/SubmitEntries", [OK, OK, OK, NO, NO]),
             ("RegistryService/LookupHash", [NO, NO, OK, OK, NO]),
             ("RegistryService/LookupHashes", [NO, NO, OK, OK, NO]),
+            ("RegistryService/ListIncidents", [OK; 5]),
             ("AdminService/ListMembers", [OK; 5]),
             ("AdminService/GetMember", [OK; 5]),
             ("AdminService/GetMemberHistory", [OK; 5]),

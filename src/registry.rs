@@ -9,17 +9,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use prost::Message;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::crypto;
-use crate::entry::{action_name, Author, Body, ParsedEntry};
+use crate::entry::{action_name, Author, ParsedEntry};
 use crate::error::ServiceError;
 use crate::log::checkpoint::{LogSigner, SignedCheckpoint};
 use crate::log::{self, now_ms, StoredEntry};
 use crate::pb;
 use crate::sequencer::{Committed, Sequencer};
-use crate::state::{self, decode_record, Caller, Directory, Step};
+use crate::state::{self, Caller, Directory, Step};
 use crate::storage::Store;
 use crate::types::{CertFingerprint, ContentHash, MemberId, StatementDigest};
 use crate::wire::RawRecord;
@@ -168,6 +169,11 @@ impl Registry {
             .await
     }
 
+    /// Every incident, open and closed, in order of declaration, as the directory sees it now.
+    pub fn incidents(&self) -> Vec<pb::Incident> {
+        self.directory().incidents().list()
+    }
+
     /// A member, as the directory sees it now.
     ///
     /// # Errors
@@ -305,6 +311,9 @@ impl Admission {
             &entries,
             |entry| Ok(known.contains_key(&entry.digest)),
             self.store.size()?,
+            now,
+            // Records are checked by the sequencer, at each entry's place in the log.
+            |_, _| Ok(Ok(())),
         )?
         .map_err(|e| e.in_field(&field))?;
         let keys: Vec<_> = plan
@@ -341,10 +350,11 @@ impl Admission {
             .collect())
     }
 
-    /// Refuses an admin statement issued too far from now: a signed action that was never
-    /// delivered cannot be replayed months later. Hash submissions carry no time.
+    /// Refuses an admin statement (membership, keys, withdrawals, incidents) issued too far
+    /// from now: a signed action that was never delivered cannot be replayed months later.
+    /// Members' statements (submissions, opinions, retractions) are not held to a window.
     fn check_fresh(&self, entry: &ParsedEntry, now: u64) -> Result<(), ServiceError> {
-        if !matches!(entry.body, Body::Admin(_)) {
+        if !entry.body.is_admin() {
             return Ok(());
         }
         let window = u64::try_from(self.policy.admin_freshness.as_millis()).unwrap_or(u64::MAX);
@@ -391,9 +401,10 @@ fn lookup(
         for (&(hash, times), record) in chunk.iter().zip(store.records(&keys)?) {
             let Some(mut record) = record else { continue };
             if include_envelopes {
-                let mut decoded = decode_record(&record)?.submissions;
-                attach_envelopes(store, &mut decoded)?;
-                record = RawRecord::encode_submissions(&decoded);
+                let mut decoded = pb::HashRecord::decode(record.as_slice())
+                    .map_err(|e| ServiceError::Internal(format!("stored record: {e}")))?;
+                attach_envelopes(store, &mut decoded.submissions)?;
+                record = RawRecord::encode_rest(&decoded);
             }
             // The record, its hash and the result's framing, once per time it is asked for.
             budget.take((record.len() + 96).saturating_mul(times))?;
@@ -403,10 +414,10 @@ fn lookup(
     Ok(hashes
         .iter()
         .map(|hash| {
-            found.get(hash).map(|submissions| RawRecord {
+            found.get(hash).map(|rest| RawRecord {
                 hash_type: hash.hash_type().to_pb() as i32,
                 value: hash.to_hex(),
-                submissions: submissions.clone(),
+                rest: rest.clone(),
             })
         })
         .collect())

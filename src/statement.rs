@@ -3,7 +3,9 @@
 //! A [`Signer`] is a member of one forum with its signing key. Every statement it makes names
 //! the forum's origin and its author; admin statements carry a fresh issue time (the server
 //! refuses stale ones), hash submissions none, so that submitting the same hash with the same
-//! labels again is a resubmission and gets the original receipt.
+//! labels again is a resubmission and gets the original receipt. Opinions and retractions
+//! carry their issue time too (not held to a window): a member may retract, submit again and
+//! retract again with the same reason, and each is a new statement, not a resubmission.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -68,6 +70,32 @@ impl Signer {
 
     /// A signed admin statement, issued now.
     pub fn admin(&self, body: pb::statement::Body) -> pb::Envelope {
+        self.sign(&self.statement(fresh_ms(), body))
+    }
+
+    /// A signed opinion of a hash, issued now.
+    pub fn opinion(
+        &self,
+        hash: &ContentHash,
+        opinion: pb::OpinionKind,
+        reason: &str,
+    ) -> pb::Envelope {
+        let body = pb::statement::Body::HashOpinion(pb::HashOpinion {
+            hash_type: hash.hash_type().to_pb() as i32,
+            value: hash.to_hex(),
+            opinion: opinion as i32,
+            reason: reason.to_owned(),
+        });
+        self.sign(&self.statement(fresh_ms(), body))
+    }
+
+    /// A signed retraction of the author's submission of a hash, issued now.
+    pub fn retract(&self, hash: &ContentHash, reason: &str) -> pb::Envelope {
+        let body = pb::statement::Body::HashRetraction(pb::HashRetraction {
+            hash_type: hash.hash_type().to_pb() as i32,
+            value: hash.to_hex(),
+            reason: reason.to_owned(),
+        });
         self.sign(&self.statement(fresh_ms(), body))
     }
 }
@@ -173,6 +201,36 @@ pub mod admin {
         pb::statement::Body::CertBound(pb::CertBound {
             member_id: member_id.into(),
             cert_sha256: cert_sha256.to_vec(),
+            reason: reason.into(),
+        })
+    }
+
+    /// Withdraws a hash for every member.
+    pub fn withdraw(hash: &super::ContentHash, reason: &str) -> pb::statement::Body {
+        pb::statement::Body::HashWithdrawal(pb::HashWithdrawal {
+            hash_type: hash.hash_type().to_pb() as i32,
+            value: hash.to_hex(),
+            reason: reason.into(),
+        })
+    }
+
+    /// Declares an incident.
+    pub fn declare_incident(
+        incident_id: &str,
+        title: &str,
+        level: pb::IncidentLevel,
+    ) -> pb::statement::Body {
+        pb::statement::Body::IncidentDeclared(pb::IncidentDeclared {
+            incident_id: incident_id.into(),
+            title: title.into(),
+            level: level as i32,
+        })
+    }
+
+    /// Closes an incident.
+    pub fn close_incident(incident_id: &str, reason: &str) -> pb::statement::Body {
+        pb::statement::Body::IncidentClosed(pb::IncidentClosed {
+            incident_id: incident_id.into(),
             reason: reason.into(),
         })
     }

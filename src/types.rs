@@ -52,6 +52,41 @@ impl MemberId {
     }
 }
 
+/// An incident id: 1-64 characters of `[a-z0-9._-]`, starting with a letter or digit (the
+/// member-id charset).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IncidentId(String);
+
+impl IncidentId {
+    /// Parses an incident id.
+    ///
+    /// # Errors
+    /// When the id is empty, too long or uses other characters.
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
+        let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c);
+        if s.is_empty() || s.len() > 64 {
+            return Err(invalid("incident id must be 1-64 characters"));
+        }
+        if !s.chars().all(ok_char) || !s.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+            return Err(invalid(
+                "incident id must be [a-z0-9._-] and start with a letter or digit",
+            ));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// The id as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for IncidentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 impl fmt::Display for MemberId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

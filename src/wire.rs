@@ -1,8 +1,9 @@
 //! Messages hand-coded for the server, byte-compatible with the generated types.
 //!
-//! Replies: a batch lookup answers with up to 10,000 hash records. Each is stored as the encoded
-//! `submissions` of a `HashRecord` (see `state::StoredRecord`), so the server copies those bytes
-//! into the reply instead of decoding them into `pb::Submission`s and encoding them again.
+//! Replies: a batch lookup answers with up to 10,000 hash records. Each is stored as the encoding
+//! of a `HashRecord` without its first two fields (see `state::StoredRecord`), so the server
+//! writes `hash_type` and `value` and copies the stored bytes into the reply instead of decoding
+//! them (submissions, opinions, withdrawal, status, tallies) and encoding them again.
 //! Clients see an ordinary `LookupHashesResponse`: the encoding is the one prost would produce.
 //!
 //! Requests: the generated decoders materialise every repeated element, so a 16 MiB message of
@@ -43,7 +44,6 @@ const FOUND: u32 = 1; // LookupResult.found
 const RECORD: u32 = 2; // LookupResult.record
 const HASH_TYPE: u32 = 1; // HashRecord.hash_type
 const VALUE: u32 = 2; // HashRecord.value
-const SUBMISSIONS: u32 = 3; // HashRecord.submissions
 const ENVELOPE: u32 = 1; // SubmitEntryRequest.envelope
 const ENVELOPES: u32 = 1; // SubmitEntriesRequest.envelopes
 const QUERIES: u32 = 1; // LookupHashesRequest.queries
@@ -57,24 +57,28 @@ pub struct LookupHashesReply {
     pub results: Vec<Option<RawRecord>>,
 }
 
-/// `hashforum.v1.HashRecord` with its submissions still encoded.
+/// `hashforum.v1.HashRecord` with every field after `value` still encoded.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RawRecord {
     /// `HashRecord.hash_type`.
     pub hash_type: i32,
     /// `HashRecord.value`.
     pub value: String,
-    /// `HashRecord.submissions`, encoded: each one as field 3, in log order. A stored record
-    /// is exactly this.
-    pub submissions: Vec<u8>,
+    /// The other fields of the `HashRecord` (submissions, opinions, withdrawal, status,
+    /// tallies), encoded, in field order. A stored record is exactly this.
+    pub rest: Vec<u8>,
 }
 
 impl RawRecord {
-    /// Encodes decoded submissions (for example with envelopes attached).
-    pub fn encode_submissions(submissions: &[pb::Submission]) -> Vec<u8> {
-        let mut out = Vec::new();
-        encoding::message::encode_repeated(SUBMISSIONS, submissions, &mut out);
-        out
+    /// The encoded fields after `value` of a decoded record (for example with envelopes
+    /// attached): its encoding without `hash_type` and `value`.
+    pub fn encode_rest(record: &pb::HashRecord) -> Vec<u8> {
+        pb::HashRecord {
+            hash_type: 0,
+            value: String::new(),
+            ..record.clone()
+        }
+        .encode_to_vec()
     }
 
     fn body_len(&self) -> usize {
@@ -88,7 +92,7 @@ impl RawRecord {
         } else {
             encoding::string::encoded_len(VALUE, &self.value)
         };
-        hash_type + value + self.submissions.len()
+        hash_type + value + self.rest.len()
     }
 }
 
@@ -118,7 +122,7 @@ impl Message for LookupHashesReply {
             if !record.value.is_empty() {
                 encoding::string::encode(VALUE, &record.value, buf);
             }
-            buf.put_slice(&record.submissions);
+            buf.put_slice(&record.rest);
         }
     }
 
@@ -137,8 +141,8 @@ impl Message for LookupHashesReply {
         self.results
             .push(result.record.filter(|_| result.found).map(|r| RawRecord {
                 hash_type: r.hash_type,
+                rest: RawRecord::encode_rest(&r),
                 value: r.value,
-                submissions: RawRecord::encode_submissions(&r.submissions),
             }));
         Ok(())
     }
@@ -394,6 +398,16 @@ mod tests {
                 payload_type: "t".into(),
                 signatures: vec![],
             }),
+            incident_id: if index % 3 == 0 {
+                "christchurch".into()
+            } else {
+                String::new()
+            },
+            retraction: (index % 5 == 0).then(|| pb::Retraction {
+                log_index: index + 1,
+                sequenced_at_unix_ms: 7,
+                reason: "mistake".into(),
+            }),
         }
     }
 
@@ -404,12 +418,34 @@ mod tests {
                 hash_type: pb::HashType::Sha256 as i32,
                 value: "ab".repeat(32),
                 submissions: vec![submission("alpha", 1, false), submission("beta", 300, true)],
+                opinions: vec![pb::Opinion {
+                    member_id: "gamma".into(),
+                    opinion: pb::OpinionKind::FalsePositive as i32,
+                    reason: "a cat".into(),
+                    log_index: 301,
+                    sequenced_at_unix_ms: 9,
+                    first_log_index: 2,
+                }],
+                withdrawal: Some(pb::Withdrawal {
+                    member_id: "admin".into(),
+                    reason: "appeal".into(),
+                    log_index: 302,
+                    sequenced_at_unix_ms: 10,
+                }),
+                status: pb::RecordStatus::Withdrawn as i32,
+                tallies: Some(pb::OpinionTallies {
+                    agree: 0,
+                    disagree: 0,
+                    false_positive: 1,
+                }),
             }),
             None,
             Some(pb::HashRecord {
                 hash_type: pb::HashType::Md5 as i32,
                 value: "cd".repeat(16),
                 submissions: vec![submission("gamma", 70_000, false)],
+                status: pb::RecordStatus::Active as i32,
+                ..Default::default()
             }),
             Some(pb::HashRecord::default()),
         ];
@@ -429,7 +465,7 @@ mod tests {
                     record.as_ref().map(|r| RawRecord {
                         hash_type: r.hash_type,
                         value: r.value.clone(),
-                        submissions: RawRecord::encode_submissions(&r.submissions),
+                        rest: RawRecord::encode_rest(r),
                     })
                 })
                 .collect(),

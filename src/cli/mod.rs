@@ -2,7 +2,9 @@
 
 mod admin;
 pub mod bench;
+pub mod feedback;
 pub mod identity;
+pub mod incident;
 pub mod init;
 mod input;
 pub mod key;
@@ -41,6 +43,14 @@ pub enum Command {
     Submit(submit::SubmitArgs),
     /// Look hashes up (one, or a batch of `type:value` lines).
     Lookup(lookup::LookupArgs),
+    /// Say what you think of a hash in the registry (reader or contributor).
+    Opinion(feedback::OpinionArgs),
+    /// Retract your own submission of a hash (contributor).
+    Retract(feedback::RetractArgs),
+    /// Withdraw a hash for every member (admin).
+    Withdraw(feedback::WithdrawArgs),
+    /// Declare and close incidents (admin), and list them.
+    Incident(incident::IncidentArgs),
     /// Manage members (admin) and read the member directory.
     Member(member::MemberArgs),
     /// Manage members' signing keys (admin) and list them.
@@ -91,6 +101,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::run(args).await,
         Command::Submit(args) => submit::run(args).await,
         Command::Lookup(args) => lookup::run(args).await,
+        Command::Opinion(args) => feedback::opinion(args).await,
+        Command::Retract(args) => feedback::retract(args).await,
+        Command::Withdraw(args) => feedback::withdraw(args).await,
+        Command::Incident(args) => incident::run(args).await,
         Command::Member(args) => member::run(args).await,
         Command::Key(args) => key::run(args).await,
         Command::Identity(args) => identity::run(args),

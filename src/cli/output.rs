@@ -65,12 +65,58 @@ pub fn record_json(hash_type: &str, value: &str, record: Option<&pb::HashRecord>
         return json!({ "found": false, "hash_type": hash_type, "value": value, "submitters": [] });
     };
     let submitters: Vec<Value> = record.submissions.iter().map(submission_json).collect();
+    let tallies = record.tallies.unwrap_or_default();
     json!({
         "found": true,
         "hash_type": type_name(record.hash_type),
         "value": record.value,
+        "status": record_status_name(record.status),
         "first_submitter": record.submissions.first().map(|s| s.member_id.clone()),
         "submitters": submitters,
+        "tallies": {
+            "agree": tallies.agree,
+            "disagree": tallies.disagree,
+            "false_positive": tallies.false_positive,
+        },
+        "opinions": record.opinions.iter().map(opinion_json).collect::<Vec<_>>(),
+        "withdrawal": record.withdrawal.as_ref().map(|w| json!({
+            "member": w.member_id,
+            "reason": w.reason,
+            "log_index": w.log_index,
+            "sequenced_at": format_ms(w.sequenced_at_unix_ms),
+        })),
+    })
+}
+
+/// A record status's name.
+pub fn record_status_name(status: i32) -> &'static str {
+    match pb::RecordStatus::try_from(status) {
+        Ok(pb::RecordStatus::Active) => "active",
+        Ok(pb::RecordStatus::Disputed) => "disputed",
+        Ok(pb::RecordStatus::Retracted) => "retracted",
+        Ok(pb::RecordStatus::Withdrawn) => "withdrawn",
+        _ => "unknown",
+    }
+}
+
+/// An opinion's name, as the CLI takes it.
+pub fn opinion_name(opinion: i32) -> &'static str {
+    match pb::OpinionKind::try_from(opinion) {
+        Ok(pb::OpinionKind::Agree) => "agree",
+        Ok(pb::OpinionKind::Disagree) => "disagree",
+        Ok(pb::OpinionKind::FalsePositive) => "false_positive",
+        _ => "unknown",
+    }
+}
+
+fn opinion_json(o: &pb::Opinion) -> Value {
+    json!({
+        "member": o.member_id,
+        "opinion": opinion_name(o.opinion),
+        "reason": o.reason,
+        "log_index": o.log_index,
+        "first_log_index": o.first_log_index,
+        "sequenced_at": format_ms(o.sequenced_at_unix_ms),
     })
 }
 
@@ -90,6 +136,17 @@ fn submission_json(s: &pb::Submission) -> Value {
     });
     if let Some(q) = s.quality {
         v["quality"] = json!(q);
+    }
+    if !s.incident_id.is_empty() {
+        v["incident"] = json!(s.incident_id);
+    }
+    v["retracted"] = json!(s.retraction.is_some());
+    if let Some(r) = &s.retraction {
+        v["retraction"] = json!({
+            "log_index": r.log_index,
+            "reason": r.reason,
+            "sequenced_at": format_ms(r.sequenced_at_unix_ms),
+        });
     }
     if let Some(env) = &s.envelope {
         v["envelope"] = envelope_json(env);
@@ -123,7 +180,8 @@ pub fn record_text(hash_type: &str, value: &str, record: Option<&pb::HashRecord>
         return format!("{hash_type}:{value} not found\n");
     };
     let mut out = format!(
-        "{hash_type}:{value} found: submitted by {} member(s), first by {}\n",
+        "{hash_type}:{value} found ({}): submitted by {} member(s), first by {}\n",
+        record_status_name(record.status),
         record.submissions.len(),
         record
             .submissions
@@ -142,8 +200,90 @@ pub fn record_text(hash_type: &str, value: &str, record: Option<&pb::HashRecord>
             l.content_type,
             s.tags.join(",")
         ));
+        if !s.incident_id.is_empty() {
+            out.push_str(&format!("    incident {}\n", s.incident_id));
+        }
+        if let Some(r) = &s.retraction {
+            out.push_str(&format!(
+                "    retracted at log index {} {}: {:?}\n",
+                r.log_index,
+                format_ms(r.sequenced_at_unix_ms),
+                r.reason
+            ));
+        }
+    }
+    if let Some(t) = &record.tallies {
+        out.push_str(&format!(
+            "  opinions: agree {} disagree {} false_positive {}\n",
+            t.agree, t.disagree, t.false_positive
+        ));
+    }
+    for o in &record.opinions {
+        out.push_str(&format!(
+            "    {:<12} {:<14} log index {:<8} {}  {:?}\n",
+            o.member_id,
+            opinion_name(o.opinion),
+            o.log_index,
+            format_ms(o.sequenced_at_unix_ms),
+            o.reason
+        ));
+    }
+    if let Some(w) = &record.withdrawal {
+        out.push_str(&format!(
+            "  withdrawn by {} at log index {} {}: {:?}\n",
+            w.member_id,
+            w.log_index,
+            format_ms(w.sequenced_at_unix_ms),
+            w.reason
+        ));
     }
     out
+}
+
+/// An incident level's name, as the CLI takes it.
+pub fn incident_level_name(level: i32) -> &'static str {
+    match pb::IncidentLevel::try_from(level) {
+        Ok(pb::IncidentLevel::Incident) => "incident",
+        Ok(pb::IncidentLevel::ContentIncident) => "content-incident",
+        Ok(pb::IncidentLevel::ContentIncidentProtocol) => "cip",
+        Ok(pb::IncidentLevel::PerpetratorContentIncident) => "pci",
+        _ => "unknown",
+    }
+}
+
+/// The JSON of an incident.
+pub fn incident_json(i: &pb::Incident) -> Value {
+    json!({
+        "incident_id": i.incident_id,
+        "title": i.title,
+        "level": incident_level_name(i.level),
+        "open": i.closure.is_none(),
+        "declared_by": i.declared_by,
+        "declared_at_log_index": i.declared_at_log_index,
+        "declared_at": format_ms(i.declared_at_unix_ms),
+        "closure": i.closure.as_ref().map(|c| json!({
+            "closed_by": c.closed_by,
+            "reason": c.reason,
+            "log_index": c.log_index,
+            "closed_at": format_ms(c.sequenced_at_unix_ms),
+        })),
+    })
+}
+
+/// One line per incident: id, open or closed, level, declaring index, title.
+pub fn incident_line(i: &pb::Incident) -> String {
+    let state = match &i.closure {
+        None => "open".to_owned(),
+        Some(c) => format!("closed at {}", c.log_index),
+    };
+    format!(
+        "{}\t{state}\t{}\tdeclared at {} by {}\t{}",
+        i.incident_id,
+        incident_level_name(i.level),
+        i.declared_at_log_index,
+        i.declared_by,
+        i.title
+    )
 }
 
 /// Prints the receipts of submitted entries: the log index of each, and whether it was

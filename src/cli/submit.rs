@@ -15,10 +15,11 @@ use crate::log::proof::Receipt;
 use crate::log::{leaf_hash, leaf_prefix};
 use crate::pb;
 use crate::registry::MAX_SUBMIT_BATCH;
-use crate::statement::{hash_submission, Signer};
+use crate::statement::{fresh_ms, hash_submission, Signer};
 use crate::types::HashType;
 
-/// `hashforum submit --type T --value V [--label K=V]... [--tag T]...`, or `--batch FILE`.
+/// `hashforum submit --type T --value V [--label K=V]... [--tag T]... [--incident ID]`, or
+/// `--batch FILE`.
 #[derive(Debug, Args)]
 pub struct SubmitArgs {
     #[command(flatten)]
@@ -46,6 +47,13 @@ pub struct SubmitArgs {
     /// `INDEX.entry` files. `hashforum verify --receipt R --entry E` checks them offline.
     #[arg(long, value_name = "PATH")]
     pub receipt: Option<PathBuf>,
+    /// The open incident the content belongs to (see `hashforum incident list`).
+    #[arg(long, value_name = "ID")]
+    pub incident: Option<String>,
+    /// Sign with the current time, so that a statement identical to one already in the log
+    /// is a new entry, not a resubmission: to make a retracted submission live again.
+    #[arg(long)]
+    pub reissue: bool,
 }
 
 /// Runs `submit`.
@@ -67,12 +75,19 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
     let envelopes: Vec<pb::Envelope> = hashes
         .iter()
         .map(|(t, v)| {
-            signer.submit(pb::HashSubmission {
+            let submission = pb::HashSubmission {
                 labels: Some(labels.clone()),
                 tags: args.tags.clone(),
                 quality: args.quality,
+                incident_id: args.incident.clone().unwrap_or_default(),
                 ..hash_submission(*t, v)
-            })
+            };
+            if args.reissue {
+                let body = pb::statement::Body::HashSubmission(submission);
+                signer.sign(&signer.statement(fresh_ms(), body))
+            } else {
+                signer.submit(submission)
+            }
         })
         .collect();
     let mut client = connect(&args.client).await?;

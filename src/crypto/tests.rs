@@ -23,6 +23,7 @@ fn example_statement() -> pb::Statement {
             }),
             tags: vec!["t".into()],
             quality: None,
+            incident_id: String::new(),
         })),
     }
 }

@@ -111,6 +111,11 @@ pub fn action_name(body: &pb::statement::Body) -> &'static str {
         B::KeyRevoked(_) => "key_revoked",
         B::CertBound(_) => "cert_bound",
         B::CertUnbound(_) => "cert_unbound",
+        B::HashOpinion(_) => "hash_opinion",
+        B::HashRetraction(_) => "hash_retraction",
+        B::HashWithdrawal(_) => "hash_withdrawal",
+        B::IncidentDeclared(_) => "incident_declared",
+        B::IncidentClosed(_) => "incident_closed",
     }
 }
 
@@ -169,7 +174,13 @@ pub(super) fn parse(body: pb::statement::Body) -> Result<AdminAction, ServiceErr
                 cert: fingerprint("cert_unbound.cert_sha256", &c.cert_sha256)?,
             }
         }
-        B::Genesis(_) | B::HashSubmission(_) => {
+        B::Genesis(_)
+        | B::HashSubmission(_)
+        | B::HashOpinion(_)
+        | B::HashRetraction(_)
+        | B::HashWithdrawal(_)
+        | B::IncidentDeclared(_)
+        | B::IncidentClosed(_) => {
             return Err(ServiceError::invalid(
                 "body",
                 "INVALID_STATEMENT",

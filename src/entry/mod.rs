@@ -13,6 +13,7 @@
 
 mod admin;
 mod genesis;
+mod provenance;
 pub mod text;
 
 use bytes::Bytes;
@@ -21,13 +22,14 @@ use prost::Message;
 
 pub use admin::{action_name, AdminAction, MAX_CERTS};
 pub use genesis::{check_origin, validate_genesis};
+pub use provenance::{IncidentAction, Opinion, Retraction, Withdrawal};
 pub use text::check_tag;
 
 use crate::crypto::{self, PAYLOAD_TYPE};
 use crate::error::ServiceError;
 use crate::log;
 use crate::pb;
-use crate::types::{ContentHash, HashType, MemberId, Role, StatementDigest};
+use crate::types::{ContentHash, HashType, IncidentId, MemberId, Role, StatementDigest};
 
 /// Largest accepted statement payload. The largest legitimate statement, a hash submission
 /// with every label at its limit and 32 tags of 64 characters, is about 2.7 KiB.
@@ -92,15 +94,45 @@ pub enum Body {
     HashSubmission(HashSubmission),
     /// Changes membership, certificates or keys.
     Admin(AdminAction),
+    /// Says what a member thinks of a hash.
+    Opinion(Opinion),
+    /// Retracts the author's own submission of a hash.
+    Retraction(Retraction),
+    /// Withdraws a hash for every member (admin).
+    Withdrawal(Withdrawal),
+    /// Declares or closes an incident (admin).
+    Incident(IncidentAction),
 }
 
 impl Body {
-    /// The role the author needs to make this statement: the one table of who may say what.
-    pub fn required_role(&self) -> Option<Role> {
+    /// The roles of which the author needs one to make this statement (none for the genesis
+    /// entry): the one table of who may say what. An opinion is feedback from any member that
+    /// reviews matches (a reader) or shares hashes (a contributor).
+    pub fn required_roles(&self) -> &'static [Role] {
         match self {
-            Body::Genesis(_) => None,
-            Body::HashSubmission(_) => Some(Role::Contributor),
-            Body::Admin(_) => Some(Role::Admin),
+            Body::Genesis(_) => &[],
+            Body::HashSubmission(_) | Body::Retraction(_) => &[Role::Contributor],
+            Body::Opinion(_) => &[Role::Reader, Role::Contributor],
+            Body::Admin(_) | Body::Withdrawal(_) | Body::Incident(_) => &[Role::Admin],
+        }
+    }
+
+    /// Whether this is an admin statement, accepted only with a fresh issue time.
+    pub fn is_admin(&self) -> bool {
+        matches!(
+            self,
+            Body::Admin(_) | Body::Withdrawal(_) | Body::Incident(_)
+        )
+    }
+
+    /// The hash whose record the statement changes, if any.
+    pub fn hash(&self) -> Option<&ContentHash> {
+        match self {
+            Body::HashSubmission(s) => Some(&s.hash),
+            Body::Opinion(o) => Some(&o.hash),
+            Body::Retraction(r) => Some(&r.hash),
+            Body::Withdrawal(w) => Some(&w.hash),
+            Body::Genesis(_) | Body::Admin(_) | Body::Incident(_) => None,
         }
     }
 }
@@ -116,6 +148,8 @@ pub struct HashSubmission {
     pub tags: Vec<String>,
     /// PDQ quality (0-100), PDQ only.
     pub quality: Option<u32>,
+    /// The incident the content belongs to, which must be open when the entry is appended.
+    pub incident: Option<IncidentId>,
 }
 
 impl ParsedEntry {
@@ -255,12 +289,26 @@ fn parse_statement(statement: pb::Statement, origin: &str) -> Result<(Author, Bo
         Some(pb::statement::Body::HashSubmission(s)) => {
             Body::HashSubmission(parse_submission(s).map_err(|e| e.in_field("hash_submission"))?)
         }
+        Some(pb::statement::Body::HashOpinion(o)) => {
+            Body::Opinion(provenance::parse_opinion(o).map_err(|e| e.in_field("hash_opinion"))?)
+        }
+        Some(pb::statement::Body::HashRetraction(r)) => Body::Retraction(
+            provenance::parse_retraction(r).map_err(|e| e.in_field("hash_retraction"))?,
+        ),
+        Some(pb::statement::Body::HashWithdrawal(w)) => Body::Withdrawal(
+            provenance::parse_withdrawal(w).map_err(|e| e.in_field("hash_withdrawal"))?,
+        ),
+        Some(pb::statement::Body::IncidentDeclared(d)) => Body::Incident(
+            provenance::parse_declared(d).map_err(|e| e.in_field("incident_declared"))?,
+        ),
+        Some(pb::statement::Body::IncidentClosed(c)) => {
+            Body::Incident(provenance::parse_closed(c).map_err(|e| e.in_field("incident_closed"))?)
+        }
         Some(other) => Body::Admin(admin::parse(other)?),
     };
     match (&author, &body) {
-        (Author::Forum, Body::Genesis(_))
-        | (Author::Member(_), Body::HashSubmission(_) | Body::Admin(_)) => Ok((author, body)),
-        (Author::Forum, Body::HashSubmission(_) | Body::Admin(_)) => Err(ServiceError::invalid(
+        (Author::Forum, Body::Genesis(_)) => Ok((author, body)),
+        (Author::Forum, _) => Err(ServiceError::invalid(
             "author",
             "INVALID_STATEMENT",
             "only the genesis entry is authored by the forum",
@@ -270,6 +318,7 @@ fn parse_statement(statement: pb::Statement, origin: &str) -> Result<(Author, Bo
             "INVALID_STATEMENT",
             "a genesis statement is authored by the forum",
         )),
+        (Author::Member(_), _) => Ok((author, body)),
     }
 }
 
@@ -334,6 +383,10 @@ fn parse_submission(s: pb::HashSubmission) -> Result<HashSubmission, ServiceErro
             labels,
             tags: s.tags,
             quality: s.quality,
+            incident: match s.incident_id.as_str() {
+                "" => None,
+                id => Some(provenance::parse_incident_id("incident_id", id)?),
+            },
         }),
     }
 }

@@ -306,3 +306,107 @@ fn genesis_refuses_what_admin_actions_refuse() {
         }
     }
 }
+
+/// The example in docs/signed-bytes.md (*The other bodies*): an opinion's bytes.
+#[test]
+fn the_documented_opinion_bytes() {
+    let statement = pb::Statement {
+        author: "alpha".into(),
+        issued_at_unix_ms: 1_764_300_000_000,
+        origin: "hashforum.example/forum".into(),
+        body: Some(pb::statement::Body::HashOpinion(pb::HashOpinion {
+            hash_type: pb::HashType::Md5 as i32,
+            value: "d41d8cd98f00b204e9800998ecf8427e".into(),
+            opinion: pb::OpinionKind::FalsePositive as i32,
+            reason: "cat".into(),
+        })),
+    };
+    let hex = hex::encode(prost::Message::encode_to_vec(&statement));
+    let origin = hex::encode("hashforum.example/forum");
+    let value = hex::encode("d41d8cd98f00b204e9800998ecf8427e");
+    assert_eq!(
+        hex,
+        format!("0a05616c706861108096e6c3ac331a17{origin}aa012b08021220{value}18032203636174")
+    );
+}
+
+/// Opinions, retractions, withdrawals and incidents: each malformed field is named.
+#[test]
+fn new_statements_name_their_malformed_fields() {
+    let hash = ContentHash::parse(HashType::Md5, MD5).unwrap();
+    let s = signer();
+    let body = |b: pb::statement::Body| s.sign(&s.statement(1, b));
+    let cases: Vec<(pb::statement::Body, &str, &str)> = vec![
+        (
+            pb::statement::Body::HashOpinion(pb::HashOpinion {
+                hash_type: HashType::Md5.to_pb() as i32,
+                value: MD5.into(),
+                opinion: 0,
+                reason: String::new(),
+            }),
+            "payload.hash_opinion.opinion",
+            "INVALID_OPINION",
+        ),
+        (
+            pb::statement::Body::HashOpinion(pb::HashOpinion {
+                hash_type: HashType::Md5.to_pb() as i32,
+                value: "D41D".into(),
+                opinion: 1,
+                reason: String::new(),
+            }),
+            "payload.hash_opinion.value",
+            "INVALID_HASH",
+        ),
+        (
+            pb::statement::Body::HashRetraction(pb::HashRetraction {
+                hash_type: HashType::Md5.to_pb() as i32,
+                value: MD5.into(),
+                reason: String::new(),
+            }),
+            "payload.hash_retraction.reason",
+            "MISSING_FIELD",
+        ),
+        (
+            admin::withdraw(&hash, "a\u{200B}b"),
+            "payload.hash_withdrawal.reason",
+            "INVALID_REASON",
+        ),
+        (
+            admin::declare_incident("halle", "Halle", pb::IncidentLevel::Unspecified),
+            "payload.incident_declared.level",
+            "INVALID_INCIDENT_LEVEL",
+        ),
+        (
+            admin::declare_incident("halle", "Hal\u{202E}le", pb::IncidentLevel::Incident),
+            "payload.incident_declared.title",
+            "INVALID_TITLE",
+        ),
+        (
+            admin::declare_incident("-halle", "Halle", pb::IncidentLevel::Incident),
+            "payload.incident_declared.incident_id",
+            "INVALID_INCIDENT_ID",
+        ),
+        (
+            admin::close_incident("", ""),
+            "payload.incident_closed.incident_id",
+            "INVALID_INCIDENT_ID",
+        ),
+        (
+            pb::statement::Body::HashSubmission(pb::HashSubmission {
+                incident_id: "A".into(),
+                ..hash_submission(HashType::Md5, MD5)
+            }),
+            "payload.hash_submission.incident_id",
+            "INVALID_INCIDENT_ID",
+        ),
+    ];
+    for (b, field, reason) in cases {
+        assert_eq!(refusal(body(b)), (field.to_owned(), reason), "{field}");
+    }
+    let ok = ParsedEntry::parse(s.opinion(&hash, pb::OpinionKind::Agree, "seen"), ORIGIN).unwrap();
+    assert_eq!(ok.body.required_roles(), [Role::Reader, Role::Contributor]);
+    assert!(!ok.body.is_admin());
+    let ok = ParsedEntry::parse(body(admin::withdraw(&hash, "appeal")), ORIGIN).unwrap();
+    assert_eq!(ok.body.required_roles(), [Role::Admin]);
+    assert!(ok.body.is_admin());
+}

@@ -16,8 +16,8 @@
 //!
 //! A job (one `SubmitEntries` call) is all or nothing: if one entry is refused, none of the
 //! job's entries is appended, and other jobs in the same group are unaffected. The job is
-//! checked with `state::check_job` and then appended with the effects that check computed, so
-//! the check sees exactly what the append does.
+//! checked with `state::Pending::check_job` and then appended with the effects that check
+//! computed, so the check sees exactly what the append does.
 //!
 //! A failed commit is fatal. After a synced write fails, RocksDB may or may not hold the batch
 //! in its write-ahead log, and it refuses later writes; reusing the indexes of the failed group
@@ -34,7 +34,7 @@ use crate::entry::ParsedEntry;
 use crate::error::ServiceError;
 use crate::log::checkpoint::{LogSigner, LogVerifier, SignedCheckpoint, TreeHead};
 use crate::log::tree::{self, Frontier, MemoryHashes};
-use crate::state::{self, Appended, Directory, Finished, Overlay, Pending, Refusal, Step};
+use crate::state::{Appended, Directory, Finished, Overlay, Pending, Refusal, Step};
 use crate::storage::{Batch, StorageError, Store};
 use crate::types::MemberId;
 
@@ -632,20 +632,14 @@ fn latest_checkpoint(
     Ok(checkpoint)
 }
 
-/// Checks a whole job with `state::check_job`, then appends it with the effects the check
+/// Checks a whole job with `Pending::check_job`, then appends it with the effects the check
 /// computed. A refused job stages nothing.
 fn stage_job(
     pending: &mut Pending<'_>,
     caller: &MemberId,
     entries: Vec<ParsedEntry>,
 ) -> Result<Outcome, StorageError> {
-    let plan = state::check_job(
-        pending.directory(),
-        caller.as_str(),
-        &entries,
-        |entry| Ok(pending.existing(entry)?.is_some()),
-        pending.size(),
-    )?;
+    let plan = pending.check_job(caller.as_str(), &entries)?;
     let (directory, steps) = match plan {
         Ok(plan) => (
             match plan.directory {

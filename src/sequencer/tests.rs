@@ -1,5 +1,5 @@
 //! The sequencer against a naive model (M1, M3): random jobs of admin actions, hash
-//! submissions, relays and repeats, sent at once so that they are grouped, staged on top of
+//! submissions, opinions, retractions, withdrawals, incidents, relays and repeats, sent at once so that they are grouped, staged on top of
 //! each other and committed in a pipeline, must get exactly the answers, and leave exactly the
 //! state, that applying their entries one at a time gives, job by job, all or nothing.
 
@@ -18,6 +18,8 @@ const ORIGIN: &str = "model.example/forum";
 /// Members: the founders, then ids an admin may add.
 const IDS: [&str; 5] = ["admin", "alpha", "beta", "gamma", "delta"];
 const HASHES: usize = 3;
+/// Incident ids the generator declares, closes and names.
+const INCIDENTS: [&str; 2] = ["halle", "buffalo"];
 
 fn key(seed: usize) -> SigningKey {
     SigningKey::from_bytes(&[u8::try_from(seed + 1).unwrap_or(1); 32])
@@ -45,12 +47,32 @@ fn hash_value(h: usize) -> String {
 /// One entry of a job, as the test describes it.
 #[derive(Debug, Clone)]
 enum Op {
-    /// `author` (signing with its key `k`) submits hash `h` with tag variant `t`.
+    /// `author` (signing with its key `k`) submits hash `h` with tag variant `t`, naming
+    /// incident `incident - 1` if not 0.
     Submit {
         author: usize,
         k: usize,
         h: usize,
         t: u8,
+        incident: usize,
+    },
+    /// `author` says `kind` (agree, disagree, false positive) of hash `h`.
+    Opinion {
+        author: usize,
+        k: usize,
+        h: usize,
+        kind: u8,
+    },
+    /// `author` retracts its submission of hash `h`.
+    Retract { author: usize, k: usize, h: usize },
+    /// `author` withdraws hash `h`.
+    Withdraw { author: usize, k: usize, h: usize },
+    /// `author` declares (or, with `close`, closes) incident `i`.
+    Incident {
+        author: usize,
+        k: usize,
+        i: usize,
+        close: bool,
     },
     /// `author` makes an admin action `action` about member `target`.
     Admin {
@@ -80,11 +102,21 @@ fn key_index() -> impl Strategy<Value = usize> {
 fn op() -> impl Strategy<Value = Op> {
     let submitter = prop_oneof![4 => 1..3usize, 1 => 0..IDS.len()];
     let admin = prop_oneof![4 => Just(0usize), 1 => 0..IDS.len()];
+    let member = 0..IDS.len();
+    let incident = prop_oneof![3 => Just(0usize), 1 => 1..=INCIDENTS.len()];
     prop_oneof![
-        3 => (submitter, key_index(), 0..HASHES, 0..2u8)
-            .prop_map(|(author, k, h, t)| Op::Submit { author, k, h, t }),
-        3 => (admin, key_index(), 0..IDS.len(), 0..9u8, 0..4usize)
+        3 => (submitter.clone(), key_index(), 0..HASHES, 0..2u8, incident)
+            .prop_map(|(author, k, h, t, incident)| Op::Submit { author, k, h, t, incident }),
+        3 => (admin.clone(), key_index(), 0..IDS.len(), 0..9u8, 0..4usize)
             .prop_map(|(author, k, target, action, arg)| Op::Admin { author, k, target, action, arg }),
+        2 => (member, key_index(), 0..HASHES, 0..3u8)
+            .prop_map(|(author, k, h, kind)| Op::Opinion { author, k, h, kind }),
+        1 => (submitter, key_index(), 0..HASHES)
+            .prop_map(|(author, k, h)| Op::Retract { author, k, h }),
+        1 => (admin.clone(), key_index(), 0..HASHES)
+            .prop_map(|(author, k, h)| Op::Withdraw { author, k, h }),
+        1 => (admin, key_index(), 0..INCIDENTS.len(), any::<bool>())
+            .prop_map(|(author, k, i, close)| Op::Incident { author, k, i, close }),
         1 => (0..6usize).prop_map(Op::Repeat),
     ]
 }
@@ -126,11 +158,53 @@ fn admin_body(target: usize, action: u8, arg: usize) -> pb::statement::Body {
 fn envelopes(spec: &JobSpec, clock: &mut u64) -> Vec<pb::Envelope> {
     let mut out: Vec<pb::Envelope> = Vec::new();
     for op in &spec.ops {
+        let signer =
+            |author: usize, k: usize| Signer::new(ORIGIN, IDS[author], member_key(author, k));
+        let mut admin_statement = |author: usize, k: usize, body| {
+            *clock += 1;
+            let signer = signer(author, k);
+            signer.sign(&signer.statement(*clock, body))
+        };
         let envelope = match *op {
-            Op::Submit { author, k, h, t } => {
+            Op::Submit {
+                author,
+                k,
+                h,
+                t,
+                incident,
+            } => {
                 let mut s = hash_submission(HashType::Sha256, &hash_value(h));
                 s.tags = vec![format!("t{t}")];
-                Signer::new(ORIGIN, IDS[author], member_key(author, k)).submit(s)
+                if let Some(id) = incident.checked_sub(1) {
+                    s.incident_id = INCIDENTS[id].into();
+                }
+                signer(author, k).submit(s)
+            }
+            Op::Opinion { author, k, h, kind } => {
+                let kind = match kind {
+                    0 => pb::OpinionKind::Agree,
+                    1 => pb::OpinionKind::Disagree,
+                    _ => pb::OpinionKind::FalsePositive,
+                };
+                signer(author, k).opinion(&hash(h), kind, "")
+            }
+            Op::Retract { author, k, h } => signer(author, k).retract(&hash(h), "mistake"),
+            Op::Withdraw { author, k, h } => {
+                admin_statement(author, k, admin::withdraw(&hash(h), "appeal"))
+            }
+            Op::Incident {
+                author,
+                k,
+                i,
+                close,
+            } => {
+                let body = if close {
+                    admin::close_incident(INCIDENTS[i], "")
+                } else {
+                    let level = pb::IncidentLevel::ContentIncident;
+                    admin::declare_incident(INCIDENTS[i], INCIDENTS[i], level)
+                };
+                admin_statement(author, k, body)
             }
             Op::Admin {
                 author,
@@ -138,11 +212,7 @@ fn envelopes(spec: &JobSpec, clock: &mut u64) -> Vec<pb::Envelope> {
                 target,
                 action,
                 arg,
-            } => {
-                *clock += 1;
-                let signer = Signer::new(ORIGIN, IDS[author], member_key(author, k));
-                signer.sign(&signer.statement(*clock, admin_body(target, action, arg)))
-            }
+            } => admin_statement(author, k, admin_body(target, action, arg)),
             Op::Repeat(i) => match out.get(i % out.len().max(1)) {
                 Some(earlier) => earlier.clone(),
                 None => continue,
@@ -151,6 +221,10 @@ fn envelopes(spec: &JobSpec, clock: &mut u64) -> Vec<pb::Envelope> {
         out.push(envelope);
     }
     out
+}
+
+fn hash(h: usize) -> ContentHash {
+    ContentHash::parse(HashType::Sha256, &hash_value(h)).expect("hash")
 }
 
 fn parse(envelopes: &[pb::Envelope]) -> Vec<ParsedEntry> {
@@ -276,33 +350,50 @@ fn model(store: &Store, jobs: &[(usize, Vec<ParsedEntry>)]) -> Vec<Answer> {
     answers
 }
 
-/// Everything the views hold: the log size, the members, each hash's record and each entry's
-/// envelope and relayer.
+/// Everything the views hold: the log size, the members, the incidents, each hash's record
+/// and each entry's envelope and relayer.
 type Views = (
     u64,
     Vec<pb::Member>,
-    Vec<Vec<pb::Submission>>,
+    Vec<pb::Incident>,
+    Vec<Option<crate::state::StoredRecord>>,
     Vec<(pb::Envelope, String)>,
 );
+
+/// A record with its sequencing times left out.
+fn timeless(mut r: crate::state::StoredRecord) -> crate::state::StoredRecord {
+    for s in &mut r.submissions {
+        s.sequenced_at_unix_ms = 0;
+        if let Some(retraction) = &mut s.retraction {
+            retraction.sequenced_at_unix_ms = 0;
+        }
+    }
+    for o in &mut r.opinions {
+        o.sequenced_at_unix_ms = 0;
+    }
+    if let Some(w) = &mut r.withdrawal {
+        w.sequenced_at_unix_ms = 0;
+    }
+    r
+}
 
 /// Everything the views hold, with sequencing times left out.
 fn state(store: &Store) -> Views {
     let dir = Directory::load(store).expect("directory");
     let members = dir.members().cloned().collect();
-    let hashes: Vec<ContentHash> = (0..HASHES)
-        .map(|h| ContentHash::parse(HashType::Sha256, &hash_value(h)).expect("hash"))
-        .collect();
+    let mut incidents = dir.incidents().list();
+    for i in &mut incidents {
+        i.declared_at_unix_ms = 0;
+        if let Some(c) = &mut i.closure {
+            c.sequenced_at_unix_ms = 0;
+        }
+    }
+    let hashes: Vec<ContentHash> = (0..HASHES).map(hash).collect();
     let records = store
         .records(&hashes.iter().collect::<Vec<_>>())
         .expect("records")
         .into_iter()
-        .map(|r| {
-            let mut subs = r
-                .map(|r| decode_record(&r).expect("record").submissions)
-                .unwrap_or_default();
-            subs.iter_mut().for_each(|s| s.sequenced_at_unix_ms = 0);
-            subs
-        })
+        .map(|r| r.map(|r| timeless(decode_record(&r).expect("record"))))
         .collect();
     let size = store.size().expect("size");
     let leaves = store
@@ -314,7 +405,7 @@ fn state(store: &Store) -> Views {
             (stored.envelope, stored.relayed_by)
         })
         .collect();
-    (size, members, records, leaves)
+    (size, members, incidents, records, leaves)
 }
 
 fn run(specs: &[JobSpec]) -> Result<(), TestCaseError> {
@@ -476,4 +567,34 @@ fn log_time_never_goes_backwards_across_a_restart() {
         .expect("decodes")
         .sequenced_at_unix_ms;
     assert!(time >= future, "{time} < {future}");
+}
+
+/// A job is refused at its first refused entry, whether the record or the membership refuses
+/// it: records are checked entry by entry with the membership, not after the whole job (the
+/// property test's first finding).
+#[test]
+fn a_job_is_refused_at_its_first_refused_entry() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = open_forum(dir.path());
+    let retract = Signer::new(ORIGIN, "alpha", member_key(1, 0)).retract(&hash(0), "never sent");
+    let admin_signer = Signer::new(ORIGIN, "admin", member_key(0, 0));
+    let demote = admin_signer.admin(admin::set_roles("admin", &[Role::Reader]));
+    let job = parse(&[retract, demote]);
+    let pending = Pending::new(
+        &store,
+        None,
+        Directory::load(&store).expect("dir"),
+        Frontier::load(1, &store).expect("frontier"),
+        5,
+    );
+    let refusal = pending
+        .check_job("admin", &job)
+        .expect("store")
+        .expect_err("refused");
+    assert_eq!(refusal.position, Some(0));
+    assert_eq!(refusal.error.reason(), Some("HASH_NOT_FOUND"));
+    assert_eq!(
+        refusal.error.to_string(),
+        "payload.hash_retraction: the hash is not in the registry"
+    );
 }

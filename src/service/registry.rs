@@ -2,13 +2,13 @@
 
 use std::sync::Arc;
 
+use prost::Message;
 use tonic::{Request, Response, Status};
 
 use super::caller;
 use crate::error::ServiceError;
 use crate::pb;
 use crate::registry::{Registry, MAX_LOOKUP_BATCH, MAX_SUBMIT_BATCH};
-use crate::state::decode_record;
 use crate::types::{ContentHash, HashType};
 use crate::wire::{
     LookupHashesReply, LookupHashesRequest, SubmitEntriesRequest, SubmitEntryRequest,
@@ -73,15 +73,17 @@ impl pb::server::registry_service_server::RegistryService for RegistryApi {
             .lookup(vec![hash], req.include_envelopes)
             .await?;
         match found.into_iter().next().flatten() {
-            Some(raw) => Ok(Response::new(pb::LookupHashResponse {
-                record: Some(pb::HashRecord {
-                    hash_type: raw.hash_type,
-                    value: raw.value,
-                    submissions: decode_record(&raw.submissions)
-                        .map_err(ServiceError::from)?
-                        .submissions,
-                }),
-            })),
+            Some(raw) => {
+                let rest = pb::HashRecord::decode(raw.rest.as_slice())
+                    .map_err(|e| ServiceError::Internal(format!("stored record: {e}")))?;
+                Ok(Response::new(pb::LookupHashResponse {
+                    record: Some(pb::HashRecord {
+                        hash_type: raw.hash_type,
+                        value: raw.value,
+                        ..rest
+                    }),
+                }))
+            }
             None => Err(ServiceError::NotFound {
                 reason: "HASH_NOT_FOUND",
                 message: format!(
@@ -109,6 +111,16 @@ impl pb::server::registry_service_server::RegistryService for RegistryApi {
             .collect::<Result<Vec<_>, _>>()?;
         let results = self.registry.lookup(hashes, req.include_envelopes).await?;
         Ok(Response::new(LookupHashesReply { results }))
+    }
+
+    /// Any active member may list the incidents: submissions name them.
+    async fn list_incidents(
+        &self,
+        req: Request<pb::ListIncidentsRequest>,
+    ) -> Result<Response<pb::ListIncidentsResponse>, Status> {
+        caller(&req)?;
+        let incidents = self.registry.incidents();
+        Ok(Response::new(pb::ListIncidentsResponse { incidents }))
     }
 }
 

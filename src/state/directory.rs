@@ -1,7 +1,9 @@
-//! The membership view: members, their roles, status, certificates and signing keys.
+//! The membership view: members, their roles, status, certificates and signing keys; and the
+//! forum's incidents (see `incidents`), which submissions are checked against.
 //!
-//! Rebuilt from the `members` column family at start-up, and changed only by admin actions
-//! through `Directory::apply` (called by `state::check`) and by the genesis entry.
+//! Rebuilt from the `members` and `incidents` column families at start-up, and changed only by
+//! admin actions through `Directory::apply` and `Incidents::apply` (called by `state::check`)
+//! and by the genesis entry.
 //! The sequencer publishes a fresh snapshot after every commit that changes it; request
 //! handlers read the snapshot without locks, so a suspension takes effect on the next call,
 //! also on connections opened before it.
@@ -11,6 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use ed25519_dalek::VerifyingKey;
 use prost::Message;
 
+use super::incidents::Incidents;
 use crate::crypto;
 use crate::entry::AdminAction;
 use crate::error::ServiceError;
@@ -66,6 +69,8 @@ pub struct Directory {
     keys: HashMap<String, HashMap<String, VerifyingKey>>,
     /// Every public key ever registered, and its member: a key belongs to one member.
     key_owner: HashMap<[u8; 32], String>,
+    /// The forum's incidents.
+    incidents: Incidents,
 }
 
 impl Directory {
@@ -83,7 +88,18 @@ impl Directory {
                 })?;
             dir.upsert(member);
         }
+        dir.incidents = Incidents::load(store)?;
         Ok(dir)
+    }
+
+    /// The forum's incidents.
+    pub fn incidents(&self) -> &Incidents {
+        &self.incidents
+    }
+
+    /// The forum's incidents, to change them.
+    pub fn incidents_mut(&mut self) -> &mut Incidents {
+        &mut self.incidents
     }
 
     /// Inserts or replaces a member and refreshes the indexes.
@@ -161,22 +177,31 @@ impl Directory {
         })
     }
 
-    /// Checks that `author` is an active member that may make a statement needing `role`.
+    /// Checks that `author` is an active member that may make a statement needing one of
+    /// `needed` (any member when empty).
     ///
     /// # Errors
-    /// `PERMISSION_DENIED` when the author is unknown, not active or lacks the role.
-    pub fn check_author(&self, author: &str, role: Option<Role>) -> Result<(), ServiceError> {
+    /// `PERMISSION_DENIED` when the author is unknown, not active or lacks the roles.
+    pub fn check_author(&self, author: &str, needed: &[Role]) -> Result<(), ServiceError> {
         let member = self.members.get(author).ok_or_else(|| {
             ServiceError::denied("UNKNOWN_AUTHOR", format!("{author} is not a member"))
         })?;
         Self::active(member)?;
-        match role {
-            Some(role) if !roles(member).contains(&role) => Err(ServiceError::denied(
-                "MISSING_ROLE",
-                format!("member {author} needs the {} role", role.name()),
-            )),
-            _ => Ok(()),
+        let has = roles(member);
+        if needed.is_empty() || needed.iter().any(|r| has.contains(r)) {
+            return Ok(());
         }
+        let names: Vec<&str> = needed.iter().map(|r| r.name()).collect();
+        Err(ServiceError::denied(
+            "MISSING_ROLE",
+            match names.as_slice() {
+                [one] => format!("member {author} needs the {one} role"),
+                _ => format!(
+                    "member {author} needs one of the roles: {}",
+                    names.join(", ")
+                ),
+            },
+        ))
     }
 
     /// The key `keyid` of `member`, if registered and not revoked.

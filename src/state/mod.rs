@@ -2,20 +2,24 @@
 //!
 //! Every entry goes through the same two steps, on the primary and (later) on replicas:
 //!
-//! 1. [`check`]: may this entry be appended at this index, against the membership as of the
-//!    entries before it? It returns what the entry will do to the views (its [`Effect`]); for
-//!    an admin action that is the changed member, computed once by `Directory::apply`.
+//! 1. [`check`]: may this entry be appended at this index, against the membership and
+//!    incidents as of the entries before it? It returns what the entry will do to the views
+//!    (its [`Effect`]); for an admin action that is the changed member, computed once by
+//!    `Directory::apply`, for an incident statement the changed incident. Then, for a
+//!    statement about a hash (submission, opinion, retraction, withdrawal), does the hash's
+//!    record allow it (`record::change`)?
 //! 2. [`Pending::append`]: append the leaf and stage the effect in the group's `WriteBatch`.
 //!
 //! [`Pending::apply`] is the two together for one entry. The sequencer checks a whole job first
-//! with [`check_job`] (a job is all or nothing), then appends the job's entries with the
-//! effects the check computed, so what is checked is exactly what is applied. Nothing here
+//! with [`Pending::check_job`] (a job is all or nothing), then appends the job's entries with
+//! the effects the check computed, so what is checked is exactly what is applied. Nothing here
 //! decides *when* to commit or signs anything.
 //!
 //! Invariant: after a commit, the log holds exactly indexes `0..size` and every view equals
 //! the fold of these two steps over those entries.
 
 mod directory;
+mod incidents;
 mod record;
 
 use std::borrow::Cow;
@@ -25,16 +29,17 @@ use ed25519_dalek::VerifyingKey;
 use prost::Message;
 
 pub use directory::{roles, Caller, Directory};
-pub use record::{decode_record, StoredRecord};
+pub use incidents::Incidents;
+pub use record::{decode_record, status, tallies, StoredRecord};
 
-use crate::entry::{Author, Body, ParsedEntry};
+use crate::entry::{Author, Body, IncidentAction, ParsedEntry};
 use crate::error::ServiceError;
 use crate::log;
 use crate::log::checkpoint::TreeHead;
 use crate::log::tree::{self, Frontier, MemoryHashes};
 use crate::pb;
 use crate::storage::{Batch, StorageError, Store};
-use crate::types::{ContentHash, LeafHash, MemberId, Role, StatementDigest};
+use crate::types::{ContentHash, LeafHash, Role, StatementDigest};
 
 /// Where an entry landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,8 +57,16 @@ pub struct Appended {
 pub enum Effect {
     /// Adds or supersedes the author's submission of a hash.
     Submission,
+    /// Adds or supersedes the author's opinion of a hash.
+    Opinion,
+    /// Marks the author's submission of a hash retracted.
+    Retraction,
+    /// Marks a hash withdrawn.
+    Withdrawal,
     /// Replaces a member's record: the member as changed by the admin action.
     Member(Box<pb::Member>),
+    /// Replaces an incident: the incident as declared or closed.
+    Incident(Box<pb::Incident>),
     /// Creates the forum's first members.
     Genesis,
 }
@@ -111,20 +124,24 @@ pub struct JobPlan<'d> {
     pub steps: Vec<Step>,
 }
 
-/// Checks that `entry`, sent by `caller`, may be appended at log index `index` against `dir`
-/// (the membership as of the entries before it): its author is an active member with the
-/// needed role signing with a registered, unrevoked key; a caller other than the author is an
-/// active admin relaying it; an admin action makes sense in this state. An admin action is
-/// applied to `dir`, so that the next entry is checked after it.
+/// Checks that `entry`, sent by `caller`, may be appended at log index `index`, sequenced at
+/// `time_ms`, against `dir` (the membership and incidents as of the entries before it): its
+/// author is an active member with a needed role signing with a registered, unrevoked key; a
+/// caller other than the author is an active admin relaying it; an admin action makes sense
+/// in this state; a submission names an open incident, if any. An admin action or incident
+/// statement is applied to `dir`, so that the next entry is checked after it.
+///
+/// The hash records are not read here: [`Pending::check_job`] checks them.
 ///
 /// # Errors
 /// `PERMISSION_DENIED` or `INVALID_ARGUMENT` as [`Directory::check_author`] and
-/// [`Directory::active_key`]; for admin actions, as [`Directory::apply`] (fields relative to
-/// the envelope).
+/// [`Directory::active_key`]; for admin actions, as [`Directory::apply`]; for incidents, as
+/// [`Incidents::apply`] and [`Incidents::check_open`] (fields relative to the envelope).
 pub fn check(
     dir: &mut Cow<'_, Directory>,
     entry: &ParsedEntry,
     index: u64,
+    time_ms: u64,
     caller: &str,
 ) -> Result<(VerifyingKey, Effect), ServiceError> {
     let Author::Member(author) = &entry.author else {
@@ -134,16 +151,38 @@ pub fn check(
             "only entry 0 is authored by the forum",
         ));
     };
-    if author.as_str() != caller && dir.check_author(caller, Some(Role::Admin)).is_err() {
+    if author.as_str() != caller && dir.check_author(caller, &[Role::Admin]).is_err() {
         return Err(ServiceError::denied(
             "AUTHOR_MISMATCH",
             format!("the statement is authored by {author} but the caller is {caller}"),
         ));
     }
-    dir.check_author(author.as_str(), entry.body.required_role())?;
+    dir.check_author(author.as_str(), entry.body.required_roles())?;
     let key = dir.active_key(author.as_str(), &entry.keyid)?;
     let effect = match &entry.body {
-        Body::HashSubmission(_) => Effect::Submission,
+        Body::HashSubmission(s) => {
+            if let Some(incident) = &s.incident {
+                dir.incidents()
+                    .check_open(incident)
+                    .map_err(|e| e.in_field("payload.hash_submission.incident_id"))?;
+            }
+            Effect::Submission
+        }
+        Body::Opinion(_) => Effect::Opinion,
+        Body::Retraction(_) => Effect::Retraction,
+        Body::Withdrawal(_) => Effect::Withdrawal,
+        Body::Incident(action) => {
+            let field = match action {
+                IncidentAction::Declare { .. } => "payload.incident_declared",
+                IncidentAction::Close { .. } => "payload.incident_closed",
+            };
+            let incident = dir
+                .to_mut()
+                .incidents_mut()
+                .apply(action, author, index, time_ms)
+                .map_err(|e| e.in_field(field))?;
+            Effect::Incident(Box::new(incident))
+        }
         Body::Admin(action) => Effect::Member(Box::new(
             dir.to_mut()
                 .apply(action, index)
@@ -163,8 +202,10 @@ pub fn check(
 /// Checks a job's entries in order, exactly as they will be appended: a statement already in
 /// the log (`known`) or earlier in the job is a [`Step::Duplicate`], whoever sends it; every
 /// other entry is [`check`]ed against the membership as changed by the job's earlier entries,
-/// at the index it will get (`next_index` for the first new entry). The result is what
-/// [`Pending::apply`] would do entry by entry, without staging anything.
+/// at the index it will get (`next_index` for the first new entry), sequenced at `time_ms`,
+/// and then by `record` (given the entry and its index), which checks it against the hash
+/// records as changed by the job's earlier entries: [`Pending::check_job`] does, admission
+/// (which does not read records) passes a check that accepts everything.
 ///
 /// # Errors
 /// The outer error when `known` fails; the inner one names the first refused entry.
@@ -174,6 +215,8 @@ pub fn check_job<'d>(
     entries: &[ParsedEntry],
     mut known: impl FnMut(&ParsedEntry) -> Result<bool, StorageError>,
     next_index: u64,
+    time_ms: u64,
+    mut record: impl FnMut(&ParsedEntry, u64) -> Result<Result<(), ServiceError>, StorageError>,
 ) -> Result<Result<JobPlan<'d>, Refusal>, StorageError> {
     let mut directory = Cow::Borrowed(dir);
     // The new entries so far: their digests, and so the index of the next one.
@@ -186,7 +229,12 @@ pub fn check_job<'d>(
         }
         let index = next_index + new.len() as u64;
         new.insert(entry.digest);
-        match check(&mut directory, entry, index, caller) {
+        let checked = check(&mut directory, entry, index, time_ms, caller);
+        let checked = match checked {
+            Ok(step) => record(entry, index)?.map(|()| step),
+            Err(error) => Err(error),
+        };
+        match checked {
             Ok((key, effect)) => steps.push(Step::New { key, effect }),
             Err(error) => {
                 return Ok(Err(Refusal {
@@ -340,17 +388,17 @@ impl<'s> Pending<'s> {
         }
         let mut hashes = Vec::with_capacity(entries.len());
         for entry in entries {
-            let Body::HashSubmission(s) = &entry.body else {
+            let Some(hash) = entry.body.hash() else {
                 continue;
             };
-            if self.records.contains_key(&s.hash) {
+            if self.records.contains_key(hash) {
                 continue;
             }
-            match self.prev.and_then(|p| p.records.get(&s.hash)) {
+            match self.prev.and_then(|p| p.records.get(hash)) {
                 Some(record) => {
-                    self.records.insert(s.hash.clone(), (record.clone(), false));
+                    self.records.insert(hash.clone(), (record.clone(), false));
                 }
-                None => hashes.push(&s.hash),
+                None => hashes.push(hash),
             }
         }
         hashes.sort_unstable();
@@ -391,9 +439,63 @@ impl<'s> Pending<'s> {
         }))
     }
 
+    /// The stored record of `hash` as staged so far: this group's, else the previous
+    /// group's, else the store's; empty when the hash is not in the registry.
+    fn record(&self, hash: &ContentHash) -> Result<Vec<u8>, StorageError> {
+        if let Some((record, _)) = self.records.get(hash) {
+            return Ok(record.clone());
+        }
+        if let Some(record) = self.prev.and_then(|p| p.records.get(hash)) {
+            return Ok(record.clone());
+        }
+        Ok(self
+            .store
+            .records(&[hash])?
+            .pop()
+            .flatten()
+            .unwrap_or_default())
+    }
+
+    /// Checks a job, sent by `caller`, at the next index on top of everything staged:
+    /// [`check_job`] against the staged membership and incidents, then every new statement
+    /// about a hash against that hash's record as changed by the job's earlier entries (on
+    /// copies: nothing is staged). The result is what [`Pending::apply`] would do entry by
+    /// entry.
+    ///
+    /// # Errors
+    /// The outer error when the store fails; the inner one names the first refused entry.
+    pub fn check_job(
+        &self,
+        caller: &str,
+        entries: &[ParsedEntry],
+    ) -> Result<Result<JobPlan<'_>, Refusal>, StorageError> {
+        let known = |entry: &ParsedEntry| Ok(self.existing(entry)?.is_some());
+        // Copies of the records the job changes, as changed by its entries so far.
+        let mut records: FastMap<ContentHash, Vec<u8>> = FastMap::default();
+        let record = |entry: &ParsedEntry, index: u64| {
+            let Some((hash, change, field)) = record::change_for(entry, index, self.time_ms) else {
+                return Ok(Ok(()));
+            };
+            let record = match records.entry(hash.clone()) {
+                std::collections::hash_map::Entry::Occupied(slot) => slot.into_mut(),
+                std::collections::hash_map::Entry::Vacant(slot) => slot.insert(self.record(hash)?),
+            };
+            Ok(record::change(record, change)?.map_err(|e| e.in_field(field)))
+        };
+        check_job(
+            &self.dir,
+            caller,
+            entries,
+            known,
+            self.size,
+            self.time_ms,
+            record,
+        )
+    }
+
     /// `state::apply`: checks one entry, sent by `caller`, at the next index against the
-    /// staged membership, and appends it; or refuses it and stages nothing. A statement
-    /// already in the log gets its original receipt.
+    /// staged state, and appends it; or refuses it and stages nothing. A statement already in
+    /// the log gets its original receipt.
     ///
     /// # Errors
     /// The outer error when the store fails; the inner one when the entry is refused.
@@ -402,18 +504,25 @@ impl<'s> Pending<'s> {
         entry: ParsedEntry,
         caller: &str,
     ) -> Result<Result<Appended, ServiceError>, StorageError> {
-        if let Some(original) = self.existing(&entry)? {
-            return Ok(Ok(original));
-        }
-        let mut dir = Cow::Borrowed(&self.dir);
-        let effect = match check(&mut dir, &entry, self.size, caller) {
-            Ok((_, effect)) => effect,
-            Err(e) => return Ok(Err(e)),
+        let (dir, step) = match self.check_job(caller, std::slice::from_ref(&entry))? {
+            Ok(JobPlan { directory, steps }) => (
+                match directory {
+                    Cow::Owned(dir) => Some(dir),
+                    Cow::Borrowed(_) => None,
+                },
+                steps.into_iter().next(),
+            ),
+            Err(refusal) => return Ok(Err(refusal.error)),
         };
-        if let Cow::Owned(dir) = dir {
+        if let Some(dir) = dir {
             self.set_directory(dir);
         }
-        Ok(Ok(self.append(entry, effect, caller)?))
+        match step {
+            Some(Step::New { effect, .. }) => Ok(Ok(self.append(entry, effect, caller)?)),
+            Some(Step::Duplicate) | None => Ok(self.existing(&entry)?.ok_or_else(|| {
+                ServiceError::Internal("a statement checked as a duplicate was not found".into())
+            })),
+        }
     }
 
     /// Replays a stored leaf at the next index, as a verifier or a replica does: the checks of
@@ -439,17 +548,30 @@ impl<'s> Pending<'s> {
                 format!("the statement is already in the log at {}", earlier.index),
             )));
         }
-        let mut dir = Cow::Borrowed(&self.dir);
-        let (key, effect) = match check(&mut dir, &entry, self.size, caller) {
-            Ok(checked) => checked,
-            Err(e) => return Ok(Err(e)),
+        self.time_ms = time_ms;
+        let (dir, step) = match self.check_job(caller, std::slice::from_ref(&entry))? {
+            Ok(JobPlan { directory, steps }) => (
+                match directory {
+                    Cow::Owned(dir) => Some(dir),
+                    Cow::Borrowed(_) => None,
+                },
+                steps.into_iter().next(),
+            ),
+            Err(refusal) => return Ok(Err(refusal.error)),
         };
-        if let Cow::Owned(dir) = dir {
+        if let Some(dir) = dir {
             self.set_directory(dir);
         }
-        self.time_ms = time_ms;
-        self.append_leaf(entry, effect, leaf)?;
-        Ok(Ok(key))
+        match step {
+            Some(Step::New { key, effect }) => {
+                self.append_leaf(entry, effect, leaf)?;
+                Ok(Ok(key))
+            }
+            Some(Step::Duplicate) | None => Err(StorageError::Corrupt {
+                cf: "-",
+                reason: "a statement checked as new was found again".into(),
+            }),
+        }
     }
 
     /// Appends a checked, verified, new entry sent by `caller` and stages its `effect` (as
@@ -495,54 +617,53 @@ impl<'s> Pending<'s> {
         self.hashes.extend((first..).zip(new));
         self.landed.insert(entry.digest, appended);
         self.size += 1;
-        match (effect, entry.author, entry.body) {
-            (Effect::Submission, Author::Member(author), Body::HashSubmission(s)) => {
-                self.apply_submission(&author, s, index)?;
-            }
-            (Effect::Member(member), _, _) => {
+        match (effect, &entry.body) {
+            (Effect::Submission, Body::HashSubmission(_))
+            | (Effect::Opinion, Body::Opinion(_))
+            | (Effect::Retraction, Body::Retraction(_))
+            | (Effect::Withdrawal, Body::Withdrawal(_)) => self.apply_record(&entry, index)?,
+            (Effect::Member(member), _) => {
                 self.batch
                     .put_member(&member.member_id, &member.encode_to_vec(), index);
             }
-            (Effect::Genesis, _, Body::Genesis(g)) => self.apply_genesis(&g),
-            (effect, author, _) => {
+            (Effect::Incident(incident), _) => {
+                self.batch
+                    .put_incident(&incident.incident_id, &incident.encode_to_vec());
+            }
+            (Effect::Genesis, Body::Genesis(g)) => self.apply_genesis(g),
+            (effect, _) => {
                 return Err(StorageError::Corrupt {
                     cf: "-",
-                    reason: format!("entry {index} by {author}: effect {effect:?} does not fit"),
+                    reason: format!(
+                        "entry {index} by {}: effect {effect:?} does not fit",
+                        entry.author
+                    ),
                 })
             }
         }
         Ok(appended)
     }
 
-    fn apply_submission(
-        &mut self,
-        author: &MemberId,
-        s: crate::entry::HashSubmission,
-        index: u64,
-    ) -> Result<(), StorageError> {
-        let (record, dirty) = match self.records.get_mut(&s.hash) {
-            Some(slot) => slot,
-            None => {
-                let stored = match self.prev.and_then(|p| p.records.get(&s.hash)) {
-                    Some(record) => Some(record.clone()),
-                    None => self.store.records(&[&s.hash])?.pop().flatten(),
-                };
-                self.records
-                    .entry(s.hash.clone())
-                    .or_insert((stored.unwrap_or_default(), false))
-            }
+    /// Stages the change a checked statement about a hash makes to its record.
+    fn apply_record(&mut self, entry: &ParsedEntry, index: u64) -> Result<(), StorageError> {
+        let Some((hash, change, _)) = record::change_for(entry, index, self.time_ms) else {
+            return Ok(());
         };
-        let submission = pb::Submission {
-            member_id: author.to_string(),
-            log_index: index,
-            sequenced_at_unix_ms: self.time_ms,
-            labels: Some(s.labels),
-            tags: s.tags,
-            quality: s.quality,
-            envelope: None,
-            first_log_index: index,
+        if !self.records.contains_key(hash) {
+            let stored = self.record(hash)?;
+            self.records.insert(hash.clone(), (stored, false));
+        }
+        let Some((record, dirty)) = self.records.get_mut(hash) else {
+            return Ok(());
         };
-        record::add_submission(record, submission)?;
+        if let Err(refused) = record::change(record, change)? {
+            // Checked before it was appended, so only a log that was never checked (or a bug)
+            // gets here: a replica must stop rather than diverge.
+            return Err(StorageError::Corrupt {
+                cf: "records",
+                reason: format!("entry {index} does not apply to its hash record: {refused}"),
+            });
+        }
         *dirty = true;
         Ok(())
     }

@@ -8,6 +8,7 @@
 //! | `records` | hash type tag (1) `++` hash bytes | `StoredRecord` (protobuf) |
 //! | `members` | member id | `Member` (protobuf) |
 //! | `history` | member id `++ 0x00 ++ u64 BE log index` | empty |
+//! | `incidents` | incident id | `Incident` (protobuf) |
 //! | `meta` | `size` | `u64 BE` number of entries |
 //! | `tree` | `u64 BE` stored hash index (Go `sumdb/tlog` numbering) | 32-byte hash |
 //! | `checkpoints` | `u64 BE` tree size | the signed checkpoint note, verbatim |

@@ -37,7 +37,12 @@ const CF_TREE: &str = "tree";
 const CF_CHECKPOINTS: &str = "checkpoints";
 
 /// Every column family; `keys` documents their layouts.
-const ALL_CFS: [&str; 8] = [
+
+/// Incident id → `Incident`: the incident view.
+const CF_INCIDENTS: &str = "incidents";
+
+/// Every column family; `keys` documents their layouts.
+const ALL_CFS: [&str; 9] = [
     CF_ENTRIES,
     CF_DEDUP,
     CF_RECORDS,
@@ -46,6 +51,7 @@ const ALL_CFS: [&str; 8] = [
     CF_HISTORY,
     CF_TREE,
     CF_CHECKPOINTS,
+    CF_INCIDENTS,
 ];
 
 /// A storage failure. Never the caller's fault: mapped to `INTERNAL` and logged.
@@ -195,6 +201,17 @@ impl Store {
     pub fn members(&self) -> Result<Vec<Vec<u8>>, StorageError> {
         self.db
             .iterator_cf(self.cf(CF_MEMBERS), rocksdb::IteratorMode::Start)
+            .map(|r| Ok(r?.1.to_vec()))
+            .collect()
+    }
+
+    /// Every stored incident, in id order.
+    ///
+    /// # Errors
+    /// When RocksDB fails.
+    pub fn incidents(&self) -> Result<Vec<Vec<u8>>, StorageError> {
+        self.db
+            .iterator_cf(self.cf(CF_INCIDENTS), rocksdb::IteratorMode::Start)
             .map(|r| Ok(r?.1.to_vec()))
             .collect()
     }
@@ -408,6 +425,11 @@ impl Batch {
     /// Keeps a signed checkpoint.
     pub fn put_checkpoint(&mut self, size: u64, note: &[u8]) {
         self.put(CF_CHECKPOINTS, &size.to_be_bytes(), note);
+    }
+
+    /// Writes an incident.
+    pub fn put_incident(&mut self, incident_id: &str, incident: &[u8]) {
+        self.put(CF_INCIDENTS, incident_id.as_bytes(), incident);
     }
 
     /// Sets the log size.

@@ -94,7 +94,7 @@ async fn the_first_failure_in_the_documented_order_is_reported() {
     submit_all(
         &mut admin_client,
         vec![
-            admin.admin(add_member("rita", "Rita", &[Role::Reader], vec![cert])),
+            admin.admin(add_member("rita", "Rita", &[Role::Observer], vec![cert])),
             admin.admin(register_key("rita", &rita.signing_key.verifying_key())),
         ],
     )
@@ -135,7 +135,7 @@ async fn the_first_failure_in_the_documented_order_is_reported() {
     };
     let tag_field = |i: usize| format!("envelopes[{i}].payload.hash_submission.tags[0]");
 
-    // The reader is refused for its role, whatever its batch holds.
+    // The observer is refused for its role, whatever its batch holds.
     let mut r = server.connect(&rita).await;
     let status = submit_all(&mut r, vec![good(0)]).await.unwrap_err();
     assert_refused(&status, Code::PermissionDenied, "MISSING_ROLE");
@@ -219,7 +219,7 @@ async fn the_callers_role_is_checked_before_the_batch_size() {
     submit_all(
         &mut server.client("admin").await,
         vec![
-            admin.admin(add_member("rita", "Rita", &[Role::Reader], vec![cert])),
+            admin.admin(add_member("rita", "Rita", &[Role::Observer], vec![cert])),
             admin.admin(register_key("rita", &rita.signing_key.verifying_key())),
         ],
     )

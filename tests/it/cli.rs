@@ -261,7 +261,7 @@ async fn submit_and_lookup_through_the_cli() {
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(
         lines[0],
-        format!("md5:{md5} found: submitted by 2 member(s), first by alpha")
+        format!("md5:{md5} found (active): submitted by 2 member(s), first by alpha")
     );
     assert_eq!(lines.len(), 3, "{out}");
     assert!(lines[1].trim_start().starts_with("alpha"), "{out}");
@@ -1076,4 +1076,163 @@ async fn receipts_and_logs_verify_offline_through_the_cli() {
         &entry,
     ]);
     assert!(!other.status.success());
+}
+
+/// Opinions, retractions, withdrawals and incidents with the CLI: each prints its log index,
+/// lookups show status, tallies, opinions, retractions, withdrawal and incident, refusals are
+/// one line with the code and reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feedback_and_incidents_through_the_cli() {
+    let server = TestServer::start(&["alpha", "beta"]).await;
+    let md5 = "0123456789abcdef0123456789abcdef";
+    let hash = ["--type", "md5", "--value", md5];
+    let declared = json(&hf(
+        &server,
+        "admin",
+        &[
+            "incident",
+            "declare",
+            "--id",
+            "buffalo-2022",
+            "--title",
+            "Buffalo",
+            "--level",
+            "cip",
+            "--json",
+        ],
+        "",
+    ));
+    assert_eq!(declared["log_index"], 1);
+    ok(&hf(
+        &server,
+        "alpha",
+        &[&["submit"], &hash[..], &["--incident", "buffalo-2022"]].concat(),
+        "",
+    ));
+    let opinion = json(&hf(
+        &server,
+        "beta",
+        &[
+            &["opinion", "false-positive"],
+            &hash[..],
+            &["--reason", "a cat", "--json"],
+        ]
+        .concat(),
+        "",
+    ));
+    assert_eq!(opinion["log_index"], 3);
+    let record = json(&hf(
+        &server,
+        "alpha",
+        &[&["lookup"], &hash[..], &["--json"]].concat(),
+        "",
+    ));
+    assert_eq!(record["status"], "disputed");
+    assert_eq!(record["tallies"]["false_positive"], 1);
+    assert_eq!(record["opinions"][0]["member"], "beta");
+    assert_eq!(record["opinions"][0]["opinion"], "false_positive");
+    assert_eq!(record["opinions"][0]["reason"], "a cat");
+    assert_eq!(record["submitters"][0]["incident"], "buffalo-2022");
+    assert_eq!(record["submitters"][0]["retracted"], false);
+
+    ok(&hf(
+        &server,
+        "alpha",
+        &[&["retract"], &hash[..], &["--reason", "mislabelled"]].concat(),
+        "",
+    ));
+    let text = ok(&hf(
+        &server,
+        "alpha",
+        &[&["lookup"], &hash[..]].concat(),
+        "",
+    ));
+    assert!(
+        text.starts_with(&format!(
+            "md5:{md5} found (retracted): submitted by 1 member(s)"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("retracted at log index 4"), "{text}");
+    assert!(text.contains("incident buffalo-2022"), "{text}");
+    assert!(text.contains("false_positive"), "{text}");
+
+    refused(
+        &hf(
+            &server,
+            "beta",
+            &[&["withdraw"], &hash[..], &["--reason", "mine"]].concat(),
+            "",
+        ),
+        "PERMISSION_DENIED",
+        Some("MISSING_ROLE"),
+    );
+    ok(&hf(
+        &server,
+        "admin",
+        &[&["withdraw"], &hash[..], &["--reason", "appeal 12"]].concat(),
+        "",
+    ));
+    let record = json(&hf(
+        &server,
+        "alpha",
+        &[&["lookup"], &hash[..], &["--json"]].concat(),
+        "",
+    ));
+    assert_eq!(record["status"], "withdrawn");
+    assert_eq!(record["withdrawal"]["member"], "admin");
+    assert_eq!(record["withdrawal"]["reason"], "appeal 12");
+    assert_eq!(
+        record["submitters"][0]["retraction"]["reason"],
+        "mislabelled"
+    );
+
+    let listed = json(&hf(&server, "alpha", &["incident", "list", "--json"], ""));
+    assert_eq!(
+        (&listed["incident_id"], &listed["level"], &listed["open"]),
+        (&"buffalo-2022".into(), &"cip".into(), &true.into())
+    );
+    ok(&hf(
+        &server,
+        "admin",
+        &[
+            "incident",
+            "close",
+            "--id",
+            "buffalo-2022",
+            "--reason",
+            "over",
+        ],
+        "",
+    ));
+    let line = ok(&hf(&server, "beta", &["incident", "list"], ""));
+    assert!(line.starts_with("buffalo-2022\tclosed at "), "{line}");
+    refused(
+        &hf(
+            &server,
+            "alpha",
+            &[
+                "submit",
+                "--type",
+                "md5",
+                "--value",
+                &"e".repeat(32),
+                "--incident",
+                "buffalo-2022",
+            ],
+            "",
+        ),
+        "FAILED_PRECONDITION",
+        Some("INCIDENT_CLOSED"),
+    );
+    refused(
+        &hf(
+            &server,
+            "alpha",
+            &[&["opinion", "agree"], &hash[..]].concat(),
+            "",
+        ),
+        "FAILED_PRECONDITION",
+        Some("HASH_WITHDRAWN"),
+    );
 }

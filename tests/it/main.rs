@@ -15,4 +15,5 @@ mod mtls;
 mod registry;
 mod roles;
 mod shutdown;
+mod statements;
 mod transparency;

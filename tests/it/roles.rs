@@ -4,9 +4,11 @@
 use hashforum::client::Client;
 use hashforum::identity::Identity;
 use hashforum::pb;
-use hashforum::statement::admin::{add_member, register_key, remove, set_roles, suspend};
+use hashforum::statement::admin::{
+    add_member, declare_incident, register_key, remove, set_roles, suspend, withdraw,
+};
 use hashforum::statement::{hash_submission, Signer};
-use hashforum::types::{HashType, Role};
+use hashforum::types::{ContentHash, HashType, Role};
 use prost::Message;
 use tonic::Code;
 
@@ -22,11 +24,20 @@ enum Rpc {
     SubmitHashes,
     /// `SubmitEntry` of an admin action (set the roles of `target`) by the caller.
     AdminAction,
+    /// `SubmitEntry` of an opinion of hash 0 by the caller.
+    Opinion,
+    /// `SubmitEntries` of a hash submission and its retraction by the caller.
+    Retraction,
+    /// `SubmitEntry` of a withdrawal of the hash `target` submitted for it, by the caller.
+    Withdrawal,
+    /// `SubmitEntry` of an incident declaration by the caller.
+    DeclareIncident,
     LookupHash,
     LookupHashes,
     ListMembers,
     GetMember,
     GetMemberHistory,
+    ListIncidents,
     GetCheckpoint,
     GetEntries,
     GetEntry,
@@ -39,13 +50,18 @@ impl Rpc {
     /// The gRPC method it calls.
     fn method(self) -> &'static str {
         match self {
-            Rpc::SubmitHash | Rpc::AdminAction => "hashforum.v1.RegistryService/SubmitEntry",
-            Rpc::SubmitHashes => "hashforum.v1.RegistryService/SubmitEntries",
+            Rpc::SubmitHash
+            | Rpc::AdminAction
+            | Rpc::Opinion
+            | Rpc::Withdrawal
+            | Rpc::DeclareIncident => "hashforum.v1.RegistryService/SubmitEntry",
+            Rpc::SubmitHashes | Rpc::Retraction => "hashforum.v1.RegistryService/SubmitEntries",
             Rpc::LookupHash => "hashforum.v1.RegistryService/LookupHash",
             Rpc::LookupHashes => "hashforum.v1.RegistryService/LookupHashes",
             Rpc::ListMembers => "hashforum.v1.AdminService/ListMembers",
             Rpc::GetMember => "hashforum.v1.AdminService/GetMember",
             Rpc::GetMemberHistory => "hashforum.v1.AdminService/GetMemberHistory",
+            Rpc::ListIncidents => "hashforum.v1.RegistryService/ListIncidents",
             Rpc::GetCheckpoint => "hashforum.v1.LogService/GetCheckpoint",
             Rpc::GetEntries => "hashforum.v1.LogService/GetEntries",
             Rpc::GetEntry => "hashforum.v1.LogService/GetEntry",
@@ -76,18 +92,26 @@ const SUSPENDED: Want = (Code::Unauthenticated, "MEMBER_NOT_ACTIVE");
 const RETIRED: Want = (Code::Unauthenticated, "UNKNOWN_CERTIFICATE");
 
 /// One table: each RPC with the answer for each role.
-type Table = [(Rpc, [Want; 5]); 14];
+type Table = [(Rpc, [Want; 5]); 19];
 
 /// Active members, by role: admin, contributor, reader, observer, replica.
 const ACTIVE: Table = [
     (Rpc::SubmitHash, [NO_ROLE, OK, NO_ROLE, NO_ROLE, NO_ROLE]),
     (Rpc::SubmitHashes, [NO_ROLE, OK, NO_ROLE, NO_ROLE, NO_ROLE]),
     (Rpc::AdminAction, [OK, NO_ROLE, NO_ROLE, NO_ROLE, NO_ROLE]),
+    (Rpc::Opinion, [NO_ROLE, OK, OK, NO_ROLE, NO_ROLE]),
+    (Rpc::Retraction, [NO_ROLE, OK, NO_ROLE, NO_ROLE, NO_ROLE]),
+    (Rpc::Withdrawal, [OK, NO_ROLE, NO_ROLE, NO_ROLE, NO_ROLE]),
+    (
+        Rpc::DeclareIncident,
+        [OK, NO_ROLE, NO_ROLE, NO_ROLE, NO_ROLE],
+    ),
     (Rpc::LookupHash, [NO_ROLE, NO_ROLE, OK, OK, NO_ROLE]),
     (Rpc::LookupHashes, [NO_ROLE, NO_ROLE, OK, OK, NO_ROLE]),
     (Rpc::ListMembers, [OK, OK, OK, OK, OK]),
     (Rpc::GetMember, [OK, OK, OK, OK, OK]),
     (Rpc::GetMemberHistory, [OK, OK, OK, OK, OK]),
+    (Rpc::ListIncidents, [OK, OK, OK, OK, OK]),
     // The log: readers and replicas; observers check receipts but do not copy the log.
     (Rpc::GetCheckpoint, [NO_ROLE, NO_ROLE, OK, OK, OK]),
     (Rpc::GetEntries, [NO_ROLE, NO_ROLE, OK, NO_ROLE, OK]),
@@ -102,11 +126,16 @@ const SUSPENDED_TABLE: Table = [
     (Rpc::SubmitHash, [SUSPENDED; 5]),
     (Rpc::SubmitHashes, [SUSPENDED; 5]),
     (Rpc::AdminAction, [SUSPENDED; 5]),
+    (Rpc::Opinion, [SUSPENDED; 5]),
+    (Rpc::Retraction, [SUSPENDED; 5]),
+    (Rpc::Withdrawal, [SUSPENDED; 5]),
+    (Rpc::DeclareIncident, [SUSPENDED; 5]),
     (Rpc::LookupHash, [SUSPENDED; 5]),
     (Rpc::LookupHashes, [SUSPENDED; 5]),
     (Rpc::ListMembers, [SUSPENDED; 5]),
     (Rpc::GetMember, [SUSPENDED; 5]),
     (Rpc::GetMemberHistory, [SUSPENDED; 5]),
+    (Rpc::ListIncidents, [SUSPENDED; 5]),
     (Rpc::GetCheckpoint, [SUSPENDED; 5]),
     (Rpc::GetEntries, [SUSPENDED; 5]),
     (Rpc::GetEntry, [SUSPENDED; 5]),
@@ -120,11 +149,16 @@ const REMOVED_TABLE: Table = [
     (Rpc::SubmitHash, [RETIRED; 5]),
     (Rpc::SubmitHashes, [RETIRED; 5]),
     (Rpc::AdminAction, [RETIRED; 5]),
+    (Rpc::Opinion, [RETIRED; 5]),
+    (Rpc::Retraction, [RETIRED; 5]),
+    (Rpc::Withdrawal, [RETIRED; 5]),
+    (Rpc::DeclareIncident, [RETIRED; 5]),
     (Rpc::LookupHash, [RETIRED; 5]),
     (Rpc::LookupHashes, [RETIRED; 5]),
     (Rpc::ListMembers, [RETIRED; 5]),
     (Rpc::GetMember, [RETIRED; 5]),
     (Rpc::GetMemberHistory, [RETIRED; 5]),
+    (Rpc::ListIncidents, [RETIRED; 5]),
     (Rpc::GetCheckpoint, [RETIRED; 5]),
     (Rpc::GetEntries, [RETIRED; 5]),
     (Rpc::GetEntry, [RETIRED; 5]),
@@ -154,6 +188,13 @@ async fn make_member(server: &TestServer, admin: &mut Client, id: &str, role: Ro
         .unwrap();
 }
 
+/// The hash `target` submits for the one withdrawal the matrix expects to succeed.
+const WITHDRAWN: u64 = 1 << 40;
+
+fn content(n: u64) -> ContentHash {
+    ContentHash::parse(HashType::Sha256, &sha256_value(n)).unwrap()
+}
+
 /// Calls `rpc` as `identity`; answers the code and the `ErrorInfo` reason, after checking
 /// that a refusal is a hashforum error without a `BadRequest`.
 async fn call(client: &mut Client, identity: &Identity, rpc: Rpc, n: u64) -> (Code, String) {
@@ -176,6 +217,31 @@ async fn call(client: &mut Client, identity: &Identity, rpc: Rpc, n: u64) -> (Co
             let body = set_roles("target", &[Role::Contributor, Role::Reader]);
             submit(client, signer.admin(body)).await.map(drop)
         }
+        Rpc::Opinion => {
+            let envelope = signer.opinion(&content(0), pb::OpinionKind::Agree, "");
+            submit(client, envelope).await.map(drop)
+        }
+        Rpc::Retraction => client
+            .registry
+            .submit_entries(pb::SubmitEntriesRequest {
+                envelopes: vec![hash(), signer.retract(&content(n), "mistake")],
+            })
+            .await
+            .map(drop),
+        Rpc::Withdrawal => {
+            let body = withdraw(&content(WITHDRAWN), "appeal");
+            submit(client, signer.admin(body)).await.map(drop)
+        }
+        Rpc::DeclareIncident => {
+            let level = pb::IncidentLevel::Incident;
+            let body = declare_incident(&format!("incident-{n}"), "an event", level);
+            submit(client, signer.admin(body)).await.map(drop)
+        }
+        Rpc::ListIncidents => client
+            .registry
+            .list_incidents(pb::ListIncidentsRequest {})
+            .await
+            .map(drop),
         Rpc::LookupHash => client
             .registry
             .lookup_hash(pb::LookupHashRequest {
@@ -269,17 +335,20 @@ async fn call(client: &mut Client, identity: &Identity, rpc: Rpc, n: u64) -> (Co
 /// Every RPC, by a member of each role in each status, gets the table's code and reason.
 #[tokio::test(flavor = "multi_thread")]
 async fn every_rpc_for_every_role_and_status() {
-    // `target` is what admin actions and member reads are about; hash 0 is what lookups find.
+    // `target` is what admin actions and member reads are about; hash 0 is what lookups find
+    // and opinions are about; `WITHDRAWN` is what the admin withdraws.
     let server = TestServer::start(&["target"]).await;
     let mut admin = server.client("admin").await;
-    submit(
-        &mut server.client("target").await,
-        server
-            .signer("target")
-            .submit(hash_submission(HashType::Sha256, &sha256_value(0))),
-    )
-    .await
-    .unwrap();
+    for n in [0, WITHDRAWN] {
+        submit(
+            &mut server.client("target").await,
+            server
+                .signer("target")
+                .submit(hash_submission(HashType::Sha256, &sha256_value(n))),
+        )
+        .await
+        .unwrap();
+    }
 
     // Connect every member while it is still active: suspension and removal must also apply
     // to connections opened before them.
