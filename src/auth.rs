@@ -60,11 +60,12 @@ const LOG_BULK: Access = Access::AnyRole(&[Role::Reader, Role::Replica]);
 
 /// Every callable method, by gRPC path. A path ending in `/` covers every method of that
 /// service (the stock services, whose method lists are not ours). Anything else is refused.
-pub const POLICY: [(&str, Access); 16] = [
+pub const POLICY: [(&str, Access); 17] = [
     ("/hashforum.v1.RegistryService/SubmitEntry", SUBMIT),
     ("/hashforum.v1.RegistryService/SubmitEntries", SUBMIT),
     ("/hashforum.v1.RegistryService/LookupHash", LOOKUP),
     ("/hashforum.v1.RegistryService/LookupHashes", LOOKUP),
+    ("/hashforum.v1.RegistryService/GetProvenance", LOOKUP),
     // Submissions name incidents, so every member may read them.
     (
         "/hashforum.v1.RegistryService/ListIncidents",
@@ -317,7 +318,14 @@ mod tests {
             ("RegistryService/SubmitEntries", [OK, OK, OK, NO, NO]),
             ("RegistryService/LookupHash", [NO, NO, OK, OK, NO]),
             ("RegistryService/LookupHashes", [NO, NO, OK, OK, NO]),
+            ("RegistryService/GetProvenance", [NO, NO, OK, OK, NO]),
             ("RegistryService/ListIncidents", [OK; 5]),
+            ("LogService/GetCheckpoint", [NO, NO, OK, OK, OK]),
+            ("LogService/GetEntries", [NO, NO, OK, NO, OK]),
+            ("LogService/GetEntry", [NO, NO, OK, OK, OK]),
+            ("LogService/GetInclusionProof", [NO, NO, OK, OK, OK]),
+            ("LogService/GetConsistencyProof", [NO, NO, OK, OK, OK]),
+            ("LogService/WatchCheckpoints", [NO, NO, OK, OK, OK]),
             ("AdminService/ListMembers", [OK; 5]),
             ("AdminService/GetMember", [OK; 5]),
             ("AdminService/GetMemberHistory", [OK; 5]),

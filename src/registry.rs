@@ -28,7 +28,9 @@ use crate::wire::RawRecord;
 pub use crate::wire::{MAX_LOOKUP_BATCH, MAX_SUBMIT_BATCH};
 
 mod log_reads;
+mod provenance;
 pub use log_reads::{check_range, ENTRY_CHUNK};
+pub use provenance::PROVENANCE_PAGE;
 /// Largest lookup reply, in bytes: a reply that would be larger is refused with
 /// `RESOURCE_EXHAUSTED` before it is built. 10,000 records with a few submissions each fit.
 pub const MAX_REPLY_BYTES: usize = 16 << 20;

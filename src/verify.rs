@@ -276,3 +276,184 @@ pub fn stored_entries(
         Err(e) => vec![Err(e)],
     }))
 }
+
+/// A provenance bundle: every entry about one hash, each with its inclusion proof against one
+/// signed checkpoint, and the entries that registered (and revoked) the keys that signed them.
+/// `hashforum provenance --out FILE` writes it as JSON; binary fields are standard base64.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Bundle {
+    /// Always [`BUNDLE_FORMAT`].
+    pub format: String,
+    /// The hash's type name (`pdq`, `md5`, ...).
+    pub hash_type: String,
+    /// The hash, lowercase hex.
+    pub value: String,
+    /// The signed checkpoint note, verbatim.
+    pub checkpoint: String,
+    /// The entries about the hash, in log order.
+    pub entries: Vec<BundleEntry>,
+    /// The key registrations and revocations.
+    pub keys: Vec<BundleEntry>,
+}
+
+/// The `format` of a [`Bundle`].
+pub const BUNDLE_FORMAT: &str = "hashforum-provenance/v1";
+
+/// One entry of a bundle.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct BundleEntry {
+    /// Its log index.
+    pub log_index: u64,
+    /// Its exact bytes, base64.
+    pub entry: String,
+    /// Its inclusion proof, base64 hashes.
+    pub inclusion_proof: Vec<String>,
+}
+
+/// An entry of a verified bundle.
+#[derive(Debug)]
+pub struct Fact {
+    /// Its log index.
+    pub index: u64,
+    /// The entry, decoded.
+    pub entry: StoredEntry,
+}
+
+/// Verifies a provenance bundle with the log's verifier: the checkpoint is signed by the log
+/// key; every entry is in its tree; every entry is about the bundle's hash, for this forum,
+/// and signed by its author with a key that an entry before it registered for that author and
+/// that no entry in the bundle revoked before it. Returns the entries, in log order.
+///
+/// What a bundle cannot prove: that it holds *every* entry about the hash, or that a key was
+/// not revoked by an entry it leaves out (a log proves inclusion, not absence). Replaying the
+/// whole log (`hashforum verify --data` or `--entries`) checks those.
+///
+/// # Errors
+/// The first thing that does not verify.
+pub fn bundle(verifier: &LogVerifier, bundle: &Bundle) -> Result<(TreeHead, Vec<Fact>), String> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    if bundle.format != BUNDLE_FORMAT {
+        return Err(format!("format {:?} is not {BUNDLE_FORMAT}", bundle.format));
+    }
+    let hash_type =
+        crate::types::HashType::parse(&bundle.hash_type).map_err(|e| format!("hash_type: {e}"))?;
+    let hash = crate::types::ContentHash::parse(hash_type, &bundle.value)
+        .map_err(|e| format!("value: {e}"))?;
+    let head = verifier
+        .verify(bundle.checkpoint.as_bytes())
+        .map_err(|e| format!("checkpoint: {e}"))?
+        .head;
+    let open = |e: &BundleEntry| -> Result<(Vec<u8>, StoredEntry), String> {
+        let bad = |why: String| format!("entry {}: {why}", e.log_index);
+        let leaf = b64.decode(&e.entry).map_err(|_| bad("not base64".into()))?;
+        let proof = e
+            .inclusion_proof
+            .iter()
+            .map(|h| {
+                b64.decode(h)
+                    .ok()
+                    .and_then(|h| <[u8; 32]>::try_from(h).ok())
+                    .map(Hash)
+                    .ok_or_else(|| bad("a proof hash is not base64 of 32 bytes".into()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        crate::log::tree::verify_inclusion(
+            &proof,
+            e.log_index,
+            head.size,
+            head.root,
+            leaf_hash(&leaf),
+        )
+        .map_err(|err| bad(format!("not in the checkpoint's tree: {err}")))?;
+        let stored = StoredEntry::decode(&leaf).map_err(|err| bad(err.to_string()))?;
+        Ok((leaf, stored))
+    };
+
+    // Keys: (member, key id) → (registered at, public key); revocations: (member, key id) → at.
+    let mut registered = std::collections::HashMap::new();
+    let mut revoked = std::collections::HashMap::new();
+    for e in &bundle.keys {
+        let (_, stored) = open(e)?;
+        match &stored.statement.body {
+            Some(pb::statement::Body::Genesis(g)) if e.log_index == 0 => {
+                let genesis = ParsedEntry::parse(stored.envelope.clone(), verifier.origin())
+                    .map_err(|err| format!("entry 0: {err}"))?;
+                if !crypto::verify_one(verifier.key(), &genesis.signed, &genesis.signature) {
+                    return Err("entry 0 is not signed by the log key".into());
+                }
+                for k in &g.keys {
+                    let key = crate::entry::parse_public_key(&k.public_key)
+                        .map_err(|err| format!("entry 0: {err}"))?;
+                    registered.insert((k.member_id.clone(), crypto::key_id(&key)), (0, key));
+                }
+            }
+            Some(pb::statement::Body::KeyRegistered(k)) => {
+                let key = crate::entry::parse_public_key(&k.public_key)
+                    .map_err(|err| format!("entry {}: {err}", e.log_index))?;
+                registered.insert(
+                    (k.member_id.clone(), crypto::key_id(&key)),
+                    (e.log_index, key),
+                );
+            }
+            Some(pb::statement::Body::KeyRevoked(k)) => {
+                revoked.insert((k.member_id.clone(), k.keyid.clone()), e.log_index);
+            }
+            _ => {
+                return Err(format!(
+                    "entry {} is listed as a key entry but registers or revokes no key",
+                    e.log_index
+                ))
+            }
+        }
+    }
+
+    let mut facts = Vec::with_capacity(bundle.entries.len());
+    let mut last = None;
+    for e in &bundle.entries {
+        let bad = |why: String| format!("entry {}: {why}", e.log_index);
+        if last.is_some_and(|l| l >= e.log_index) {
+            return Err(bad("the entries are not in log order".into()));
+        }
+        last = Some(e.log_index);
+        let (_, stored) = open(e)?;
+        let entry = ParsedEntry::parse(stored.envelope.clone(), verifier.origin())
+            .map_err(|err| bad(err.to_string()))?;
+        if entry.body.hash() != Some(&hash) {
+            return Err(bad(format!(
+                "it is not about {}:{}",
+                bundle.hash_type, bundle.value
+            )));
+        }
+        let Author::Member(author) = &entry.author else {
+            return Err(bad("authored by the forum".into()));
+        };
+        let id = (author.to_string(), entry.keyid.clone());
+        let (from, key) = registered.get(&id).ok_or_else(|| {
+            bad(format!(
+                "no entry in the bundle registers key {} for {author}",
+                entry.keyid
+            ))
+        })?;
+        if *from >= e.log_index {
+            return Err(bad(format!(
+                "key {} was registered only at {from}",
+                entry.keyid
+            )));
+        }
+        if let Some(at) = revoked.get(&id).filter(|&&at| at <= e.log_index) {
+            return Err(bad(format!("key {} was revoked at {at}", entry.keyid)));
+        }
+        if !crypto::verify_one(key, &entry.signed, &entry.signature) {
+            return Err(bad(format!(
+                "the signature does not verify with key {}",
+                entry.keyid
+            )));
+        }
+        facts.push(Fact {
+            index: e.log_index,
+            entry: stored,
+        });
+    }
+    Ok((head, facts))
+}

@@ -12,6 +12,7 @@ pub mod log;
 pub mod lookup;
 pub mod member;
 pub mod output;
+pub mod provenance;
 pub mod serve;
 pub mod submit;
 pub mod verify;
@@ -57,6 +58,8 @@ pub enum Command {
     Key(key::KeyArgs),
     /// Make your own keys and certificate request, as a member.
     Identity(identity::IdentityArgs),
+    /// Every entry about a hash, with proofs; --out writes a bundle anyone can verify.
+    Provenance(provenance::ProvenanceArgs),
     /// Read the transparency log: checkpoints, entries, proofs.
     Log(log::LogArgs),
     /// Check receipts and whole logs offline, with the forum's verifier key alone.
@@ -108,6 +111,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Member(args) => member::run(args).await,
         Command::Key(args) => key::run(args).await,
         Command::Identity(args) => identity::run(args),
+        Command::Provenance(args) => provenance::run(args).await,
         Command::Log(args) => log::run(args).await,
         Command::Verify(args) => verify::run(&args),
         Command::Bench(args) => bench::run(args).await,

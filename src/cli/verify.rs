@@ -17,7 +17,7 @@ use crate::verify::{self, Entry, LogError};
 
 /// `hashforum verify --vkey FILE` and what to verify.
 #[derive(Debug, Args)]
-#[command(group = clap::ArgGroup::new("what").required(true).args(["receipt", "data", "entries"]))]
+#[command(group = clap::ArgGroup::new("what").required(true).args(["receipt", "bundle", "data", "entries"]))]
 pub struct VerifyArgs {
     /// The forum's verifier key (`forum.vkey`, written by `hashforum init`).
     #[arg(long, value_name = "FILE")]
@@ -29,6 +29,9 @@ pub struct VerifyArgs {
     /// `log entry N --raw` writes them).
     #[arg(long, value_name = "FILE")]
     pub entry: Option<PathBuf>,
+    /// A provenance bundle (`hashforum provenance --out FILE`).
+    #[arg(long, value_name = "FILE")]
+    pub bundle: Option<PathBuf>,
     /// A server's data directory (stopped, or a copy): replays its whole log and checks every
     /// checkpoint it kept.
     #[arg(long, value_name = "DIR")]
@@ -95,6 +98,45 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
                 Err(e) => failed(args.json, &e.to_string(), None),
             },
         );
+    }
+    if let Some(path) = &args.bundle {
+        let bundle: verify::Bundle = serde_json::from_str(&read_text(path)?)
+            .with_context(|| format!("{} is not a provenance bundle", path.display()))?;
+        return Ok(match verify::bundle(&verifier, &bundle) {
+            Ok((head, facts)) => {
+                if args.json {
+                    let entries: Vec<_> = facts
+                        .iter()
+                        .map(|f| super::provenance::fact_json(f.index, &f.entry))
+                        .collect();
+                    println!(
+                        "{}",
+                        json!({
+                            "verified": true,
+                            "origin": verifier.origin(),
+                            "hash_type": bundle.hash_type,
+                            "value": bundle.value,
+                            "tree_size": head.size,
+                            "entries": entries,
+                        })
+                    );
+                } else {
+                    println!(
+                        "verified: {} entries about {}:{} in {} at tree size {}",
+                        facts.len(),
+                        bundle.hash_type,
+                        bundle.value,
+                        verifier.origin(),
+                        head.size
+                    );
+                    for f in &facts {
+                        println!("{}", super::provenance::fact_line(f.index, &f.entry));
+                    }
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => failed(args.json, &e, None),
+        });
     }
     let report = if let Some(dir) = &args.data {
         let store = Store::open_read_only(dir)

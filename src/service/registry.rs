@@ -60,6 +60,21 @@ impl pb::server::registry_service_server::RegistryService for RegistryApi {
         Ok(Response::new(pb::SubmitEntriesResponse { receipts }))
     }
 
+    async fn get_provenance(
+        &self,
+        req: Request<pb::GetProvenanceRequest>,
+    ) -> Result<Response<pb::GetProvenanceResponse>, Status> {
+        caller(&req)?;
+        let req = req.into_inner();
+        let query = req.query.unwrap_or_default();
+        let hash = parse_query(&query).map_err(|e| e.in_field("query"))?;
+        let page = self
+            .registry
+            .provenance(hash, req.tree_size, req.from_index)
+            .await?;
+        Ok(Response::new(page))
+    }
+
     async fn lookup_hash(
         &self,
         req: Request<pb::LookupHashRequest>,

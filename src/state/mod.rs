@@ -665,6 +665,7 @@ impl<'s> Pending<'s> {
             });
         }
         *dirty = true;
+        self.batch.put_about(hash, index);
         Ok(())
     }
 

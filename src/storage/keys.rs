@@ -10,6 +10,7 @@
 //! | `history` | member id `++ 0x00 ++ u64 BE log index` | empty |
 //! | `incidents` | incident id | `Incident` (protobuf) |
 //! | `meta` | `size` | `u64 BE` number of entries |
+//! | `about` | `records` key `++ u64 BE` log index | empty: every entry about a hash |
 //! | `tree` | `u64 BE` stored hash index (Go `sumdb/tlog` numbering) | 32-byte hash |
 //! | `checkpoints` | `u64 BE` tree size | the signed checkpoint note, verbatim |
 
@@ -30,6 +31,15 @@ pub fn record(hash: &ContentHash) -> Vec<u8> {
     let mut key = Vec::with_capacity(1 + bytes.len());
     key.push(hash.hash_type().tag());
     key.extend_from_slice(bytes);
+    key
+}
+
+/// The `about` key of the entry at `index` about `hash`: the hash's `records` key, then the
+/// index. Record keys of one type have one length, so one hash's keys are never a prefix of
+/// another's.
+pub fn about(hash: &ContentHash, index: u64) -> Vec<u8> {
+    let mut key = record(hash);
+    key.extend_from_slice(&index.to_be_bytes());
     key
 }
 

@@ -38,11 +38,13 @@ const CF_CHECKPOINTS: &str = "checkpoints";
 
 /// Every column family; `keys` documents their layouts.
 
+/// Hash and log index → nothing: every entry about each hash (provenance).
+const CF_ABOUT: &str = "about";
 /// Incident id → `Incident`: the incident view.
 const CF_INCIDENTS: &str = "incidents";
 
 /// Every column family; `keys` documents their layouts.
-const ALL_CFS: [&str; 9] = [
+const ALL_CFS: [&str; 10] = [
     CF_ENTRIES,
     CF_DEDUP,
     CF_RECORDS,
@@ -52,6 +54,7 @@ const ALL_CFS: [&str; 9] = [
     CF_TREE,
     CF_CHECKPOINTS,
     CF_INCIDENTS,
+    CF_ABOUT,
 ];
 
 /// A storage failure. Never the caller's fault: mapped to `INTERNAL` and logged.
@@ -214,6 +217,37 @@ impl Store {
             .iterator_cf(self.cf(CF_INCIDENTS), rocksdb::IteratorMode::Start)
             .map(|r| Ok(r?.1.to_vec()))
             .collect()
+    }
+
+    /// The indexes of the entries about `hash` from index `from` on and below `below`, in log
+    /// order, at most `limit` of them.
+    ///
+    /// # Errors
+    /// When RocksDB fails or a key is malformed.
+    pub fn about(
+        &self,
+        hash: &ContentHash,
+        from: u64,
+        below: u64,
+        limit: usize,
+    ) -> Result<Vec<u64>, StorageError> {
+        let prefix = keys::record(hash);
+        let start = keys::about(hash, from);
+        let mode = rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward);
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(CF_ABOUT), mode) {
+            let (key, _) = item?;
+            let Some(index) = key.strip_prefix(prefix.as_slice()) else {
+                break;
+            };
+            let index = keys::decode_u64(index)
+                .ok_or_else(|| corrupt(CF_ABOUT, "a key does not end in a log index"))?;
+            if index >= below || out.len() == limit {
+                break;
+            }
+            out.push(index);
+        }
+        Ok(out)
     }
 
     /// The indexes of the entries that changed `member`, in log order.
@@ -425,6 +459,11 @@ impl Batch {
     /// Keeps a signed checkpoint.
     pub fn put_checkpoint(&mut self, size: u64, note: &[u8]) {
         self.put(CF_CHECKPOINTS, &size.to_be_bytes(), note);
+    }
+
+    /// Notes that the entry at `index` is about `hash`.
+    pub fn put_about(&mut self, hash: &ContentHash, index: u64) {
+        self.put(CF_ABOUT, &keys::about(hash, index), &[]);
     }
 
     /// Writes an incident.

@@ -38,6 +38,7 @@ enum Rpc {
     GetMember,
     GetMemberHistory,
     ListIncidents,
+    GetProvenance,
     GetCheckpoint,
     GetEntries,
     GetEntry,
@@ -62,6 +63,7 @@ impl Rpc {
             Rpc::GetMember => "hashforum.v1.AdminService/GetMember",
             Rpc::GetMemberHistory => "hashforum.v1.AdminService/GetMemberHistory",
             Rpc::ListIncidents => "hashforum.v1.RegistryService/ListIncidents",
+            Rpc::GetProvenance => "hashforum.v1.RegistryService/GetProvenance",
             Rpc::GetCheckpoint => "hashforum.v1.LogService/GetCheckpoint",
             Rpc::GetEntries => "hashforum.v1.LogService/GetEntries",
             Rpc::GetEntry => "hashforum.v1.LogService/GetEntry",
@@ -92,7 +94,7 @@ const SUSPENDED: Want = (Code::Unauthenticated, "MEMBER_NOT_ACTIVE");
 const RETIRED: Want = (Code::Unauthenticated, "UNKNOWN_CERTIFICATE");
 
 /// One table: each RPC with the answer for each role.
-type Table = [(Rpc, [Want; 5]); 19];
+type Table = [(Rpc, [Want; 5]); 20];
 
 /// Active members, by role: admin, contributor, reader, observer, replica.
 const ACTIVE: Table = [
@@ -112,6 +114,7 @@ const ACTIVE: Table = [
     (Rpc::GetMember, [OK, OK, OK, OK, OK]),
     (Rpc::GetMemberHistory, [OK, OK, OK, OK, OK]),
     (Rpc::ListIncidents, [OK, OK, OK, OK, OK]),
+    (Rpc::GetProvenance, [NO_ROLE, NO_ROLE, OK, OK, NO_ROLE]),
     // The log: readers and replicas; observers check receipts but do not copy the log.
     (Rpc::GetCheckpoint, [NO_ROLE, NO_ROLE, OK, OK, OK]),
     (Rpc::GetEntries, [NO_ROLE, NO_ROLE, OK, NO_ROLE, OK]),
@@ -136,6 +139,7 @@ const SUSPENDED_TABLE: Table = [
     (Rpc::GetMember, [SUSPENDED; 5]),
     (Rpc::GetMemberHistory, [SUSPENDED; 5]),
     (Rpc::ListIncidents, [SUSPENDED; 5]),
+    (Rpc::GetProvenance, [SUSPENDED; 5]),
     (Rpc::GetCheckpoint, [SUSPENDED; 5]),
     (Rpc::GetEntries, [SUSPENDED; 5]),
     (Rpc::GetEntry, [SUSPENDED; 5]),
@@ -159,6 +163,7 @@ const REMOVED_TABLE: Table = [
     (Rpc::GetMember, [RETIRED; 5]),
     (Rpc::GetMemberHistory, [RETIRED; 5]),
     (Rpc::ListIncidents, [RETIRED; 5]),
+    (Rpc::GetProvenance, [RETIRED; 5]),
     (Rpc::GetCheckpoint, [RETIRED; 5]),
     (Rpc::GetEntries, [RETIRED; 5]),
     (Rpc::GetEntry, [RETIRED; 5]),
@@ -237,6 +242,15 @@ async fn call(client: &mut Client, identity: &Identity, rpc: Rpc, n: u64) -> (Co
             let body = declare_incident(&format!("incident-{n}"), "an event", level);
             submit(client, signer.admin(body)).await.map(drop)
         }
+        Rpc::GetProvenance => client
+            .registry
+            .get_provenance(pb::GetProvenanceRequest {
+                query: Some(query()),
+                tree_size: 0,
+                from_index: 0,
+            })
+            .await
+            .map(drop),
         Rpc::ListIncidents => client
             .registry
             .list_incidents(pb::ListIncidentsRequest {})

@@ -577,3 +577,190 @@ async fn a_log_of_every_kind_of_entry_replays() {
         other => panic!("{other}"),
     }
 }
+
+/// The provenance of a hash: every entry about it (superseded submissions, corroboration,
+/// opinions, retraction, withdrawal), paged past 512, proved against one checkpoint; the
+/// bundle verifies with `forum.vkey` alone, and a tampered one does not.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_provenance_bundle_verifies_with_the_vkey_alone() {
+    use base64::Engine;
+    use hashforum::statement::admin::{register_key, withdraw};
+    use hashforum::types::ContentHash;
+    use hashforum::verify::{bundle, Bundle};
+
+    let server = TestServer::start(&["alpha", "beta"]).await;
+    let verifier = verifier(server.dir());
+    let (mut alpha, mut beta) = (server.client("alpha").await, server.client("beta").await);
+    let mut admin = server.client("admin").await;
+    let value = sha256_value(42);
+    let hash = ContentHash::parse(HashType::Sha256, &value).unwrap();
+    let alpha_signer = server.signer("alpha");
+    let beta_signer = server.signer("beta");
+
+    // alpha submits the hash 600 times with different tags (each supersedes the last).
+    let batch: Vec<pb::Envelope> = (0..600)
+        .map(|n| {
+            let mut s = hash_submission(HashType::Sha256, &value);
+            s.tags = vec![format!("t{n}")];
+            alpha_signer.submit(s)
+        })
+        .collect();
+    submit_all(&mut alpha, batch).await.unwrap();
+    // beta rotates its key, then corroborates with the new one.
+    let beta_key = hashforum::crypto::generate_key();
+    submit(
+        &mut admin,
+        server
+            .signer("admin")
+            .admin(register_key("beta", &beta_key.verifying_key())),
+    )
+    .await
+    .unwrap();
+    let beta_new = Signer::new(hashforum::forum::DEV_ORIGIN, "beta", beta_key);
+    submit(
+        &mut beta,
+        beta_new.submit(hash_submission(HashType::Sha256, &value)),
+    )
+    .await
+    .unwrap();
+    submit(
+        &mut beta,
+        beta_signer.opinion(&hash, pb::OpinionKind::Disagree, "not ours"),
+    )
+    .await
+    .unwrap();
+    submit(&mut alpha, alpha_signer.retract(&hash, "mistaken"))
+        .await
+        .unwrap();
+    submit(
+        &mut admin,
+        server
+            .signer("admin")
+            .admin(withdraw(&hash, "appeal upheld")),
+    )
+    .await
+    .unwrap();
+    // Something else, not about the hash.
+    submit(
+        &mut alpha,
+        alpha_signer.submit(hash_submission(HashType::Sha256, &sha256_value(43))),
+    )
+    .await
+    .unwrap();
+
+    let out = tempfile::tempdir().unwrap();
+    let path = out.path().join("bundle.json");
+    let cli = crate::harness::hashforum_bin()
+        .args([
+            "provenance",
+            "--type",
+            "sha256",
+            "--value",
+            &value,
+            "--json",
+            "--out",
+        ])
+        .arg(&path)
+        .env("HASHFORUM_IDENTITY", server.identity_dir("beta"))
+        .env("HASHFORUM_SERVER", &server.addr)
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    assert!(cli.status.success(), "{cli:?}");
+    let listed: serde_json::Value = serde_json::from_slice(&cli.stdout).unwrap();
+    let actions: Vec<&str> = listed["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions.len(),
+        604,
+        "every entry about the hash, over two pages"
+    );
+    assert_eq!(
+        actions[600..],
+        [
+            "hash_submission",
+            "hash_opinion",
+            "hash_retraction",
+            "hash_withdrawal"
+        ]
+    );
+
+    let text = std::fs::read_to_string(&path).unwrap();
+    let good: Bundle = serde_json::from_str(&text).unwrap();
+    let (head, facts) = bundle(&verifier, &good).unwrap();
+    assert_eq!(facts.len(), 604);
+    assert_eq!(head.size, 607);
+    // Two keys signed them (alpha's and beta's new one, and beta's first for the opinion):
+    // genesis (index 0) and beta's registration.
+    let key_indexes: Vec<u64> = good.keys.iter().map(|k| k.log_index).collect();
+    assert_eq!(key_indexes, [0, 601]);
+
+    // Tampering: a changed byte in an entry, a missing key registration, an entry about
+    // another hash, another forum's key.
+    let mut flipped = good.clone();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut bytes = b64.decode(&flipped.entries[3].entry).unwrap();
+    let at = bytes.len() - 3;
+    bytes[at] ^= 1;
+    flipped.entries[3].entry = b64.encode(bytes);
+    assert!(bundle(&verifier, &flipped)
+        .unwrap_err()
+        .starts_with("entry "));
+    let mut no_key = good.clone();
+    no_key.keys.retain(|k| k.log_index != 601);
+    assert!(bundle(&verifier, &no_key)
+        .unwrap_err()
+        .contains("no entry in the bundle registers key"));
+    let mut other = good.clone();
+    other.value = sha256_value(43);
+    assert!(bundle(&verifier, &other).unwrap_err().contains("not about"));
+    let stranger = LogVerifier::new(
+        hashforum::forum::DEV_ORIGIN,
+        &hashforum::crypto::generate_key().verifying_key(),
+    )
+    .unwrap();
+    assert!(bundle(&stranger, &good)
+        .unwrap_err()
+        .starts_with("checkpoint"));
+
+    // The CLI's verify agrees.
+    let vkey = server.dir().join("forum.vkey");
+    let verified = crate::harness::hashforum_bin()
+        .args(["verify", "--vkey"])
+        .arg(&vkey)
+        .arg("--bundle")
+        .arg(&path)
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    assert!(verified.status.success(), "{verified:?}");
+    let stdout = String::from_utf8(verified.stdout).unwrap();
+    assert!(
+        stdout.starts_with("verified: 604 entries about sha256:"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("hash_withdrawal by admin appeal upheld"),
+        "{stdout}"
+    );
+
+    // A hash nothing is about.
+    let missing = alpha
+        .registry
+        .get_provenance(pb::GetProvenanceRequest {
+            query: Some(pb::HashQuery {
+                hash_type: HashType::Sha256.to_pb() as i32,
+                value: sha256_value(44),
+            }),
+            tree_size: 0,
+            from_index: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound, "{missing:?}");
+    assert_eq!(details(&missing).reason.as_deref(), Some("HASH_NOT_FOUND"));
+}
