@@ -113,6 +113,9 @@ impl From<StorageError> for LogError {
     }
 }
 
+/// A leaf to replay, with the hash its source recorded for it, if any.
+pub type LogItem = Result<(Vec<u8>, Option<Hash>), LogError>;
+
 /// Replays a log from entry 0 and checks it against signed checkpoints (notes). `entries`
 /// gives the leaves in index order, each with the leaf hash its source recorded, if any (a
 /// data directory's tree), which must match. At least one checkpoint is required: without
@@ -122,7 +125,7 @@ impl From<StorageError> for LogError {
 /// The first bad entry or checkpoint, or a source failure.
 pub fn log(
     verifier: &LogVerifier,
-    entries: impl Iterator<Item = Result<(Vec<u8>, Option<Hash>), LogError>>,
+    entries: impl Iterator<Item = LogItem>,
     checkpoints: &[Vec<u8>],
 ) -> Result<LogReport, LogError> {
     let mut signed: Vec<TreeHead> = checkpoints
@@ -248,9 +251,7 @@ fn replay_one(pending: &mut Pending<'_>, leaf: &[u8]) -> Result<(), String> {
 ///
 /// # Errors
 /// Each item fails when the store does.
-pub fn stored_entries(
-    store: &Store,
-) -> Result<impl Iterator<Item = Result<(Vec<u8>, Option<Hash>), LogError>> + '_, LogError> {
+pub fn stored_entries(store: &Store) -> Result<impl Iterator<Item = LogItem> + '_, LogError> {
     let size = store.size()?;
     let chunks = (0..size).step_by(4096).map(move |start| {
         let end = (start + 4096).min(size);

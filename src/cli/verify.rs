@@ -211,9 +211,7 @@ fn failed(json_out: bool, reason: &str, index: Option<u64>) -> ExitCode {
 }
 
 /// The entries of a `log entries --json` export, checked to run from 0 without gaps.
-fn exported(
-    text: &str,
-) -> impl Iterator<Item = Result<(Vec<u8>, Option<crate::log::tree::Hash>), LogError>> + '_ {
+fn exported(text: &str) -> impl Iterator<Item = verify::LogItem> + '_ {
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .zip(0u64..)

@@ -36,13 +36,12 @@ const CF_TREE: &str = "tree";
 /// Tree size → signed checkpoint note: every checkpoint the log signed.
 const CF_CHECKPOINTS: &str = "checkpoints";
 
-/// Every column family; `keys` documents their layouts.
-
 /// Hash and log index → nothing: every entry about each hash (provenance).
 const CF_ABOUT: &str = "about";
 /// Incident id → `Incident`: the incident view.
 const CF_INCIDENTS: &str = "incidents";
 
+/// Every column family; `keys` documents their layouts.
 /// Every column family; `keys` documents their layouts.
 const ALL_CFS: [&str; 10] = [
     CF_ENTRIES,
@@ -279,17 +278,12 @@ impl Store {
         let start = keys::entry(from);
         let mode = rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward);
         let mut out = Vec::new();
-        let mut next = from;
-        for item in self.db.iterator_cf(self.cf(CF_ENTRIES), mode) {
-            if next >= to {
-                break;
-            }
+        for (next, item) in (from..to).zip(self.db.iterator_cf(self.cf(CF_ENTRIES), mode)) {
             let (key, value) = item?;
             if keys::decode_u64(&key) != Some(next) {
                 break;
             }
             out.push(value.to_vec());
-            next += 1;
         }
         Ok(out)
     }
