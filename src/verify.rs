@@ -162,9 +162,19 @@ pub fn log(
     while next_checkpoint.peek().is_some_and(|h| h.size == 0) {
         next_checkpoint.next();
     }
+    let mut last_ms = 0;
     for (index, item) in (0u64..).zip(entries) {
         let (leaf, recorded) = item?;
         let bad = |reason: String| LogError::Entry { index, reason };
+        let time_ms = StoredEntry::decode(&leaf)
+            .map_err(|e| bad(e.to_string()))?
+            .sequenced_at_unix_ms;
+        if time_ms < last_ms {
+            return Err(bad(format!(
+                "sequenced at {time_ms} ms, before the entry before it ({last_ms} ms)"
+            )));
+        }
+        last_ms = time_ms;
         let hash = leaf_hash(&leaf);
         if recorded.is_some_and(|r| r.0 != hash.0) {
             return Err(bad(
@@ -186,7 +196,7 @@ pub fn log(
                     0,
                 )),
             };
-            replay_one(group, &leaf).map_err(bad)?;
+            replay_one(group, verifier.origin(), &leaf).map_err(bad)?;
             if (index + 1) % REPLAY_GROUP == 0 {
                 if let Some(group) = pending.take() {
                     store.commit(group.finish().batch)?;
@@ -216,6 +226,16 @@ pub fn log(
             reason: format!("the log has only {} entries", frontier.size()),
         });
     }
+    let covered = signed.last().map_or(0, |h| h.size);
+    if frontier.size() > covered {
+        return Err(LogError::Entry {
+            index: covered,
+            reason: format!(
+                "entries from {covered} on are covered by no signed checkpoint (a server \
+                 signs its latest one when it starts)"
+            ),
+        });
+    }
     Ok(LogReport {
         entries: frontier.size(),
         checkpoints: signed,
@@ -224,12 +244,14 @@ pub fn log(
 
 /// Replays one stored leaf (not entry 0) on `pending`: decodes it, checks it at its index as
 /// the primary did, and verifies its author's signature with the key valid there.
-fn replay_one(pending: &mut Pending<'_>, leaf: &[u8]) -> Result<(), String> {
+fn replay_one(pending: &mut Pending<'_>, origin: &str, leaf: &[u8]) -> Result<(), String> {
     let stored = StoredEntry::decode(leaf).map_err(|e| e.to_string())?;
-    let origin = stored.statement.origin.clone();
-    let entry = ParsedEntry::parse(stored.envelope, &origin).map_err(|e| e.to_string())?;
+    let entry = ParsedEntry::parse(stored.envelope, origin).map_err(|e| e.to_string())?;
     let caller = match (&entry.author, stored.relayed_by.as_str()) {
         (Author::Member(author), "") => author.as_str().to_owned(),
+        (Author::Member(author), relayer) if relayer == author.as_str() => {
+            return Err("relayed by its own author: the log records no relayer then".into())
+        }
         (Author::Member(_), relayer) => relayer.to_owned(),
         (Author::Forum, _) => return Err("only entry 0 is authored by the forum".into()),
     };
@@ -326,8 +348,10 @@ pub struct Fact {
 /// that no entry in the bundle revoked before it. Returns the entries, in log order.
 ///
 /// What a bundle cannot prove: that it holds *every* entry about the hash, or that a key was
-/// not revoked by an entry it leaves out (a log proves inclusion, not absence). Replaying the
-/// whole log (`hashforum verify --data` or `--entries`) checks those.
+/// not revoked by an entry it leaves out (a log proves inclusion, not absence); and key
+/// registrations other than the genesis are taken as logged (their admin signatures are not
+/// re-checked here). Replaying the whole log (`hashforum verify --data` or `--entries`)
+/// checks all of it.
 ///
 /// # Errors
 /// The first thing that does not verify.

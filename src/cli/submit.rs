@@ -149,6 +149,9 @@ fn write_receipts(
     envelopes: &[pb::Envelope],
     receipts: &[pb::Receipt],
 ) -> anyhow::Result<()> {
+    if single && path.extension().is_some_and(|e| e == "entry") {
+        anyhow::bail!("--receipt {}: the entry is written beside the receipt with extension .entry; name the receipt otherwise (e.g. .tlog-proof)", path.display());
+    }
     if !single {
         std::fs::create_dir_all(path).with_context(|| format!("creating {}", path.display()))?;
     }
@@ -156,7 +159,8 @@ fn write_receipts(
         let parsed = Receipt::parse(&receipt.tlog_proof)?;
         let extra = parsed.extra.as_deref().unwrap_or_default();
         let entry = [leaf_prefix(envelope).as_slice(), extra].concat();
-        if leaf_hash(&entry).as_bytes() != receipt.entry_hash.as_slice() {
+        let rebuilt = leaf_hash(&entry).as_bytes() == receipt.entry_hash.as_slice();
+        if !rebuilt && !receipt.duplicate {
             anyhow::bail!(
                 "the receipt for log index {} is not for the entry sent",
                 receipt.log_index
@@ -173,8 +177,18 @@ fn write_receipts(
         };
         std::fs::write(&proof_file, &receipt.tlog_proof)
             .with_context(|| format!("writing {}", proof_file.display()))?;
-        std::fs::write(&entry_file, &entry)
-            .with_context(|| format!("writing {}", entry_file.display()))?;
+        if rebuilt {
+            std::fs::write(&entry_file, &entry)
+                .with_context(|| format!("writing {}", entry_file.display()))?;
+        } else {
+            // The log holds the same statement, signed with another signature (another key):
+            // its receipt is the original's, whose entry is not this envelope's.
+            eprintln!(
+                "note: log index {} holds this statement signed otherwise; its entry is \
+                 `hashforum log entry {} --raw`",
+                receipt.log_index, receipt.log_index
+            );
+        }
     }
     Ok(())
 }

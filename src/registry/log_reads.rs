@@ -91,6 +91,13 @@ impl Registry {
         size: u64,
     ) -> Result<(u64, Vec<Hash>), ServiceError> {
         let latest = self.latest_checkpoint().head.size;
+        if size == 0 && index >= latest {
+            // Not in the latest tree yet: it may be later.
+            return Err(out_of_range(
+                "index",
+                format!("the latest checkpoint covers entries 0..{latest}"),
+            ));
+        }
         let size = if size == 0 { latest } else { size };
         within("tree_size", size, latest)?;
         if index >= size {

@@ -459,6 +459,7 @@ impl Committer {
         staged: &std::sync::mpsc::Receiver<Staged>,
         done: &std::sync::mpsc::Sender<bool>,
     ) {
+        let _guard = FailOnPanic(self.failed.clone());
         loop {
             let next = if self.signing.is_some() {
                 // Empty or disconnected: the checkpoint is written alone.

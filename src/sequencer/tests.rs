@@ -274,6 +274,11 @@ fn committed(store: &Store, outcome: Result<Committed, Refusal>) -> Answer {
             .verifier()
             .verify(&committed.checkpoint.note)
             .expect("the checkpoint verifies");
+        assert_eq!(
+            store.checkpoint(checkpoint.head.size).expect("read"),
+            Some(committed.checkpoint.note.clone()),
+            "a receipt's checkpoint is kept before the receipt is sent"
+        );
         for appended in &committed.appended {
             let proof = committed
                 .inclusion_proof(appended.index, store)

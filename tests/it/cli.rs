@@ -1034,20 +1034,20 @@ async fn receipts_and_logs_verify_offline_through_the_cli() {
         "verify", "--vkey", vkey, "--data", data, "--json",
     ]));
     assert_eq!(tampered["first_bad_index"], 17, "{tampered}");
-    // A change that leaves the author's signature valid (the sequencing time of entry 20), with
+    // A change that leaves the author's signature valid (the sequencing time of entry 39, the last), with
     // its tree hash rewritten to match: the signed checkpoints still catch it.
     {
         use prost::Message;
         let store = hashforum::storage::Store::open(std::path::Path::new(data)).unwrap();
         let mut batch = store.batch();
         batch.put_entry(17, &std::fs::read(format!("{receipts}/17.entry")).unwrap());
-        let stored = store.entry(20).unwrap().unwrap();
+        let stored = store.entry(39).unwrap().unwrap();
         let mut entry = hashforum::pb::LogEntry::decode(stored.as_slice()).unwrap();
         entry.sequenced_at_unix_ms += 1;
         let leaf = entry.encode_to_vec();
-        batch.put_entry(20, &leaf);
+        batch.put_entry(39, &leaf);
         batch.put_tree_hashes(
-            hashforum::log::tree::stored_hash_index(0, 20),
+            hashforum::log::tree::stored_hash_index(0, 39),
             &[hashforum::log::leaf_hash(&leaf).into()],
         );
         store.commit(batch).unwrap();

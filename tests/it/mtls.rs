@@ -265,6 +265,7 @@ async fn reflection_v1_describes_the_services() {
     assert_eq!(
         registry,
         [
+            "hashforum.v1.RegistryService/GetProvenance",
             "hashforum.v1.RegistryService/ListIncidents",
             "hashforum.v1.RegistryService/LookupHash",
             "hashforum.v1.RegistryService/LookupHashes",

@@ -118,7 +118,7 @@ const ACTIVE: Table = [
     // The log: readers and replicas; observers check receipts but do not copy the log.
     (Rpc::GetCheckpoint, [NO_ROLE, NO_ROLE, OK, OK, OK]),
     (Rpc::GetEntries, [NO_ROLE, NO_ROLE, OK, NO_ROLE, OK]),
-    (Rpc::GetEntry, [NO_ROLE, NO_ROLE, OK, OK, OK]),
+    (Rpc::GetEntry, [NO_ROLE, NO_ROLE, OK, NO_ROLE, OK]),
     (Rpc::GetInclusionProof, [NO_ROLE, NO_ROLE, OK, OK, OK]),
     (Rpc::GetConsistencyProof, [NO_ROLE, NO_ROLE, OK, OK, OK]),
     (Rpc::WatchCheckpoints, [NO_ROLE, NO_ROLE, OK, OK, OK]),

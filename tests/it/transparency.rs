@@ -411,6 +411,8 @@ async fn a_crash_between_commit_and_checkpoint_loses_nothing() {
     let mut client = Client::connect(&identity, Some(&crashing.addr))
         .await
         .unwrap();
+    let first = latest(&mut client, &verifier).await;
+    assert_eq!(first.head.size, 1);
     let refused = submit(&mut client, envelope.clone()).await;
     assert!(refused.is_err(), "no receipt without a kept checkpoint");
     let status = tokio::task::block_in_place(|| crashing.wait(CHILD_TIMEOUT));
@@ -452,6 +454,10 @@ async fn a_crash_between_commit_and_checkpoint_loses_nothing() {
             .note;
         kept.push(verifier.verify(&note).unwrap());
     }
+    assert_eq!(
+        kept[0].note, first.note,
+        "the size-1 checkpoint, byte for byte"
+    );
     for pair in kept.windows(2) {
         let proof = client
             .log
@@ -547,7 +553,11 @@ async fn a_log_of_every_kind_of_entry_replays() {
         .map(|e| e.unwrap().0)
         .collect();
     let revoked = Signer::of(&alpha_id).submit(hash(5));
-    leaves.push(hashforum::log::leaf_bytes(&leaf_prefix(&revoked), 1, None));
+    leaves.push(hashforum::log::leaf_bytes(
+        &leaf_prefix(&revoked),
+        hashforum::log::now_ms(),
+        None,
+    ));
     let mut frontier = Frontier::default();
     for leaf in &leaves {
         frontier.append(leaf_hash(leaf));
@@ -573,6 +583,39 @@ async fn a_log_of_every_kind_of_entry_replays() {
         hashforum::verify::LogError::Entry { index, reason } => {
             assert_eq!(index, 9);
             assert!(reason.contains("revoked"), "{reason}");
+        }
+        other => panic!("{other}"),
+    }
+
+    // An entry signed for another forum (staging) by a key valid here: refused at its index.
+    let mut leaves: Vec<Vec<u8>> = hashforum::verify::stored_entries(&store)
+        .unwrap()
+        .map(|e| e.unwrap().0)
+        .collect();
+    let staging = Signer::new("hashforum.dev/staging", "alpha", new_key.clone()).submit(hash(6));
+    leaves.push(hashforum::log::leaf_bytes(
+        &leaf_prefix(&staging),
+        hashforum::log::now_ms(),
+        None,
+    ));
+    let mut frontier = Frontier::default();
+    for leaf in &leaves {
+        frontier.append(leaf_hash(leaf));
+    }
+    let forged = signer.sign(hashforum::log::checkpoint::TreeHead {
+        size: 10,
+        root: frontier.root(),
+    });
+    match hashforum::verify::log(
+        &verifier,
+        leaves.into_iter().map(|l| Ok((l, None))),
+        &[forged.note],
+    )
+    .unwrap_err()
+    {
+        hashforum::verify::LogError::Entry { index, reason } => {
+            assert_eq!(index, 9);
+            assert!(reason.contains("origin"), "{reason}");
         }
         other => panic!("{other}"),
     }
