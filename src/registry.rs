@@ -243,37 +243,45 @@ fn receipts(
     relayer: &str,
 ) -> Result<Vec<pb::Receipt>, ServiceError> {
     let internal = |e: &dyn std::fmt::Display| ServiceError::Internal(format!("receipt: {e}"));
+    let note = &committed.checkpoint.note;
+    // New entries share one suffix per relaying: the group's time, and the relayer or none.
+    let own = log::leaf_suffix(committed.time_ms, None);
+    let relayed_suffix = log::leaf_suffix(committed.time_ms, Some(relayer));
     committed
-        .appended
-        .iter()
-        .zip(relayed)
-        .map(|(appended, &relayed)| {
-            let suffix = if appended.duplicate {
-                let leaf = store
-                    .entry(appended.index)
-                    .map_err(|e| internal(&e))?
-                    .ok_or_else(|| internal(&format!("entry {} is missing", appended.index)))?;
-                let stored = StoredEntry::decode(&leaf).map_err(|e| internal(&e))?;
-                log::leaf_suffix(stored.sequenced_at_unix_ms, Some(&stored.relayed_by))
-            } else {
-                log::leaf_suffix(committed.time_ms, relayed.then_some(relayer))
-            };
-            let proof = committed
-                .inclusion_proof(appended.index, store)
-                .map_err(|e| internal(&e))?;
-            Ok(pb::Receipt {
-                log_index: appended.index,
-                entry_hash: appended.leaf_hash.as_bytes().to_vec(),
-                duplicate: appended.duplicate,
-                tlog_proof: log::proof::encode(
-                    Some(&suffix),
-                    appended.index,
-                    &proof,
-                    &committed.checkpoint.note,
-                ),
-            })
+        .with_prover(store, |prover| {
+            committed
+                .appended
+                .iter()
+                .zip(relayed)
+                .map(|(appended, &relayed)| {
+                    let stored_suffix;
+                    let suffix = if appended.duplicate {
+                        let leaf = store
+                            .entry(appended.index)
+                            .map_err(|e| internal(&e))?
+                            .ok_or_else(|| {
+                                internal(&format!("entry {} is missing", appended.index))
+                            })?;
+                        let stored = StoredEntry::decode(&leaf).map_err(|e| internal(&e))?;
+                        stored_suffix =
+                            log::leaf_suffix(stored.sequenced_at_unix_ms, Some(&stored.relayed_by));
+                        &stored_suffix
+                    } else if relayed {
+                        &relayed_suffix
+                    } else {
+                        &own
+                    };
+                    let proof = prover.prove(appended.index).map_err(|e| internal(&e))?;
+                    Ok(pb::Receipt {
+                        log_index: appended.index,
+                        entry_hash: appended.leaf_hash.as_bytes().to_vec(),
+                        duplicate: appended.duplicate,
+                        tlog_proof: log::proof::encode(Some(suffix), appended.index, &proof, note),
+                    })
+                })
+                .collect()
         })
-        .collect()
+        .map_err(|e| internal(&e))?
 }
 
 /// What a submission is checked against, outside the single writer: the store (for

@@ -64,7 +64,8 @@ pub enum ReceiptError {
 
 /// Writes a receipt.
 pub fn encode(extra: Option<&[u8]>, index: u64, proof: &[Hash], checkpoint: &[u8]) -> Vec<u8> {
-    let mut out = String::with_capacity(64 + proof.len() * 45 + checkpoint.len());
+    let extra_len = extra.map_or(0, |e| e.len().div_ceil(3) * 4 + 7);
+    let mut out = String::with_capacity(48 + extra_len + proof.len() * 45 + checkpoint.len());
     out.push_str(HEADER);
     out.push('\n');
     if let Some(extra) = extra {

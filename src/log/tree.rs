@@ -172,6 +172,10 @@ pub struct Layered<'a, R> {
 
 impl<R: HashReader> HashReader for Layered<'_, R> {
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog_tiles::Error> {
+        // The common case, a group's own entries: everything is in memory.
+        if let Ok(all) = self.memory.read_hashes(indexes) {
+            return Ok(all);
+        }
         let mut out: Vec<Option<Hash>> = indexes
             .iter()
             .map(|i| self.memory.hashes.get(i).copied())
@@ -213,6 +217,97 @@ pub fn inclusion_proof(
 ) -> Result<Vec<Hash>, ProofError> {
     check_inclusion_bounds(index, size)?;
     Ok(prove_record(size, index, hashes)?)
+}
+
+/// Inclusion proofs of many leaves in one tree, at one hash read per proof hash: the hashes of
+/// the tree's right edge (its incomplete subtrees) are computed once, where
+/// [`inclusion_proof`] recomputes them for every proof. Receipts use it: a group's proofs all
+/// share its tree. The proofs are RFC 6962's (a property test checks them against
+/// [`inclusion_proof`]).
+///
+/// A leaf's proof lists, level by level from the leaf up, the sibling of the node on its path,
+/// skipping levels where the sibling lies past the tree's end. A sibling is either a complete
+/// subtree (a stored hash) or the tree's rightmost node at its level, whose hash covers the
+/// leaves of that subtree that exist.
+pub struct Prover<'a, R> {
+    size: u64,
+    hashes: &'a R,
+    /// `rightmost[l]`: the hash of node `(size - 1) >> l` at level `l`, over the leaves it has.
+    rightmost: Vec<Hash>,
+}
+
+impl<'a, R: HashReader> Prover<'a, R> {
+    /// A prover for the tree of `size` leaves (not empty).
+    ///
+    /// # Errors
+    /// When the tree is empty or `hashes` fails.
+    pub fn new(size: u64, hashes: &'a R) -> Result<Self, ProofError> {
+        let last = size
+            .checked_sub(1)
+            .ok_or_else(|| ProofError::Impossible("the empty tree has no leaves".into()))?;
+        let levels = u64::BITS - last.leading_zeros();
+        // The complete left halves of the right edge's nodes, and the last leaf.
+        let mut indexes = vec![stored_hash_index(0, last)];
+        for l in 1..=levels {
+            let k = last >> l;
+            if (last >> (l - 1)) & 1 == 1 {
+                indexes.push(stored_hash_index(level(l - 1), 2 * k));
+            }
+        }
+        let read = read(hashes, &indexes)?;
+        let mut read = read.into_iter();
+        let mut rightmost = Vec::with_capacity(levels as usize + 1);
+        let mut hash = read.next().ok_or(ProofError::Read("no last leaf".into()))?;
+        rightmost.push(hash);
+        for l in 1..=levels {
+            if (last >> (l - 1)) & 1 == 1 {
+                let left = read.next().ok_or(ProofError::Read("short read".into()))?;
+                hash = tlog_tiles::node_hash(left, hash);
+            }
+            rightmost.push(hash);
+        }
+        Ok(Self {
+            size,
+            hashes,
+            rightmost,
+        })
+    }
+
+    /// The inclusion proof of leaf `index`.
+    ///
+    /// # Errors
+    /// When `index` is not in the tree or `hashes` fails.
+    pub fn prove(&self, index: u64) -> Result<Vec<Hash>, ProofError> {
+        check_inclusion_bounds(index, self.size)?;
+        let last = self.size - 1;
+        // Per level: the sibling's stored index, or `None` for the rightmost node.
+        let mut wanted: Vec<Option<u64>> = Vec::with_capacity(self.rightmost.len());
+        for l in 0..self.rightmost.len() - 1 {
+            let sibling = (index >> l) ^ 1;
+            let edge = last >> l;
+            if sibling < edge {
+                wanted.push(Some(stored_hash_index(level_of(l), sibling)));
+            } else if sibling == edge {
+                wanted.push(None);
+            }
+        }
+        let indexes: Vec<u64> = wanted.iter().flatten().copied().collect();
+        let mut stored = read(self.hashes, &indexes)?.into_iter();
+        let mut proof = Vec::with_capacity(wanted.len());
+        let mut l = 0;
+        for w in &wanted {
+            // Levels without a sibling are skipped: find this one's level for the edge.
+            while (index >> l) ^ 1 > last >> l {
+                l += 1;
+            }
+            proof.push(match w {
+                Some(_) => stored.next().ok_or(ProofError::Read("short read".into()))?,
+                None => self.rightmost[l],
+            });
+            l += 1;
+        }
+        Ok(proof)
+    }
 }
 
 /// The consistency proof from the tree of `old` leaves to the tree of `new` leaves (RFC 6962

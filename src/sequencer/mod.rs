@@ -83,17 +83,33 @@ pub struct Committed {
 }
 
 impl Committed {
-    /// The inclusion proof of the entry at `index` in the checkpoint's tree, from the group's
-    /// hashes in memory, reading `store` only for older entries (resubmissions).
+    /// Runs `f` with a prover of inclusion in the checkpoint's tree, reading the group's
+    /// hashes in memory and `store` only for older entries (resubmissions).
     ///
     /// # Errors
-    /// When the index is not covered by the checkpoint or the store fails.
-    pub fn inclusion_proof(
+    /// When the store fails.
+    pub fn with_prover<T>(
         &self,
-        index: u64,
         store: &Store,
-    ) -> Result<Vec<tree::Hash>, tree::ProofError> {
-        tree::inclusion_proof(index, self.checkpoint.head.size, &self.hashes.over(store))
+        f: impl FnOnce(&tree::Prover<'_, tree::Layered<'_, Store>>) -> T,
+    ) -> Result<T, tree::ProofError> {
+        let hashes = self.hashes.over(store);
+        let prover = tree::Prover::new(self.checkpoint.head.size, &hashes)?;
+        Ok(f(&prover))
+    }
+
+    /// The inclusion proofs of the entries at `indexes` in the checkpoint's tree.
+    ///
+    /// # Errors
+    /// When an index is not covered by the checkpoint or the store fails.
+    pub fn inclusion_proofs(
+        &self,
+        indexes: impl IntoIterator<Item = u64>,
+        store: &Store,
+    ) -> Result<Vec<Vec<tree::Hash>>, tree::ProofError> {
+        self.with_prover(store, |prover| {
+            indexes.into_iter().map(|i| prover.prove(i)).collect()
+        })?
     }
 }
 

@@ -279,10 +279,10 @@ fn committed(store: &Store, outcome: Result<Committed, Refusal>) -> Answer {
             Some(committed.checkpoint.note.clone()),
             "a receipt's checkpoint is kept before the receipt is sent"
         );
-        for appended in &committed.appended {
-            let proof = committed
-                .inclusion_proof(appended.index, store)
-                .expect("proof");
+        let proofs = committed
+            .inclusion_proofs(committed.appended.iter().map(|a| a.index), store)
+            .expect("proofs");
+        for (appended, proof) in committed.appended.iter().zip(proofs) {
             tree::verify_inclusion(
                 &proof,
                 appended.index,

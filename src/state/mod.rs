@@ -299,6 +299,8 @@ pub struct Pending<'s> {
     /// The tree as of the entries staged so far.
     frontier: Frontier,
     hashes: MemoryHashes,
+    /// The entries about each hash (the `about` index), written sorted by `finish`.
+    about: Vec<(ContentHash, u64)>,
 }
 
 impl<'s> Pending<'s> {
@@ -327,6 +329,7 @@ impl<'s> Pending<'s> {
             time_ms,
             frontier,
             hashes,
+            about: Vec::new(),
         }
     }
 
@@ -665,7 +668,7 @@ impl<'s> Pending<'s> {
             });
         }
         *dirty = true;
-        self.batch.put_about(hash, index);
+        self.about.push((hash.clone(), index));
         Ok(())
     }
 
@@ -720,6 +723,10 @@ impl<'s> Pending<'s> {
         dirty.sort_unstable_by_key(|(hash, _)| *hash);
         for (hash, record) in dirty {
             self.batch.put_record(hash, record);
+        }
+        self.about.sort_unstable();
+        for (hash, index) in &self.about {
+            self.batch.put_about(hash, *index);
         }
         self.batch.put_size(self.size);
         let head = TreeHead {

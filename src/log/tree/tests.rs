@@ -249,6 +249,25 @@ fn verifiers_refuse_impossible_and_oversized_input_without_panicking() {
     assert!(inclusion_proof(8, 8, &stored).is_err());
 }
 
+/// The prover agrees with `inclusion_proof` for every leaf of every tree up to 300 leaves.
+#[test]
+fn the_prover_agrees_with_rfc_6962_for_every_small_tree() {
+    let leaves: Vec<LeafHash> = (0..300u32).map(|i| leaf_hash(&i.to_be_bytes())).collect();
+    let (_, stored) = build(&leaves);
+    for size in 1..=300u64 {
+        let prover = Prover::new(size, &stored).unwrap();
+        for index in 0..size {
+            assert_eq!(
+                prover.prove(index).unwrap(),
+                inclusion_proof(index, size, &stored).unwrap(),
+                "{index} in {size}"
+            );
+        }
+        assert!(prover.prove(size).is_err());
+    }
+    assert!(Prover::new(0, &stored).is_err());
+}
+
 #[test]
 fn a_frontier_loads_from_stored_hashes() {
     let leaves: Vec<LeafHash> = (0..300u32).map(|i| leaf_hash(&i.to_be_bytes())).collect();
@@ -287,10 +306,16 @@ proptest! {
         }
         prop_assert_eq!(group.root(), mth(&d));
 
+        let prover = Prover::new(size as u64, &stored).unwrap();
+        let group_prover = Prover::new(size as u64, &memory).unwrap();
         for (m, old) in &picks {
             let m = m.index(size);
             let proof = inclusion_proof(m as u64, size as u64, &stored).unwrap();
             prop_assert_eq!(&proof, &path(m, &d));
+            prop_assert_eq!(&prover.prove(m as u64).unwrap(), &proof);
+            if m >= start {
+                prop_assert_eq!(&group_prover.prove(m as u64).unwrap(), &proof);
+            }
             verify_inclusion(&proof, m as u64, size as u64, mth(&d), leaves[m]).unwrap();
             let wrong = leaves[(m + 1) % size];
             if size > 1 {
