@@ -507,7 +507,25 @@ impl<'s> Pending<'s> {
         entry: ParsedEntry,
         caller: &str,
     ) -> Result<Result<Appended, ServiceError>, StorageError> {
-        let (dir, step) = match self.check_job(caller, std::slice::from_ref(&entry))? {
+        let step = match self.check_one(caller, &entry)? {
+            Ok(step) => step,
+            Err(error) => return Ok(Err(error)),
+        };
+        match step {
+            Some(Step::New { effect, .. }) => Ok(Ok(self.append(entry, effect, caller)?)),
+            Some(Step::Duplicate) | None => Ok(self.existing(&entry)?.ok_or_else(|| {
+                ServiceError::Internal("a statement checked as a duplicate was not found".into())
+            })),
+        }
+    }
+
+    /// Checks one entry with [`Pending::check_job`] and installs the membership it produces.
+    fn check_one(
+        &mut self,
+        caller: &str,
+        entry: &ParsedEntry,
+    ) -> Result<Result<Option<Step>, ServiceError>, StorageError> {
+        let (dir, step) = match self.check_job(caller, std::slice::from_ref(entry))? {
             Ok(JobPlan { directory, steps }) => (
                 match directory {
                     Cow::Owned(dir) => Some(dir),
@@ -520,12 +538,7 @@ impl<'s> Pending<'s> {
         if let Some(dir) = dir {
             self.set_directory(dir);
         }
-        match step {
-            Some(Step::New { effect, .. }) => Ok(Ok(self.append(entry, effect, caller)?)),
-            Some(Step::Duplicate) | None => Ok(self.existing(&entry)?.ok_or_else(|| {
-                ServiceError::Internal("a statement checked as a duplicate was not found".into())
-            })),
-        }
+        Ok(Ok(step))
     }
 
     /// Replays a stored leaf at the next index, as a verifier or a replica does: the checks of
@@ -552,19 +565,10 @@ impl<'s> Pending<'s> {
             )));
         }
         self.time_ms = time_ms;
-        let (dir, step) = match self.check_job(caller, std::slice::from_ref(&entry))? {
-            Ok(JobPlan { directory, steps }) => (
-                match directory {
-                    Cow::Owned(dir) => Some(dir),
-                    Cow::Borrowed(_) => None,
-                },
-                steps.into_iter().next(),
-            ),
-            Err(refusal) => return Ok(Err(refusal.error)),
+        let step = match self.check_one(caller, &entry)? {
+            Ok(step) => step,
+            Err(error) => return Ok(Err(error)),
         };
-        if let Some(dir) = dir {
-            self.set_directory(dir);
-        }
         match step {
             Some(Step::New { key, effect }) => {
                 self.append_leaf(entry, effect, leaf)?;
