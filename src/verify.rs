@@ -14,7 +14,7 @@ use crate::genesis;
 use crate::log::checkpoint::{LogVerifier, SignedCheckpoint, TreeHead};
 use crate::log::proof::{Receipt, ReceiptError};
 use crate::log::tree::{Frontier, Hash};
-use crate::log::{leaf_hash, leaf_prefix, StoredEntry};
+use crate::log::{leaf_hash, StoredEntry};
 use crate::pb;
 use crate::state::{Directory, Pending};
 use crate::storage::{StorageError, Store};
@@ -55,14 +55,7 @@ pub fn receipt(
     let parsed = Receipt::parse(receipt)?;
     let leaf = match entry {
         Entry::Leaf(leaf) => leaf.to_vec(),
-        Entry::Envelope(envelope) => {
-            let extra = parsed.extra.as_deref().ok_or_else(|| {
-                ReceiptError::Malformed("no extra line to rebuild the entry with".into())
-            })?;
-            crate::log::check_suffix(extra)
-                .map_err(|e| ReceiptError::Malformed(format!("extra: {e}")))?;
-            [leaf_prefix(envelope).as_slice(), extra].concat()
-        }
+        Entry::Envelope(envelope) => parsed.entry_for(envelope)?,
     };
     let stored = StoredEntry::decode(&leaf)
         .map_err(|e| ReceiptError::Malformed(format!("the entry: {e}")))?;
@@ -166,9 +159,8 @@ pub fn log(
     for (index, item) in (0u64..).zip(entries) {
         let (leaf, recorded) = item?;
         let bad = |reason: String| LogError::Entry { index, reason };
-        let time_ms = StoredEntry::decode(&leaf)
-            .map_err(|e| bad(e.to_string()))?
-            .sequenced_at_unix_ms;
+        let stored = StoredEntry::decode(&leaf).map_err(|e| bad(e.to_string()))?;
+        let time_ms = stored.sequenced_at_unix_ms;
         if time_ms < last_ms {
             return Err(bad(format!(
                 "sequenced at {time_ms} ms, before the entry before it ({last_ms} ms)"
@@ -196,7 +188,7 @@ pub fn log(
                     0,
                 )),
             };
-            replay_one(group, verifier.origin(), &leaf).map_err(bad)?;
+            replay_one(group, verifier.origin(), stored, &leaf).map_err(bad)?;
             if (index + 1) % REPLAY_GROUP == 0 {
                 if let Some(group) = pending.take() {
                     store.commit(group.finish().batch)?;
@@ -242,10 +234,14 @@ pub fn log(
     })
 }
 
-/// Replays one stored leaf (not entry 0) on `pending`: decodes it, checks it at its index as
+/// Replays one stored leaf (not entry 0, `stored` decoded from `leaf`) on `pending`: checks it at its index as
 /// the primary did, and verifies its author's signature with the key valid there.
-fn replay_one(pending: &mut Pending<'_>, origin: &str, leaf: &[u8]) -> Result<(), String> {
-    let stored = StoredEntry::decode(leaf).map_err(|e| e.to_string())?;
+fn replay_one(
+    pending: &mut Pending<'_>,
+    origin: &str,
+    stored: StoredEntry,
+    leaf: &[u8],
+) -> Result<(), String> {
     let entry = ParsedEntry::parse(stored.envelope, origin).map_err(|e| e.to_string())?;
     let caller = match (&entry.author, stored.relayed_by.as_str()) {
         (Author::Member(author), "") => author.as_str().to_owned(),

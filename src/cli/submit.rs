@@ -11,8 +11,8 @@ use serde_json::json;
 use super::input::{parse_labels, parse_lines, read_input};
 use super::{connect, ClientOpts};
 use crate::identity::Identity;
+use crate::log::leaf_hash;
 use crate::log::proof::Receipt;
-use crate::log::{leaf_hash, leaf_prefix};
 use crate::pb;
 use crate::registry::MAX_SUBMIT_BATCH;
 use crate::statement::{fresh_ms, hash_submission, Signer};
@@ -156,9 +156,7 @@ fn write_receipts(
         std::fs::create_dir_all(path).with_context(|| format!("creating {}", path.display()))?;
     }
     for (envelope, receipt) in envelopes.iter().zip(receipts) {
-        let parsed = Receipt::parse(&receipt.tlog_proof)?;
-        let extra = parsed.extra.as_deref().unwrap_or_default();
-        let entry = [leaf_prefix(envelope).as_slice(), extra].concat();
+        let entry = Receipt::parse(&receipt.tlog_proof)?.entry_for(envelope)?;
         let rebuilt = leaf_hash(&entry).as_bytes() == receipt.entry_hash.as_slice();
         if !rebuilt && !receipt.duplicate {
             anyhow::bail!(

@@ -144,6 +144,21 @@ impl Receipt {
         })
     }
 
+    /// The entry this receipt is for, rebuilt from the envelope its holder signed and the
+    /// `extra` line: `leaf_prefix(envelope) ++ extra`. Nothing is trusted: the result's leaf
+    /// hash is what [`Receipt::verify`] checks.
+    ///
+    /// # Errors
+    /// When there is no `extra` line, or it is not the canonical encoding of a `LogEntry`'s
+    /// fields after the envelope.
+    pub fn entry_for(&self, envelope: &crate::pb::Envelope) -> Result<Vec<u8>, ReceiptError> {
+        let extra = self.extra.as_deref().ok_or_else(|| {
+            ReceiptError::Malformed("no extra line to rebuild the entry with".into())
+        })?;
+        super::check_suffix(extra).map_err(|e| ReceiptError::Malformed(format!("extra: {e}")))?;
+        Ok([super::leaf_prefix(envelope).as_slice(), extra].concat())
+    }
+
     /// Verifies that the entry whose leaf hash is `leaf` is in the log: the checkpoint is
     /// signed by the log key of `verifier`, and the proof leads from `leaf` at `index` to its
     /// root. Returns the checkpoint.

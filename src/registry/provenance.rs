@@ -30,14 +30,12 @@ impl Registry {
         tree_size: u64,
         from: u64,
     ) -> Result<pb::GetProvenanceResponse, ServiceError> {
-        let checkpoint = self.checkpoint(tree_size).await?;
-        let size = if tree_size == 0 {
-            self.latest_checkpoint().head.size
+        let (size, checkpoint) = if tree_size == 0 {
+            let latest = self.latest_checkpoint();
+            (latest.head.size, latest.note.clone())
         } else {
-            tree_size
+            (tree_size, self.checkpoint(tree_size).await?)
         };
-        // The latest may have moved on between the two reads: take the size from the note.
-        let size = note_size(&checkpoint).unwrap_or(size);
         let store = self.store.clone();
         let directory = self.directory();
         self.blocking(move || {
@@ -47,11 +45,6 @@ impl Registry {
         })
         .await
     }
-}
-
-/// The size line of a checkpoint note.
-fn note_size(note: &[u8]) -> Option<u64> {
-    std::str::from_utf8(note).ok()?.lines().nth(1)?.parse().ok()
 }
 
 fn page(
@@ -117,6 +110,8 @@ fn page(
 
 /// The entries at `indexes` with their inclusion proofs in the tree of `size`.
 fn proven(store: &Store, indexes: &[u64], size: u64) -> Result<Vec<pb::ProvenEntry>, ServiceError> {
+    let internal = |e: tree::ProofError| ServiceError::Internal(format!("proof: {e}"));
+    let prover = tree::Prover::new(size, store).map_err(internal)?;
     let leaves = store.entries(indexes)?;
     indexes
         .iter()
@@ -124,8 +119,7 @@ fn proven(store: &Store, indexes: &[u64], size: u64) -> Result<Vec<pb::ProvenEnt
         .map(|(&index, leaf)| {
             let entry =
                 leaf.ok_or_else(|| ServiceError::Internal(format!("entry {index} is missing")))?;
-            let proof = tree::inclusion_proof(index, size, store)
-                .map_err(|e| ServiceError::Internal(format!("proof of {index}: {e}")))?;
+            let proof = prover.prove(index).map_err(internal)?;
             Ok(pb::ProvenEntry {
                 log_index: index,
                 entry,

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use base64::Engine;
-use hashforum::log::leaf_prefix;
 use hashforum::log::proof::Receipt;
 use hashforum::pb;
 use hashforum::statement::hash_submission;
@@ -99,11 +98,7 @@ async fn go_sumdb_verifies_checkpoints_receipts_and_proofs() {
     // Receipts: Go's tlog.CheckRecord accepts each entry's proof under the checkpoint.
     for i in [0usize, 1, 127, 255, 256, 299] {
         let proof = Receipt::parse(&receipts[i].tlog_proof).unwrap();
-        let entry = [
-            leaf_prefix(&envelopes[i]).as_slice(),
-            proof.extra.as_deref().unwrap(),
-        ]
-        .concat();
+        let entry = proof.entry_for(&envelopes[i]).unwrap();
         let receipt_file = file(&format!("{i}.tlog-proof"), &receipts[i].tlog_proof);
         let entry_file = file(&format!("{i}.entry"), &entry);
         let ok = go(

@@ -43,11 +43,7 @@ fn check_receipt(
 ) -> (Vec<u8>, SignedCheckpoint) {
     let proof = Receipt::parse(&receipt.tlog_proof).expect("a tlog-proof");
     assert_eq!(proof.index, receipt.log_index);
-    let leaf = [
-        leaf_prefix(envelope).as_slice(),
-        proof.extra.as_deref().expect("extra"),
-    ]
-    .concat();
+    let leaf = proof.entry_for(envelope).expect("extra");
     assert_eq!(leaf_hash(&leaf).as_bytes(), receipt.entry_hash.as_slice());
     let checkpoint = proof.verify(verifier, leaf_hash(&leaf)).expect("verifies");
     assert!(checkpoint.head.size > receipt.log_index);
@@ -141,11 +137,7 @@ async fn receipts_verify_with_the_vkey_alone() {
     // A receipt for another entry, or under a checkpoint signed by another key, fails.
     let other = signer.submit(hash_submission(HashType::Sha256, &sha256_value(2)));
     let proof = Receipt::parse(&receipt.tlog_proof).unwrap();
-    let leaf = [
-        leaf_prefix(&other).as_slice(),
-        proof.extra.as_deref().unwrap(),
-    ]
-    .concat();
+    let leaf = proof.entry_for(&other).unwrap();
     assert!(proof.verify(&verifier, leaf_hash(&leaf)).is_err());
     let stranger = LogVerifier::new(
         hashforum::forum::DEV_ORIGIN,
