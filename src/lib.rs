@@ -11,6 +11,7 @@
 //! | [`entry`] | parsing signed envelopes at the door (admission rules) |
 //! | [`statement`] | building and signing statements (CLI, bench, tests) |
 //! | [`log`] | the log's leaves: exact bytes, hashes, reading them back |
+//! | [`pdq`] | PDQ: hashing images on the member side, the near-duplicate matching index |
 //! | [`state`] | `check` and `apply`: the views as a function of the log; the membership |
 //! | [`storage`] | RocksDB: the only code that knows column families and keys |
 //! | [`sequencer`] | the single writer: group commit |
@@ -38,6 +39,7 @@ pub mod genesis;
 pub mod identity;
 pub mod log;
 pub mod pb;
+pub mod pdq;
 pub mod pki;
 pub mod registry;
 pub mod sequencer;
