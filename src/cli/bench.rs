@@ -25,7 +25,11 @@ use crate::types::HashType;
 
 /// Options of `hashforum bench`.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
+    /// Another benchmark than ingest and lookups.
+    #[command(subcommand)]
+    pub other: Option<OtherBench>,
     /// Signed entries to ingest in all.
     #[arg(long, default_value_t = 300_000)]
     pub entries: usize,
@@ -46,11 +50,21 @@ pub struct BenchArgs {
     pub json: bool,
 }
 
+/// Benchmarks other than ingest and lookups.
+#[derive(Debug, clap::Subcommand)]
+pub enum OtherBench {
+    /// PDQ matching: the index against a brute-force scan, in process and through gRPC.
+    Pdq(super::bench_pdq::PdqBenchArgs),
+}
+
 /// Runs the benchmark.
 ///
 /// # Errors
 /// When the server cannot start or a call fails.
 pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    if let Some(OtherBench::Pdq(pdq)) = &args.other {
+        return super::bench_pdq::run(pdq).await;
+    }
     anyhow::ensure!(
         args.rounds > 0 && args.batch > 0 && args.concurrency > 0,
         "zero option"

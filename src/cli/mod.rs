@@ -2,6 +2,7 @@
 
 mod admin;
 pub mod bench;
+pub mod bench_pdq;
 pub mod feedback;
 pub mod identity;
 pub mod incident;

@@ -39,7 +39,7 @@ use crate::log::checkpoint::TreeHead;
 use crate::log::tree::{self, Frontier, MemoryHashes};
 use crate::pb;
 use crate::storage::{Batch, StorageError, Store};
-use crate::types::{ContentHash, LeafHash, Role, StatementDigest};
+use crate::types::{ContentHash, HashType, LeafHash, Role, StatementDigest};
 
 /// Where an entry landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -278,6 +278,9 @@ pub struct Finished {
     pub directory: Option<Directory>,
     /// The group's view writes, for staging the next group before this one is committed.
     pub overlay: Overlay,
+    /// Each PDQ hash whose record the group changed, with the record's new status
+    /// (`pb::RecordStatus` as a byte), in hash order: for the matching index, once committed.
+    pub pdq: Vec<(crate::pdq::Bits, u8)>,
 }
 
 /// One group commit in the making.
@@ -301,6 +304,8 @@ pub struct Pending<'s> {
     hashes: MemoryHashes,
     /// The entries about each hash (the `about` index), written sorted by `finish`.
     about: Vec<(ContentHash, u64)>,
+    /// The latest status of each PDQ hash whose record the group changed.
+    pdq: FastMap<crate::pdq::Bits, u8>,
 }
 
 impl<'s> Pending<'s> {
@@ -330,6 +335,7 @@ impl<'s> Pending<'s> {
             frontier,
             hashes,
             about: Vec::new(),
+            pdq: FastMap::default(),
         }
     }
 
@@ -483,7 +489,9 @@ impl<'s> Pending<'s> {
                 std::collections::hash_map::Entry::Occupied(slot) => slot.into_mut(),
                 std::collections::hash_map::Entry::Vacant(slot) => slot.insert(self.record(hash)?),
             };
-            Ok(record::change(record, change)?.map_err(|e| e.in_field(field)))
+            Ok(record::change(record, change)?
+                .map(|_| ())
+                .map_err(|e| e.in_field(field)))
         };
         check_job(
             &self.dir,
@@ -663,15 +671,23 @@ impl<'s> Pending<'s> {
         let Some((record, dirty)) = self.records.get_mut(hash) else {
             return Ok(());
         };
-        if let Err(refused) = record::change(record, change)? {
+        let status = match record::change(record, change)? {
+            Ok(status) => status,
             // Checked before it was appended, so only a log that was never checked (or a bug)
             // gets here: a replica must stop rather than diverge.
-            return Err(StorageError::Corrupt {
-                cf: "records",
-                reason: format!("entry {index} does not apply to its hash record: {refused}"),
-            });
-        }
+            Err(refused) => {
+                return Err(StorageError::Corrupt {
+                    cf: "records",
+                    reason: format!("entry {index} does not apply to its hash record: {refused}"),
+                })
+            }
+        };
         *dirty = true;
+        if hash.hash_type() == HashType::Pdq {
+            if let Ok(bits) = <[u8; 32]>::try_from(hash.as_bytes()) {
+                self.pdq.insert(bits, status as u8);
+            }
+        }
         self.about.push((hash.clone(), index));
         Ok(())
     }
@@ -732,6 +748,11 @@ impl<'s> Pending<'s> {
         for (hash, index) in &self.about {
             self.batch.put_about(hash, *index);
         }
+        let mut pdq: Vec<(crate::pdq::Bits, u8)> = self.pdq.into_iter().collect();
+        pdq.sort_unstable();
+        for (bits, status) in &pdq {
+            self.batch.put_pdq(bits, *status);
+        }
         self.batch.put_size(self.size);
         let head = TreeHead {
             size: self.size,
@@ -746,6 +767,7 @@ impl<'s> Pending<'s> {
             time_ms: self.time_ms,
             directory: self.dir_changed.then_some(self.dir),
             overlay,
+            pdq,
         }
     }
 }

@@ -153,7 +153,7 @@ pub(super) fn change_for(
 pub(super) fn change(
     record: &mut Vec<u8>,
     change: Change,
-) -> Result<Result<(), ServiceError>, StorageError> {
+) -> Result<Result<pb::RecordStatus, ServiceError>, StorageError> {
     let mut stored = if record.is_empty() {
         StoredRecord::default()
     } else {
@@ -163,9 +163,10 @@ pub(super) fn change(
         return Ok(Err(refused));
     }
     stored.tallies = tallies(&stored.opinions);
-    stored.status = status(&stored) as i32;
+    let status = status(&stored);
+    stored.status = status as i32;
     *record = stored.encode_to_vec();
-    Ok(Ok(()))
+    Ok(Ok(status))
 }
 
 fn change_decoded(stored: &mut StoredRecord, change: Change) -> Result<(), ServiceError> {

@@ -13,6 +13,7 @@
 //! | `about` | `records` key `++ u64 BE` log index | empty: every entry about a hash |
 //! | `tree` | `u64 BE` stored hash index (Go `sumdb/tlog` numbering) | 32-byte hash |
 //! | `checkpoints` | `u64 BE` tree size | the signed checkpoint note, verbatim |
+//! | `pdq` | PDQ hash (32) | its record's status, `pb::RecordStatus` as one byte |
 
 use crate::types::{ContentHash, LeafHash};
 

@@ -40,10 +40,11 @@ const CF_CHECKPOINTS: &str = "checkpoints";
 const CF_ABOUT: &str = "about";
 /// Incident id → `Incident`: the incident view.
 const CF_INCIDENTS: &str = "incidents";
+/// PDQ hash (32 bytes) → its record's status (1 byte): what the matching index loads.
+const CF_PDQ: &str = "pdq";
 
 /// Every column family; `keys` documents their layouts.
-/// Every column family; `keys` documents their layouts.
-const ALL_CFS: [&str; 10] = [
+const ALL_CFS: [&str; 11] = [
     CF_ENTRIES,
     CF_DEDUP,
     CF_RECORDS,
@@ -54,6 +55,7 @@ const ALL_CFS: [&str; 10] = [
     CF_CHECKPOINTS,
     CF_INCIDENTS,
     CF_ABOUT,
+    CF_PDQ,
 ];
 
 /// A storage failure. Never the caller's fault: mapped to `INTERNAL` and logged.
@@ -216,6 +218,75 @@ impl Store {
             .iterator_cf(self.cf(CF_INCIDENTS), rocksdb::IteratorMode::Start)
             .map(|r| Ok(r?.1.to_vec()))
             .collect()
+    }
+
+    /// Every PDQ hash with its record's status (`pb::RecordStatus` as a byte), in hash order:
+    /// what the matching index is built from. Read in two halves on two threads.
+    ///
+    /// # Errors
+    /// When RocksDB fails or a value is malformed.
+    pub fn pdq_view(&self) -> Result<Vec<([u8; 32], u8)>, StorageError> {
+        let half = |from: &[u8], below: Option<&[u8]>| {
+            let mode = rocksdb::IteratorMode::From(from, rocksdb::Direction::Forward);
+            let mut out = Vec::new();
+            for item in self.db.iterator_cf(self.cf(CF_PDQ), mode) {
+                let (key, value) = item?;
+                if below.is_some_and(|b| key.as_ref() >= b) {
+                    break;
+                }
+                let (Ok(bits), [status]) = (<[u8; 32]>::try_from(key.as_ref()), value.as_ref())
+                else {
+                    return Err(corrupt(CF_PDQ, "not a 32-byte hash and a status byte"));
+                };
+                out.push((bits, *status));
+            }
+            Ok(out)
+        };
+        let (low, high) = rayon::join(|| half(&[], Some(&[0x80])), || half(&[0x80], None));
+        let mut all = low?;
+        all.extend(high?);
+        Ok(all)
+    }
+
+    /// Whether the PDQ view must be filled from the hash records: it is empty while some PDQ
+    /// hash has a record (a database written before the view existed).
+    ///
+    /// # Errors
+    /// When RocksDB fails.
+    pub fn pdq_view_missing(&self) -> Result<bool, StorageError> {
+        let tag = [crate::types::HashType::Pdq.tag()];
+        let empty = self
+            .db
+            .iterator_cf(self.cf(CF_PDQ), rocksdb::IteratorMode::Start)
+            .next()
+            .transpose()?
+            .is_none();
+        let mode = rocksdb::IteratorMode::From(&tag, rocksdb::Direction::Forward);
+        let some_record = match self.db.iterator_cf(self.cf(CF_RECORDS), mode).next() {
+            Some(item) => item?.0.first() == Some(&tag[0]),
+            None => false,
+        };
+        Ok(empty && some_record)
+    }
+
+    /// Every PDQ hash record, as (hash, stored record bytes): for filling the PDQ view.
+    ///
+    /// # Errors
+    /// When RocksDB fails or a key is malformed.
+    pub fn pdq_records(&self) -> Result<Vec<([u8; 32], Vec<u8>)>, StorageError> {
+        let tag = [crate::types::HashType::Pdq.tag()];
+        let mode = rocksdb::IteratorMode::From(&tag, rocksdb::Direction::Forward);
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(CF_RECORDS), mode) {
+            let (key, value) = item?;
+            let Some(bits) = key.strip_prefix(&tag) else {
+                break;
+            };
+            let bits = <[u8; 32]>::try_from(bits)
+                .map_err(|_| corrupt(CF_RECORDS, "a PDQ key is not 32 bytes"))?;
+            out.push((bits, value.to_vec()));
+        }
+        Ok(out)
     }
 
     /// The indexes of the entries about `hash` from index `from` on and below `below`, in log
@@ -463,6 +534,11 @@ impl Batch {
     /// Writes an incident.
     pub fn put_incident(&mut self, incident_id: &str, incident: &[u8]) {
         self.put(CF_INCIDENTS, incident_id.as_bytes(), incident);
+    }
+
+    /// Sets the status of a PDQ hash in the PDQ view.
+    pub fn put_pdq(&mut self, bits: &[u8; 32], status: u8) {
+        self.put(CF_PDQ, bits, &[status]);
     }
 
     /// Sets the log size.
