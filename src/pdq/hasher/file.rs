@@ -49,9 +49,9 @@ pub struct FileHashes {
 /// # Errors
 /// [`HashError::Io`], naming the file, when it cannot be opened or read.
 pub fn hash_file(path: &Path) -> Result<FileHashes, HashError> {
-    let io_error = |source| HashError::Io {
+    let io_error = |error| HashError::Io {
         path: path.to_owned(),
-        source,
+        error,
     };
     let mut file = File::open(path).map_err(io_error)?;
     let (mut md5, mut sha256) = (Md5::new(), Sha256::new());

@@ -62,14 +62,14 @@ impl PdqHash {
 /// Why there is no PDQ hash (or, for [`HashError::Io`], no hashes at all).
 #[derive(Debug, thiserror::Error)]
 pub enum HashError {
-    /// A file could not be opened or read. The only error of [`hash_file`] itself.
-    #[error("{}: {source}", path.display())]
+    /// A file could not be opened or read. The only error of [`hash_file`] itself. The message
+    /// holds the system's reason (so it is not repeated as a `source`).
+    #[error("{}: {error}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
         /// What the system said.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The content starts with no image signature that the decoders know.
     #[error("not an image (no JPEG, PNG, GIF, WebP or BMP signature)")]
