@@ -1,7 +1,7 @@
 //! Hashing on the member's side: image bytes → PDQ hash and quality, the 8 dihedral variants,
 //! and MD5 and SHA-256 of any file.
 //!
-//! The PDQ arithmetic (in [`algorithm`]) follows Meta's reference hasher and reproduces its
+//! The PDQ arithmetic (module `algorithm`) follows Meta's reference hasher and reproduces its
 //! golden hashes; the image decoders are the `image` crate's (JPEG, PNG, GIF, WebP, BMP), told
 //! apart by content, never by file name, and bounded by [`decode_limits`]. A different decoder
 //! can move a hash by a few bits: see `tests/data/pdq/README.md`.
