@@ -4,6 +4,7 @@ mod admin;
 pub mod bench;
 pub mod bench_pdq;
 pub mod feedback;
+pub mod hash;
 pub mod identity;
 pub mod incident;
 pub mod init;
@@ -45,6 +46,8 @@ pub enum Command {
     Submit(submit::SubmitArgs),
     /// Look hashes up (one, or a batch of `type:value` lines).
     Lookup(lookup::LookupArgs),
+    /// Hash local files (PDQ with quality, MD5, SHA-256); content never leaves the machine.
+    Hash(hash::HashArgs),
     /// Say what you think of a hash in the registry (reader or contributor).
     Opinion(feedback::OpinionArgs),
     /// Retract your own submission of a hash (contributor).
@@ -105,6 +108,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::run(args).await,
         Command::Submit(args) => submit::run(args).await,
         Command::Lookup(args) => lookup::run(args).await,
+        Command::Hash(args) => hash::run(&args),
         Command::Opinion(args) => feedback::opinion(args).await,
         Command::Retract(args) => feedback::retract(args).await,
         Command::Withdraw(args) => feedback::withdraw(args).await,

@@ -34,9 +34,9 @@ pub enum Dihedral {
     Rotate180,
     /// Rotated 270 degrees counter-clockwise.
     Rotate270,
-    /// Mirrored left to right.
+    /// Mirrored top to bottom (about the x axis), as the reference's `bridge-5-flipx.jpg`.
     FlipX,
-    /// Mirrored top to bottom.
+    /// Mirrored left to right (about the y axis), as the reference's `bridge-6-flipy.jpg`.
     FlipY,
     /// Mirrored about the main diagonal (transposed).
     FlipPlus1,

@@ -12,6 +12,7 @@ mod interop;
 mod lifecycle;
 mod limits;
 mod mtls;
+mod pdq_hash;
 mod registry;
 mod roles;
 mod shutdown;
