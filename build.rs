@@ -6,8 +6,9 @@
 //!    pass 1, except for hand-written types in `wire` with the same bytes on the wire:
 //!    - `LookupHashes` answers with `wire::LookupHashesReply`, encoded straight from the stored
 //!      records instead of decoded and re-encoded;
-//!    - `SubmitEntry`, `SubmitEntries` and `LookupHashes` requests are decoded into
-//!      `wire::SubmitEntryRequest`, `wire::SubmitEntriesRequest` and `wire::LookupHashesRequest`,
+//!    - `SubmitEntry`, `SubmitEntries`, `LookupHashes` and `MatchHashes` requests are decoded
+//!      into `wire::SubmitEntryRequest`, `wire::SubmitEntriesRequest`,
+//!      `wire::LookupHashesRequest` and `wire::MatchHashesRequest`,
 //!      which stop materialising elements past the batch caps, so a request of millions of
 //!      empty elements costs no more memory than its bytes.
 
@@ -50,6 +51,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .extern_path(
             ".hashforum.v1.LookupHashesRequest",
             "crate::wire::LookupHashesRequest",
+        )
+        .extern_path(
+            ".hashforum.v1.MatchHashesRequest",
+            "crate::wire::MatchHashesRequest",
         )
         .out_dir(server_out)
         .compile_fds(fds)?;

@@ -60,11 +60,12 @@ const LOG_BULK: Access = Access::AnyRole(&[Role::Reader, Role::Replica]);
 
 /// Every callable method, by gRPC path. A path ending in `/` covers every method of that
 /// service (the stock services, whose method lists are not ours). Anything else is refused.
-pub const POLICY: [(&str, Access); 17] = [
+pub const POLICY: [(&str, Access); 18] = [
     ("/hashforum.v1.RegistryService/SubmitEntry", SUBMIT),
     ("/hashforum.v1.RegistryService/SubmitEntries", SUBMIT),
     ("/hashforum.v1.RegistryService/LookupHash", LOOKUP),
     ("/hashforum.v1.RegistryService/LookupHashes", LOOKUP),
+    ("/hashforum.v1.RegistryService/MatchHashes", LOOKUP),
     ("/hashforum.v1.RegistryService/GetProvenance", LOOKUP),
     // Submissions name incidents, so every member may read them.
     (
@@ -319,6 +320,7 @@ mod tests {
             ("RegistryService/SubmitEntries", [OK, OK, OK, NO, NO]),
             ("RegistryService/LookupHash", [NO, NO, OK, OK, NO]),
             ("RegistryService/LookupHashes", [NO, NO, OK, OK, NO]),
+            ("RegistryService/MatchHashes", [NO, NO, OK, OK, NO]),
             ("RegistryService/GetProvenance", [NO, NO, OK, OK, NO]),
             ("RegistryService/ListIncidents", [OK; 5]),
             ("LogService/GetCheckpoint", [NO, NO, OK, OK, OK]),

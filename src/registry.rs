@@ -19,17 +19,20 @@ use crate::error::ServiceError;
 use crate::log::checkpoint::{LogSigner, SignedCheckpoint};
 use crate::log::{self, now_ms, StoredEntry};
 use crate::pb;
+use crate::pdq::index::PdqIndex;
 use crate::sequencer::{Committed, Sequencer};
 use crate::state::{self, Caller, Directory, Step};
 use crate::storage::Store;
 use crate::types::{CertFingerprint, ContentHash, MemberId, StatementDigest};
 use crate::wire::RawRecord;
 
-pub use crate::wire::{MAX_LOOKUP_BATCH, MAX_SUBMIT_BATCH};
+pub use crate::wire::{MAX_LOOKUP_BATCH, MAX_MATCH_BATCH, MAX_SUBMIT_BATCH};
 
 mod log_reads;
+mod matching;
 mod provenance;
 pub use log_reads::{check_range, ENTRY_CHUNK};
+pub use matching::{MatchOptions, MAX_MATCHES};
 pub use provenance::PROVENANCE_PAGE;
 /// Largest lookup reply, in bytes: a reply that would be larger is refused with
 /// `RESOURCE_EXHAUSTED` before it is built. 10,000 records with a few submissions each fit.
@@ -58,6 +61,8 @@ pub struct Registry {
     /// Slots for blocking tasks: see [`Policy::max_blocking`].
     work: Arc<Semaphore>,
     directory: Arc<ArcSwap<Directory>>,
+    /// The PDQ matching index, kept current by the sequencer.
+    pdq: PdqIndex,
     sequencer: Sequencer,
 }
 
@@ -70,12 +75,22 @@ impl Registry {
     pub fn start(store: Store, policy: Policy, signer: LogSigner) -> std::io::Result<Self> {
         let directory = Directory::load(&store).map_err(std::io::Error::other)?;
         let directory = Arc::new(ArcSwap::from_pointee(directory));
-        let sequencer = Sequencer::start(store.clone(), directory.clone(), signer)?;
+        let started = std::time::Instant::now();
+        let pdq = PdqIndex::build(state::pdq_view(&store).map_err(std::io::Error::other)?);
+        tracing::info!(
+            hashes = pdq.len(),
+            bytes = pdq.memory_bytes(),
+            kernel = crate::pdq::index::level().name(),
+            ms = started.elapsed().as_millis() as u64,
+            "PDQ index built"
+        );
+        let sequencer = Sequencer::start(store.clone(), directory.clone(), pdq.clone(), signer)?;
         Ok(Self {
             store,
             work: Arc::new(Semaphore::new(policy.max_blocking.max(1))),
             policy,
             directory,
+            pdq,
             sequencer,
         })
     }

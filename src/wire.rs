@@ -376,9 +376,152 @@ impl Message for LookupHashesRequest {
     }
 }
 
+/// Most queries in one `MatchHashes` call.
+pub const MAX_MATCH_BATCH: usize = 10_000;
+
+/// `hashforum.v1.MatchHashesRequest`, as the server decodes it: at most `MAX_MATCH_BATCH`
+/// queries are kept, the rest only counted (see the module docs).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MatchHashesRequest {
+    /// `MatchHashesRequest.hash_type`.
+    pub hash_type: i32,
+    /// The first `MAX_MATCH_BATCH` queries, in request order.
+    pub queries: Vec<pb::MatchQuery>,
+    /// Queries in the message past `queries`, skipped undecoded.
+    pub skipped: usize,
+    /// `MatchHashesRequest.max_distance`.
+    pub max_distance: Option<u32>,
+    /// `MatchHashesRequest.include_inactive`.
+    pub include_inactive: bool,
+    /// `MatchHashesRequest.dihedral`.
+    pub dihedral: bool,
+}
+
+impl MatchHashesRequest {
+    /// How many queries the message held.
+    pub fn len(&self) -> usize {
+        self.queries.len().saturating_add(self.skipped)
+    }
+
+    /// Whether the message held none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+const M_HASH_TYPE: u32 = 1;
+const M_QUERIES: u32 = 2;
+const M_MAX_DISTANCE: u32 = 3;
+const M_INCLUDE_INACTIVE: u32 = 4;
+const M_DIHEDRAL: u32 = 5;
+
+impl Message for MatchHashesRequest {
+    /// Encodes the kept queries only (the server never encodes a request).
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        if self.hash_type != 0 {
+            encoding::int32::encode(M_HASH_TYPE, &self.hash_type, buf);
+        }
+        encoding::message::encode_repeated(M_QUERIES, &self.queries, buf);
+        if let Some(d) = &self.max_distance {
+            encoding::uint32::encode(M_MAX_DISTANCE, d, buf);
+        }
+        if self.include_inactive {
+            encoding::bool::encode(M_INCLUDE_INACTIVE, &self.include_inactive, buf);
+        }
+        if self.dihedral {
+            encoding::bool::encode(M_DIHEDRAL, &self.dihedral, buf);
+        }
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        buf: &mut impl Buf,
+        ctx: DecodeContext,
+    ) -> Result<(), DecodeError> {
+        match tag {
+            M_HASH_TYPE => encoding::int32::merge(wire_type, &mut self.hash_type, buf, ctx),
+            M_QUERIES if self.queries.len() >= MAX_MATCH_BATCH => {
+                encoding::check_wire_type(WireType::LengthDelimited, wire_type)?;
+                self.skipped = self.skipped.saturating_add(1);
+                encoding::skip_field(wire_type, tag, buf, ctx)
+            }
+            M_QUERIES => encoding::message::merge_repeated(wire_type, &mut self.queries, buf, ctx),
+            M_MAX_DISTANCE => {
+                encoding::uint32::merge(wire_type, self.max_distance.get_or_insert(0), buf, ctx)
+            }
+            M_INCLUDE_INACTIVE => {
+                encoding::bool::merge(wire_type, &mut self.include_inactive, buf, ctx)
+            }
+            M_DIHEDRAL => encoding::bool::merge(wire_type, &mut self.dihedral, buf, ctx),
+            _ => encoding::skip_field(wire_type, tag, buf, ctx),
+        }
+    }
+
+    fn encoded_len(&self) -> usize {
+        (if self.hash_type != 0 {
+            encoding::int32::encoded_len(M_HASH_TYPE, &self.hash_type)
+        } else {
+            0
+        }) + encoding::message::encoded_len_repeated(M_QUERIES, &self.queries)
+            + self
+                .max_distance
+                .as_ref()
+                .map_or(0, |d| encoding::uint32::encoded_len(M_MAX_DISTANCE, d))
+            + if self.include_inactive {
+                encoding::bool::encoded_len(M_INCLUDE_INACTIVE, &self.include_inactive)
+            } else {
+                0
+            }
+            + if self.dihedral {
+                encoding::bool::encoded_len(M_DIHEDRAL, &self.dihedral)
+            } else {
+                0
+            }
+    }
+
+    fn clear(&mut self) {
+        *self = Self::default();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn match_request_decodes_as_the_generated_type_and_caps_queries() {
+        let generated = pb::MatchHashesRequest {
+            hash_type: pb::HashType::Pdq as i32,
+            queries: (0..MAX_MATCH_BATCH + 5)
+                .map(|i| pb::MatchQuery {
+                    value: format!("{i:064x}"),
+                    variant: (i % 9) as i32,
+                })
+                .collect(),
+            max_distance: Some(0),
+            include_inactive: true,
+            dihedral: true,
+        };
+        let bytes = generated.encode_to_vec();
+        let ours = MatchHashesRequest::decode(bytes.as_slice()).expect("decodes");
+        assert_eq!(ours.len(), MAX_MATCH_BATCH + 5);
+        assert_eq!(ours.skipped, 5);
+        assert_eq!(ours.queries[..], generated.queries[..MAX_MATCH_BATCH]);
+        assert_eq!(ours.max_distance, Some(0), "an explicit 0 is kept");
+        assert!(ours.include_inactive && ours.dihedral);
+        assert_eq!(ours.hash_type, pb::HashType::Pdq as i32);
+        let mut kept = generated.clone();
+        kept.queries.truncate(MAX_MATCH_BATCH);
+        assert_eq!(ours.encode_to_vec(), kept.encode_to_vec());
+        let absent = pb::MatchHashesRequest {
+            max_distance: None,
+            ..kept
+        };
+        let ours = MatchHashesRequest::decode(absent.encode_to_vec().as_slice()).expect("decodes");
+        assert_eq!(ours.max_distance, None);
+    }
 
     fn submission(member: &str, index: u64, envelope: bool) -> pb::Submission {
         pb::Submission {

@@ -48,7 +48,10 @@ pub struct PdqBenchArgs {
 /// When an option is zero, or the index disagrees with the scan (then it is a bug).
 pub async fn run(args: &PdqBenchArgs) -> anyhow::Result<std::process::ExitCode> {
     anyhow::ensure!(args.queries > 0 && args.rounds > 0, "zero option");
-    anyhow::ensure!(args.max_distance <= crate::pdq::MAX_DISTANCE, "distance past 64");
+    anyhow::ensure!(
+        args.max_distance <= crate::pdq::MAX_DISTANCE,
+        "distance past 64"
+    );
     eprintln!("kernel: {}", level().name());
     let mut runs = Vec::new();
     for &n in &args.hashes {
@@ -186,7 +189,10 @@ fn one_size(args: &PdqBenchArgs, n: usize) -> anyhow::Result<serde_json::Value> 
         got.sort_unstable();
         expected += want.len();
         found += got.iter().filter(|g| want.binary_search(g).is_ok()).count();
-        extra += got.iter().filter(|g| want.binary_search(g).is_err()).count();
+        extra += got
+            .iter()
+            .filter(|g| want.binary_search(g).is_err())
+            .count();
     }
     let recall = if expected == 0 {
         1.0
@@ -204,7 +210,10 @@ fn one_size(args: &PdqBenchArgs, n: usize) -> anyhow::Result<serde_json::Value> 
     for round in 0..args.rounds {
         let (r1, _) = rate(&index, &qs, max, 1);
         let (r2, _) = rate(&index, &qs, max, 2);
-        eprintln!("  round {}: {r1:.0} queries/s on 1 thread, {r2:.0} on 2", round + 1);
+        eprintln!(
+            "  round {}: {r1:.0} queries/s on 1 thread, {r2:.0} on 2",
+            round + 1
+        );
         one.push(r1);
         two.push(r2);
     }
@@ -224,7 +233,10 @@ fn one_size(args: &PdqBenchArgs, n: usize) -> anyhow::Result<serde_json::Value> 
     let merge_wait = start.elapsed();
     times.sort_unstable();
     let add_median = times.get(times.len() / 2).copied().unwrap_or_default();
-    let add_p99 = times.get(times.len() * 99 / 100).copied().unwrap_or_default();
+    let add_p99 = times
+        .get(times.len() * 99 / 100)
+        .copied()
+        .unwrap_or_default();
     let add_max = times.last().copied().unwrap_or_default();
     let (after, _) = rate(&index, &qs, max, 2);
     eprintln!(

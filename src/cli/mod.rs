@@ -12,6 +12,7 @@ mod input;
 pub mod key;
 pub mod log;
 pub mod lookup;
+pub mod matching;
 pub mod member;
 pub mod output;
 pub mod provenance;
@@ -46,6 +47,8 @@ pub enum Command {
     Submit(submit::SubmitArgs),
     /// Look hashes up (one, or a batch of `type:value` lines).
     Lookup(lookup::LookupArgs),
+    /// Find stored PDQ hashes within a Hamming distance: of a hash, a batch, or local images.
+    Match(matching::MatchArgs),
     /// Hash local files (PDQ with quality, MD5, SHA-256); content never leaves the machine.
     Hash(hash::HashArgs),
     /// Say what you think of a hash in the registry (reader or contributor).
@@ -108,6 +111,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::run(args).await,
         Command::Submit(args) => submit::run(args).await,
         Command::Lookup(args) => lookup::run(args).await,
+        Command::Match(args) => matching::run(args).await,
         Command::Hash(args) => hash::run(&args),
         Command::Opinion(args) => feedback::opinion(args).await,
         Command::Retract(args) => feedback::retract(args).await,

@@ -14,6 +14,7 @@ use crate::identity::Identity;
 use crate::log::leaf_hash;
 use crate::log::proof::Receipt;
 use crate::pb;
+use crate::pdq::hasher::{hash_file, MIN_QUALITY};
 use crate::registry::MAX_SUBMIT_BATCH;
 use crate::statement::{fresh_ms, hash_submission, Signer};
 use crate::types::HashType;
@@ -25,14 +26,21 @@ pub struct SubmitArgs {
     #[command(flatten)]
     pub client: ClientOpts,
     /// Hash type: pdq, md5, sha1, sha256 or url_md5.
-    #[arg(long = "type", value_name = "TYPE", required_unless_present = "batch")]
+    #[arg(long = "type", value_name = "TYPE", required_unless_present_any = ["batch", "files"])]
     pub hash_type: Option<String>,
     /// The hash, lowercase hex.
-    #[arg(long, required_unless_present = "batch", conflicts_with = "batch")]
+    #[arg(long, required_unless_present_any = ["batch", "files"], conflicts_with_all = ["batch", "files"])]
     pub value: Option<String>,
     /// Read `type:value` lines from FILE (`-` for stdin) and submit them all.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "files")]
     pub batch: Option<PathBuf>,
+    /// Hash local files and submit their hashes: MD5 and SHA-256 of each, and PDQ (with its
+    /// quality) of each image. The content never leaves the machine.
+    #[arg(long = "file", value_name = "FILE", num_args = 1..)]
+    pub files: Vec<PathBuf>,
+    /// Submit an image's PDQ hash even below quality 50 (such hashes match too much).
+    #[arg(long)]
+    pub allow_low_quality: bool,
     /// A taxonomy label: entity=..., behaviour=... or content_type=... (repeatable).
     #[arg(long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,
@@ -62,23 +70,30 @@ pub struct SubmitArgs {
 /// Local input errors as `INVALID_ARGUMENT`, and whatever the server answers.
 pub async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
     let labels = parse_labels(&args.labels)?;
-    let hashes = match (&args.batch, &args.hash_type, &args.value) {
-        (Some(path), _, _) => parse_lines(&read_input(path)?)?,
-        (None, Some(t), Some(v)) => vec![(
-            HashType::parse(t)
-                .map_err(|e| tonic::Status::invalid_argument(format!("--type: {e}")))?,
-            v.clone(),
-        )],
-        _ => anyhow::bail!("give --type and --value, or --batch FILE"),
+    let (hashes, qualities) = if args.files.is_empty() {
+        let hashes = match (&args.batch, &args.hash_type, &args.value) {
+            (Some(path), _, _) => parse_lines(&read_input(path)?)?,
+            (None, Some(t), Some(v)) => vec![(
+                HashType::parse(t)
+                    .map_err(|e| tonic::Status::invalid_argument(format!("--type: {e}")))?,
+                v.clone(),
+            )],
+            _ => anyhow::bail!("give --type and --value, --batch FILE or --file FILE..."),
+        };
+        let qualities = vec![args.quality; hashes.len()];
+        (hashes, qualities)
+    } else {
+        hash_files(&args.files, args.allow_low_quality)?
     };
     let signer = Signer::of(&Identity::load(args.client.identity_dir()?)?);
     let envelopes: Vec<pb::Envelope> = hashes
         .iter()
-        .map(|(t, v)| {
+        .zip(&qualities)
+        .map(|((t, v), quality)| {
             let submission = pb::HashSubmission {
                 labels: Some(labels.clone()),
                 tags: args.tags.clone(),
-                quality: args.quality,
+                quality: *quality,
                 incident_id: args.incident.clone().unwrap_or_default(),
                 ..hash_submission(*t, v)
             };
@@ -91,7 +106,7 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
         })
         .collect();
     let mut client = connect(&args.client).await?;
-    let single = args.batch.is_none();
+    let single = args.batch.is_none() && args.files.is_empty();
     let sent = if args.receipt.is_some() {
         envelopes.clone()
     } else {
@@ -138,6 +153,46 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Hashes to submit, and the PDQ quality of each.
+type Hashes = (Vec<(HashType, String)>, Vec<Option<u32>>);
+
+/// The hashes of local files, with their PDQ qualities: MD5 and SHA-256 of each file, and the
+/// PDQ hash of each image, refused below quality 50 unless `allow_low_quality`.
+///
+/// # Errors
+/// `INVALID_ARGUMENT` for a low-quality PDQ hash; a file that cannot be read.
+fn hash_files(files: &[PathBuf], allow_low_quality: bool) -> anyhow::Result<Hashes> {
+    let mut hashes = Vec::new();
+    let mut qualities = Vec::new();
+    for path in files {
+        let h = hash_file(path)?;
+        hashes.push((HashType::Md5, hex::encode(h.md5)));
+        hashes.push((HashType::Sha256, hex::encode(h.sha256)));
+        qualities.extend([None, None]);
+        match h.pdq {
+            Ok(pdq) if pdq.quality < MIN_QUALITY && !allow_low_quality => {
+                return Err(tonic::Status::invalid_argument(format!(
+                    "{}: PDQ quality {} is below {MIN_QUALITY}: such a hash (a flat or \
+                     featureless image) matches unrelated images; --allow-low-quality submits \
+                     it anyway",
+                    path.display(),
+                    pdq.quality
+                ))
+                .into())
+            }
+            Ok(pdq) => {
+                hashes.push((HashType::Pdq, pdq.hex()));
+                qualities.push(Some(u32::from(pdq.quality)));
+            }
+            Err(why) => eprintln!(
+                "{}: no PDQ hash ({why}); MD5 and SHA-256 only",
+                path.display()
+            ),
+        }
+    }
+    Ok((hashes, qualities))
 }
 
 /// Writes receipts and their entries (see [`SubmitArgs::receipt`]). Each entry is rebuilt from

@@ -72,6 +72,68 @@ impl Dihedral {
     }
 }
 
+impl Dihedral {
+    /// The wire enum.
+    pub fn to_pb(self) -> crate::pb::Dihedral {
+        use crate::pb::Dihedral as P;
+        match self {
+            Dihedral::Original => P::Original,
+            Dihedral::Rotate90 => P::Rotate90,
+            Dihedral::Rotate180 => P::Rotate180,
+            Dihedral::Rotate270 => P::Rotate270,
+            Dihedral::FlipX => P::FlipX,
+            Dihedral::FlipY => P::FlipY,
+            Dihedral::FlipPlus1 => P::FlipPlus1,
+            Dihedral::FlipMinus1 => P::FlipMinus1,
+        }
+    }
+
+    /// From the wire enum; unspecified is the original.
+    ///
+    /// # Errors
+    /// For a value outside the enum.
+    pub fn from_pb(v: i32) -> Result<Self, crate::types::Invalid> {
+        use crate::pb::Dihedral as P;
+        match P::try_from(v) {
+            Ok(P::Unspecified | P::Original) => Ok(Dihedral::Original),
+            Ok(P::Rotate90) => Ok(Dihedral::Rotate90),
+            Ok(P::Rotate180) => Ok(Dihedral::Rotate180),
+            Ok(P::Rotate270) => Ok(Dihedral::Rotate270),
+            Ok(P::FlipX) => Ok(Dihedral::FlipX),
+            Ok(P::FlipY) => Ok(Dihedral::FlipY),
+            Ok(P::FlipPlus1) => Ok(Dihedral::FlipPlus1),
+            Ok(P::FlipMinus1) => Ok(Dihedral::FlipMinus1),
+            Err(_) => Err(crate::types::Invalid(format!(
+                "unknown dihedral variant {v}"
+            ))),
+        }
+    }
+
+    /// Parses a reference name (`orig`, `r090`, ...).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|d| d.name() == name)
+    }
+}
+
+/// The hash of the transposed image (`flpp`), from the hash alone.
+///
+/// Bit `16 i + j` of a PDQ hash (counting from the least significant bit of the number whose
+/// big-endian bytes are the hash) says whether DCT coefficient `(i, j)` exceeds the median of
+/// all 256. Transposing the image transposes the DCT: the same coefficients, so the same
+/// median, at `(j, i)`. The other mirrors and rotations change the sign of some coefficients,
+/// and so the median: they need the image.
+pub fn transposed(bits: &Bits) -> Bits {
+    let bit = |k: usize| bits[31 - k / 8] >> (k % 8) & 1;
+    let mut out = [0u8; 32];
+    for i in 0..16 {
+        for j in 0..16 {
+            let k = 16 * j + i;
+            out[31 - k / 8] |= bit(16 * i + j) << (k % 8);
+        }
+    }
+    out
+}
+
 /// The Hamming distance between two hashes: how many of the 256 bits differ.
 pub fn distance(a: &Bits, b: &Bits) -> u32 {
     a.iter().zip(b).map(|(x, y)| (x ^ y).count_ones()).sum()

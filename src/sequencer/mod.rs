@@ -34,6 +34,8 @@ use crate::entry::ParsedEntry;
 use crate::error::ServiceError;
 use crate::log::checkpoint::{LogSigner, LogVerifier, SignedCheckpoint, TreeHead};
 use crate::log::tree::{self, Frontier, MemoryHashes};
+use crate::pdq::index::PdqIndex;
+use crate::pdq::Bits;
 use crate::state::{Appended, Directory, Finished, Overlay, Pending, Refusal, Step};
 use crate::storage::{Batch, StorageError, Store};
 use crate::types::MemberId;
@@ -133,6 +135,7 @@ impl Sequencer {
     pub fn start(
         store: Store,
         directory: Arc<ArcSwap<Directory>>,
+        pdq: PdqIndex,
         signer: LogSigner,
     ) -> std::io::Result<Self> {
         let size = store.size().map_err(std::io::Error::other)?;
@@ -146,6 +149,7 @@ impl Sequencer {
         let mut writer = Writer {
             store,
             directory,
+            pdq,
             frontier,
             dir,
             last_ms,
@@ -225,6 +229,7 @@ type StagedGroup = (Finished, Vec<Outcome>);
 struct Staged {
     batch: Batch,
     directory: Option<Directory>,
+    pdq: Vec<(Bits, u8)>,
     group: Group,
 }
 
@@ -241,6 +246,8 @@ struct Writer {
     store: Store,
     /// The published membership: as of the last committed group.
     directory: Arc<ArcSwap<Directory>>,
+    /// The PDQ matching index: as of the last committed group.
+    pdq: PdqIndex,
     /// The tree (and so the log size) and membership as of the last staged group, committed
     /// or not.
     frontier: Frontier,
@@ -274,6 +281,7 @@ impl Writer {
             let committer = Committer {
                 store: self.store.clone(),
                 directory: self.directory.clone(),
+                pdq: self.pdq.clone(),
                 failed: self.failed.clone(),
                 signer,
                 checkpoints,
@@ -333,6 +341,7 @@ impl Writer {
             let group = Staged {
                 batch: finished.batch,
                 directory: finished.directory,
+                pdq: finished.pdq,
                 group: Group {
                     replies: replies.into_iter().zip(outcomes).collect(),
                     head: finished.head,
@@ -459,6 +468,7 @@ struct Signing {
 struct Committer {
     store: Store,
     directory: Arc<ArcSwap<Directory>>,
+    pdq: PdqIndex,
     failed: CancellationToken,
     signer: LogSigner,
     checkpoints: watch::Sender<Arc<SignedCheckpoint>>,
@@ -467,7 +477,8 @@ struct Committer {
 
 impl Committer {
     /// Commits each group (with the previous group's checkpoint, if that is not durable yet),
-    /// publishes its membership changes, tells the writer it is committed, then signs its
+    /// publishes its membership and PDQ index changes, tells the writer it is committed, then
+    /// signs its
     /// checkpoint. When no group is waiting, a signed checkpoint is committed alone. Stops at
     /// the first failure, failing every caller it holds.
     fn run(
@@ -504,6 +515,10 @@ impl Committer {
             }
             if let Some(dir) = staged.directory {
                 self.directory.store(Arc::new(dir));
+            }
+            // Before any caller is answered: a hash is matchable once its receipt is out.
+            if !staged.pdq.is_empty() {
+                self.pdq.apply(&staged.pdq);
             }
             // The writer may be gone; the group is committed and is answered all the same.
             let _ = done.send(true);

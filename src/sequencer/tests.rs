@@ -430,7 +430,13 @@ fn run(specs: &[JobSpec]) -> Result<(), TestCaseError> {
         .build()
         .expect("runtime");
     let answers: Vec<Answer> = runtime.block_on(async {
-        let sequencer = Sequencer::start(real.clone(), directory, signer()).expect("start");
+        let sequencer = Sequencer::start(
+            real.clone(),
+            directory,
+            crate::pdq::index::PdqIndex::default(),
+            signer(),
+        )
+        .expect("start");
         // `join_all` polls in order, so the jobs are queued in order, then grouped as the
         // sequencer drains them.
         let calls = jobs.iter().map(|(caller, entries)| {
@@ -478,7 +484,13 @@ fn the_review_batch_is_refused_at_its_last_entry_alone() {
         .build()
         .expect("runtime");
     let (refused, accepted) = runtime.block_on(async {
-        let sequencer = Sequencer::start(store.clone(), directory, signer()).expect("start");
+        let sequencer = Sequencer::start(
+            store.clone(),
+            directory,
+            crate::pdq::index::PdqIndex::default(),
+            signer(),
+        )
+        .expect("start");
         let admin_id = crate::types::MemberId::parse("admin").expect("id");
         let alpha_id = crate::types::MemberId::parse("alpha").expect("id");
         let out = futures::future::join(
@@ -514,7 +526,13 @@ fn a_resubmission_in_a_job_takes_no_index() {
         .build()
         .expect("runtime");
     let receipts = runtime.block_on(async {
-        let sequencer = Sequencer::start(store.clone(), directory, signer()).expect("start");
+        let sequencer = Sequencer::start(
+            store.clone(),
+            directory,
+            crate::pdq::index::PdqIndex::default(),
+            signer(),
+        )
+        .expect("start");
         let alpha_id = crate::types::MemberId::parse("alpha").expect("id");
         let admin_id = crate::types::MemberId::parse("admin").expect("id");
         sequencer
@@ -562,7 +580,13 @@ fn log_time_never_goes_backwards_across_a_restart() {
         .expect("runtime");
     let second = parse(&[alpha.submit(hash_submission(HashType::Sha256, &hash_value(1)))]);
     runtime.block_on(async {
-        let sequencer = Sequencer::start(store.clone(), directory, signer()).expect("start");
+        let sequencer = Sequencer::start(
+            store.clone(),
+            directory,
+            crate::pdq::index::PdqIndex::default(),
+            signer(),
+        )
+        .expect("start");
         let alpha_id = crate::types::MemberId::parse("alpha").expect("id");
         sequencer.submit(&alpha_id, second).await.expect("accepted");
         sequencer.close().await;

@@ -8,10 +8,14 @@ use tonic::{Request, Response, Status};
 use super::caller;
 use crate::error::ServiceError;
 use crate::pb;
-use crate::registry::{Registry, MAX_LOOKUP_BATCH, MAX_SUBMIT_BATCH};
+use crate::pdq::{self, Bits, Dihedral};
+use crate::registry::{
+    MatchOptions, Registry, MAX_LOOKUP_BATCH, MAX_MATCH_BATCH, MAX_SUBMIT_BATCH,
+};
 use crate::types::{ContentHash, HashType};
 use crate::wire::{
-    LookupHashesReply, LookupHashesRequest, SubmitEntriesRequest, SubmitEntryRequest,
+    LookupHashesReply, LookupHashesRequest, MatchHashesRequest, SubmitEntriesRequest,
+    SubmitEntryRequest,
 };
 
 /// The gRPC adapter over [`Registry`].
@@ -128,6 +132,17 @@ impl pb::server::registry_service_server::RegistryService for RegistryApi {
         Ok(Response::new(LookupHashesReply { results }))
     }
 
+    async fn match_hashes(
+        &self,
+        req: Request<MatchHashesRequest>,
+    ) -> Result<Response<pb::MatchHashesResponse>, Status> {
+        caller(&req)?;
+        let req = req.into_inner();
+        let (queries, options) = parse_match(&req)?;
+        let results = self.registry.match_pdq(queries, options).await?;
+        Ok(Response::new(pb::MatchHashesResponse { results }))
+    }
+
     /// Any active member may list the incidents: submissions name them.
     async fn list_incidents(
         &self,
@@ -155,6 +170,60 @@ fn check_batch(field: &str, len: usize, max: usize) -> Result<(), ServiceError> 
         ));
     }
     Ok(())
+}
+
+/// A match request's queries and options, or the first thing wrong with it.
+fn parse_match(
+    req: &MatchHashesRequest,
+) -> Result<(Vec<(Bits, Dihedral)>, MatchOptions), ServiceError> {
+    match HashType::from_pb(req.hash_type) {
+        Ok(HashType::Pdq) => {}
+        Ok(other) => {
+            return Err(ServiceError::invalid(
+                "hash_type",
+                "NOT_MATCHABLE",
+                format!(
+                    "{} hashes are not matched by distance (only PDQ is): look them up exactly",
+                    other.name()
+                ),
+            ))
+        }
+        Err(e) => return Err(ServiceError::invalid("hash_type", "UNKNOWN_HASH_TYPE", e.0)),
+    }
+    check_batch("queries", req.len(), MAX_MATCH_BATCH)?;
+    let max_distance = req.max_distance.unwrap_or(pdq::DEFAULT_MAX_DISTANCE);
+    if max_distance > pdq::MAX_DISTANCE {
+        return Err(ServiceError::invalid(
+            "max_distance",
+            "DISTANCE_OUT_OF_RANGE",
+            format!(
+                "max_distance must be 0 to {}, got {max_distance}",
+                pdq::MAX_DISTANCE
+            ),
+        ));
+    }
+    let queries = req
+        .queries
+        .iter()
+        .enumerate()
+        .map(|(i, q)| {
+            let hash = ContentHash::parse(HashType::Pdq, &q.value).map_err(|e| {
+                ServiceError::invalid(format!("queries[{i}].value"), "INVALID_HASH", e.0)
+            })?;
+            let variant = Dihedral::from_pb(q.variant).map_err(|e| {
+                ServiceError::invalid(format!("queries[{i}].variant"), "UNKNOWN_VARIANT", e.0)
+            })?;
+            let mut bits = [0u8; 32];
+            bits.copy_from_slice(hash.as_bytes());
+            Ok((bits, variant))
+        })
+        .collect::<Result<Vec<_>, ServiceError>>()?;
+    let options = MatchOptions {
+        max_distance,
+        include_inactive: req.include_inactive,
+        dihedral: req.dihedral,
+    };
+    Ok((queries, options))
 }
 
 fn parse_query(q: &pb::HashQuery) -> Result<ContentHash, ServiceError> {

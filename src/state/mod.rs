@@ -772,6 +772,28 @@ impl<'s> Pending<'s> {
     }
 }
 
+/// The PDQ view: every PDQ hash with its record's status, what the matching index is built
+/// from at start-up. A database written before the view existed gets it filled from the hash
+/// records first, in one batch.
+///
+/// # Errors
+/// When the store fails or a record does not decode.
+pub fn pdq_view(store: &Store) -> Result<Vec<(crate::pdq::Bits, u8)>, StorageError> {
+    if store.pdq_view_missing()? {
+        let mut batch = store.batch();
+        let records = store.pdq_records()?;
+        tracing::info!(
+            hashes = records.len(),
+            "filling the PDQ view from the hash records"
+        );
+        for (bits, record) in &records {
+            batch.put_pdq(bits, record::status(&decode_record(record)?) as u8);
+        }
+        store.commit(batch)?;
+    }
+    store.pdq_view()
+}
+
 fn registered_key(k: &pb::KeyRegistered, index: u64) -> pb::SigningKey {
     let keyid = <[u8; 32]>::try_from(k.public_key.as_slice())
         .ok()

@@ -74,6 +74,9 @@ pub enum StorageError {
     },
 }
 
+/// A PDQ hash and its stored record.
+pub type PdqRecord = ([u8; 32], Vec<u8>);
+
 /// The registry's RocksDB database.
 #[derive(Clone)]
 pub struct Store {
@@ -273,7 +276,7 @@ impl Store {
     ///
     /// # Errors
     /// When RocksDB fails or a key is malformed.
-    pub fn pdq_records(&self) -> Result<Vec<([u8; 32], Vec<u8>)>, StorageError> {
+    pub fn pdq_records(&self) -> Result<Vec<PdqRecord>, StorageError> {
         let tag = [crate::types::HashType::Pdq.tag()];
         let mode = rocksdb::IteratorMode::From(&tag, rocksdb::Direction::Forward);
         let mut out = Vec::new();

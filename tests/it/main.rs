@@ -11,6 +11,7 @@ mod harness;
 mod interop;
 mod lifecycle;
 mod limits;
+mod matching;
 mod mtls;
 mod pdq_hash;
 mod registry;

@@ -34,6 +34,7 @@ enum Rpc {
     DeclareIncident,
     LookupHash,
     LookupHashes,
+    MatchHashes,
     ListMembers,
     GetMember,
     GetMemberHistory,
@@ -59,6 +60,7 @@ impl Rpc {
             Rpc::SubmitHashes | Rpc::Retraction => "hashforum.v1.RegistryService/SubmitEntries",
             Rpc::LookupHash => "hashforum.v1.RegistryService/LookupHash",
             Rpc::LookupHashes => "hashforum.v1.RegistryService/LookupHashes",
+            Rpc::MatchHashes => "hashforum.v1.RegistryService/MatchHashes",
             Rpc::ListMembers => "hashforum.v1.AdminService/ListMembers",
             Rpc::GetMember => "hashforum.v1.AdminService/GetMember",
             Rpc::GetMemberHistory => "hashforum.v1.AdminService/GetMemberHistory",
@@ -94,7 +96,7 @@ const SUSPENDED: Want = (Code::Unauthenticated, "MEMBER_NOT_ACTIVE");
 const RETIRED: Want = (Code::Unauthenticated, "UNKNOWN_CERTIFICATE");
 
 /// One table: each RPC with the answer for each role.
-type Table = [(Rpc, [Want; 5]); 20];
+type Table = [(Rpc, [Want; 5]); 21];
 
 /// Active members, by role: admin, contributor, reader, observer, replica.
 const ACTIVE: Table = [
@@ -110,6 +112,7 @@ const ACTIVE: Table = [
     ),
     (Rpc::LookupHash, [NO_ROLE, NO_ROLE, OK, OK, NO_ROLE]),
     (Rpc::LookupHashes, [NO_ROLE, NO_ROLE, OK, OK, NO_ROLE]),
+    (Rpc::MatchHashes, [NO_ROLE, NO_ROLE, OK, OK, NO_ROLE]),
     (Rpc::ListMembers, [OK, OK, OK, OK, OK]),
     (Rpc::GetMember, [OK, OK, OK, OK, OK]),
     (Rpc::GetMemberHistory, [OK, OK, OK, OK, OK]),
@@ -135,6 +138,7 @@ const SUSPENDED_TABLE: Table = [
     (Rpc::DeclareIncident, [SUSPENDED; 5]),
     (Rpc::LookupHash, [SUSPENDED; 5]),
     (Rpc::LookupHashes, [SUSPENDED; 5]),
+    (Rpc::MatchHashes, [SUSPENDED; 5]),
     (Rpc::ListMembers, [SUSPENDED; 5]),
     (Rpc::GetMember, [SUSPENDED; 5]),
     (Rpc::GetMemberHistory, [SUSPENDED; 5]),
@@ -159,6 +163,7 @@ const REMOVED_TABLE: Table = [
     (Rpc::DeclareIncident, [RETIRED; 5]),
     (Rpc::LookupHash, [RETIRED; 5]),
     (Rpc::LookupHashes, [RETIRED; 5]),
+    (Rpc::MatchHashes, [RETIRED; 5]),
     (Rpc::ListMembers, [RETIRED; 5]),
     (Rpc::GetMember, [RETIRED; 5]),
     (Rpc::GetMemberHistory, [RETIRED; 5]),
@@ -269,6 +274,20 @@ async fn call(client: &mut Client, identity: &Identity, rpc: Rpc, n: u64) -> (Co
             .lookup_hashes(pb::LookupHashesRequest {
                 queries: vec![query()],
                 include_envelopes: false,
+            })
+            .await
+            .map(drop),
+        Rpc::MatchHashes => client
+            .registry
+            .match_hashes(pb::MatchHashesRequest {
+                hash_type: pb::HashType::Pdq as i32,
+                queries: vec![pb::MatchQuery {
+                    value: "f8".repeat(32),
+                    variant: 0,
+                }],
+                max_distance: None,
+                include_inactive: false,
+                dihedral: false,
             })
             .await
             .map(drop),

@@ -117,7 +117,9 @@ impl PdqIndex {
         if !hashes.is_empty() {
             let (words, status): (Vec<Words>, Vec<u8>) =
                 hashes.iter().map(|(b, s)| (segment::words(b), *s)).unzip();
-            snapshot.segments.push(Arc::new(Segment::build(words, status)));
+            snapshot
+                .segments
+                .push(Arc::new(Segment::build(words, status)));
         }
         Self {
             inner: Arc::new(Inner {
@@ -199,7 +201,7 @@ impl PdqIndex {
                 }
             },
         );
-        out[from..].sort_unstable_by(|a, b| (a.distance, a.bits).cmp(&(b.distance, b.bits)));
+        out[from..].sort_unstable_by_key(|m| (m.distance, m.bits));
     }
 
     /// Records the new status of each hash (`pb::RecordStatus` as a byte): a hash not held yet
@@ -207,7 +209,11 @@ impl PdqIndex {
     /// changes, in log order.
     pub fn apply(&self, updates: &[(Bits, u8)]) {
         let merge = {
-            let mut merging = self.inner.writer.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut merging = self
+                .inner
+                .writer
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             let snap = self.inner.snapshot.load_full();
             let mut tail: Option<Tail> = None;
             for (bits, status) in updates {
@@ -247,7 +253,11 @@ impl PdqIndex {
                     .spawn(move || inner.merge(parts));
                 if let Err(err) = spawned {
                     tracing::warn!(%err, "cannot start a PDQ index merge; will retry");
-                    *self.inner.writer.lock().unwrap_or_else(PoisonError::into_inner) = false;
+                    *self
+                        .inner
+                        .writer
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner) = false;
                 }
             } else {
                 self.inner.merge(parts);
@@ -257,7 +267,12 @@ impl PdqIndex {
 
     /// Waits until no merge runs (tests and benchmarks).
     pub fn wait_for_merges(&self) {
-        while *self.inner.writer.lock().unwrap_or_else(PoisonError::into_inner) {
+        while *self
+            .inner
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+        {
             std::thread::sleep(std::time::Duration::from_millis(2));
         }
     }
@@ -305,11 +320,7 @@ impl Inner {
                 }
             }
             let snap = self.snapshot.load_full();
-            let Some(start) = snap
-                .segments
-                .iter()
-                .position(|s| Arc::ptr_eq(s, &parts[0]))
-            else {
+            let Some(start) = snap.segments.iter().position(|s| Arc::ptr_eq(s, &parts[0])) else {
                 // Only merges remove segments, one at a time: this cannot happen.
                 tracing::error!("PDQ index merge lost its segments; merges stop");
                 return;
@@ -372,7 +383,12 @@ impl BruteForce {
                 let mut dist = [0u32; Self::BLOCK];
                 for start in (0..a.len()).step_by(Self::BLOCK) {
                     let end = a.len().min(start + Self::BLOCK);
-                    let (a, b, c, d) = (&a[start..end], &b[start..end], &c[start..end], &d[start..end]);
+                    let (a, b, c, d) = (
+                        &a[start..end],
+                        &b[start..end],
+                        &c[start..end],
+                        &d[start..end],
+                    );
                     let dist = &mut dist[..end - start];
                     for (q, hits) in qs.iter().zip(out.iter_mut()) {
                         for i in 0..dist.len() {

@@ -22,7 +22,7 @@ fn brute(stored: &[(Bits, u8)], q: &Bits, max: u32, inactive: bool) -> Vec<Match
             status: *s,
         })
         .collect();
-    out.sort_unstable_by(|a, b| (a.distance, a.bits).cmp(&(b.distance, b.bits)));
+    out.sort_unstable_by_key(|m| (m.distance, m.bits));
     out
 }
 
@@ -76,7 +76,7 @@ fn check_against_brute(seed: u64, n: usize, options: Options, adds: usize) {
     }
     index.wait_for_merges();
     assert_eq!(index.len(), all.len());
-    for _ in 0..60 {
+    for _ in 0..40 {
         let base = &all[rng.gen_range(0..all.len())].0;
         let q = if rng.gen_bool(0.8) {
             let k = rng.gen_range(0..=40);
@@ -98,7 +98,7 @@ fn check_against_brute(seed: u64, n: usize, options: Options, adds: usize) {
 
 #[test]
 fn one_segment_equals_a_scan() {
-    check_against_brute(1, 50_000, Options::default(), 0);
+    check_against_brute(1, 20_000, Options::default(), 0);
 }
 
 #[test]
@@ -125,7 +125,7 @@ fn plans_probe_at_the_default_distance_and_scan_far() {
     // A large segment answers 31 by probing, with radii whose sum passes the pigeonhole bound.
     let radii = segment::plan_radii(10_000_000, 31).expect("probes");
     let sum: i32 = radii.iter().map(|&r| i32::from(r)).sum();
-    assert!(sum >= 31 - radii.len() as i32 + 1, "{radii:?}");
+    assert!(sum > 31 - radii.len() as i32, "{radii:?}");
     // Exact matches probe one table.
     let radii = segment::plan_radii(10_000_000, 0).expect("probes");
     assert_eq!(radii.iter().filter(|&&r| r >= 0).count(), 1, "{radii:?}");
@@ -151,7 +151,9 @@ fn statuses_change_in_place_and_filter() {
     assert!(matches(&index, &a, 31, false).is_empty());
     let all = matches(&index, &a, 31, true);
     assert_eq!(
-        all.iter().map(|m| (m.distance, m.status)).collect::<Vec<_>>(),
+        all.iter()
+            .map(|m| (m.distance, m.status))
+            .collect::<Vec<_>>(),
         vec![(0, WITHDRAWN), (3, RETRACTED)]
     );
     // A retracted hash submitted again is active again.
