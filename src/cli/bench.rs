@@ -69,25 +69,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         args.rounds > 0 && args.batch > 0 && args.concurrency > 0,
         "zero option"
     );
-    let tmp = tempfile::tempdir()?;
-    let spec = ForumSpec {
-        dir: tmp.path().to_owned(),
-        listen: "127.0.0.1:0".parse()?,
-        origin: DEV_ORIGIN.into(),
-    };
-    forum::init_dev(&spec, &["bench".into()])?;
-    let config = Config::load(&tmp.path().join("server/hashforum.toml"))?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = format!("https://{}", listener.local_addr()?);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(crate::server::serve(config, listener, async {
-        let _ = stopped.await;
-    }));
-    let identity = Identity::load(&tmp.path().join("identities/bench"))?;
-    let client = Client::connect(&identity, Some(&addr)).await?;
-
+    let bench = BenchServer::start().await?;
+    let (client, identity) = (bench.client.clone(), &bench.identity);
     eprintln!("signing {} entries ...", args.entries);
-    let envelopes = presign(&identity, args.entries);
+    let envelopes = presign(identity, args.entries);
     let per_round = args.entries.div_ceil(args.rounds);
     let mut ingest = Vec::new();
     for (round, chunk) in envelopes.chunks(per_round).enumerate() {
@@ -123,10 +108,61 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         eprintln!("lookup round {}: {:.0} lookups/s", round + 1, rate);
         lookup.push(rate);
     }
-    let _ = stop.send(());
-    server.await??;
+    bench.stop().await?;
     report(&args, &mut ingest, &mut lookup);
     Ok(ExitCode::SUCCESS)
+}
+
+/// A dev forum's server in this process on 127.0.0.1:0, and a client of its member `bench`.
+pub(super) struct BenchServer {
+    dir: tempfile::TempDir,
+    /// A client of `bench` (a contributor and reader).
+    pub(super) client: Client,
+    /// `bench`'s identity.
+    pub(super) identity: Identity,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl BenchServer {
+    /// Creates the forum in a temporary directory and starts its server.
+    pub(super) async fn start() -> anyhow::Result<Self> {
+        let tmp = tempfile::tempdir()?;
+        let spec = ForumSpec {
+            dir: tmp.path().to_owned(),
+            listen: "127.0.0.1:0".parse()?,
+            origin: DEV_ORIGIN.into(),
+        };
+        forum::init_dev(&spec, &["bench".into()])?;
+        let config = Config::load(&tmp.path().join("server/hashforum.toml"))?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = format!("https://{}", listener.local_addr()?);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(crate::server::serve(config, listener, async {
+            let _ = stopped.await;
+        }));
+        let identity = Identity::load(&tmp.path().join("identities/bench"))?;
+        let client = Client::connect(&identity, Some(&addr)).await?;
+        Ok(Self {
+            dir: tmp,
+            client,
+            identity,
+            stop,
+            server,
+        })
+    }
+
+    /// Stops the server; its data directory is kept until `keep` is dropped.
+    pub(super) async fn stop(self) -> anyhow::Result<()> {
+        self.stop_keeping().await.map(drop)
+    }
+
+    /// Stops the server and returns its forum directory (with the server's data).
+    pub(super) async fn stop_keeping(self) -> anyhow::Result<tempfile::TempDir> {
+        let _ = self.stop.send(());
+        self.server.await??;
+        Ok(self.dir)
+    }
 }
 
 fn hash_value(i: usize) -> String {
@@ -180,7 +216,7 @@ async fn lookup_batch(mut client: Client, queries: Vec<pb::HashQuery>) -> anyhow
     Ok(())
 }
 
-async fn run_concurrent<T, F, Fut>(
+pub(super) async fn run_concurrent<T, F, Fut>(
     client: &Client,
     batches: Vec<T>,
     concurrency: usize,

@@ -13,7 +13,7 @@ use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 use serde_json::json;
 
-use crate::pdq::index::{level, BruteForce, Match, PdqIndex};
+use crate::pdq::index::{level, BruteForce, Match, PdqChange, PdqIndex};
 use crate::pdq::{Bits, DEFAULT_MAX_DISTANCE};
 
 /// Options of `hashforum bench pdq`.
@@ -37,6 +37,17 @@ pub struct PdqBenchArgs {
     /// The random seed.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Also through the gRPC batch API, client included: this many hashes submitted (signed)
+    /// to a server in this process, then the same kind of queries in `MatchHashes` batches,
+    /// beside the in-process index over the same hashes (0: skip).
+    #[arg(long, default_value_t = 0)]
+    pub grpc: usize,
+    /// Queries per `MatchHashes` call.
+    #[arg(long, default_value_t = 1_000)]
+    pub grpc_batch: usize,
+    /// `MatchHashes` calls in flight at once.
+    #[arg(long, default_value_t = 4)]
+    pub grpc_concurrency: usize,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -56,6 +67,9 @@ pub async fn run(args: &PdqBenchArgs) -> anyhow::Result<std::process::ExitCode> 
     let mut runs = Vec::new();
     for &n in &args.hashes {
         runs.push(one_size(args, n)?);
+    }
+    if args.grpc > 0 {
+        runs.push(grpc(args).await?);
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&runs)?);
@@ -106,7 +120,7 @@ fn queries(stored: &[Bits], n: usize, seed: u64) -> Vec<Bits> {
 }
 
 /// Queries per second of `queries` split over `threads` threads.
-fn rate(index: &PdqIndex, queries: &[Bits], max: u32, threads: usize) -> (f64, usize) {
+fn rate_of(index: &PdqIndex, queries: &[Bits], max: u32, threads: usize) -> (f64, usize) {
     let start = Instant::now();
     let found: usize = std::thread::scope(|s| {
         let handles: Vec<_> = queries
@@ -149,28 +163,19 @@ fn one_size(args: &PdqBenchArgs, n: usize) -> anyhow::Result<serde_json::Value> 
         build.as_secs_f64()
     );
 
-    // The brute-force scan over the same queries, two threads, several queries per pass.
+    // The brute-force scan over the same queries: several queries per pass, each pass shared
+    // by the two cores (each scans half of the hashes).
     let scan = BruteForce::new(&stored);
     let start = Instant::now();
-    let truth: Vec<Vec<(u32, u32)>> = std::thread::scope(|s| {
-        let scan = &scan;
-        let handles: Vec<_> = qs
-            .chunks(qs.len().div_ceil(2))
-            .map(|part| {
-                s.spawn(move || {
-                    part.chunks(BruteForce::PER_PASS)
-                        .flat_map(|pass| scan.pass(pass, max))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
-    });
+    let truth: Vec<Vec<(u32, u32)>> = qs
+        .chunks(BruteForce::PER_PASS)
+        .flat_map(|pass| scan.pass_on_two_cores(pass, max))
+        .collect();
     let brute_rate = qs.len() as f64 / start.elapsed().as_secs_f64();
-    eprintln!("  brute-force scan, 2 threads: {brute_rate:.0} queries/s");
+    eprintln!(
+        "  brute-force scan, 2 threads, {} queries a pass: {brute_rate:.0} queries/s",
+        BruteForce::PER_PASS
+    );
 
     // Recall and exactness against the scan.
     let mut expected = 0usize;
@@ -208,8 +213,8 @@ fn one_size(args: &PdqBenchArgs, n: usize) -> anyhow::Result<serde_json::Value> 
     let mut one = Vec::new();
     let mut two = Vec::new();
     for round in 0..args.rounds {
-        let (r1, _) = rate(&index, &qs, max, 1);
-        let (r2, _) = rate(&index, &qs, max, 2);
+        let (r1, _) = rate_of(&index, &qs, max, 1);
+        let (r2, _) = rate_of(&index, &qs, max, 2);
         eprintln!(
             "  round {}: {r1:.0} queries/s on 1 thread, {r2:.0} on 2",
             round + 1
@@ -225,7 +230,11 @@ fn one_size(args: &PdqBenchArgs, n: usize) -> anyhow::Result<serde_json::Value> 
     let mut times: Vec<Duration> = Vec::with_capacity(adds.len());
     for b in &adds {
         let start = Instant::now();
-        index.apply(&[(*b, 1)]);
+        index.apply(&[PdqChange {
+            bits: *b,
+            status: 1,
+            new: true,
+        }]);
         times.push(start.elapsed());
     }
     let start = Instant::now();
@@ -238,10 +247,15 @@ fn one_size(args: &PdqBenchArgs, n: usize) -> anyhow::Result<serde_json::Value> 
         .copied()
         .unwrap_or_default();
     let add_max = times.last().copied().unwrap_or_default();
-    let (after, _) = rate(&index, &qs, max, 2);
+    // The same queries over the index as the adds left it (tail and small segments), same
+    // rounds.
+    let mut after: Vec<f64> = (0..args.rounds)
+        .map(|_| rate_of(&index, &qs, max, 2).0)
+        .collect();
+    let after = median(&mut after);
     eprintln!(
         "  add one hash: median {:.1} µs, p99 {:.1} µs, max {:.1} µs; {} segments after {} adds, \
-         2-thread rate then {after:.0} queries/s",
+         2-thread rate then {after:.0} queries/s (median)",
         add_median.as_secs_f64() * 1e6,
         add_p99.as_secs_f64() * 1e6,
         add_max.as_secs_f64() * 1e6,
@@ -278,4 +292,161 @@ fn one_size(args: &PdqBenchArgs, n: usize) -> anyhow::Result<serde_json::Value> 
         );
     }
     Ok(result)
+}
+
+/// Matching through a real server, client included, beside the in-process index over the same
+/// hashes.
+async fn grpc(args: &PdqBenchArgs) -> anyhow::Result<serde_json::Value> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use super::bench::{run_concurrent, BenchServer};
+    use crate::pb;
+    use crate::statement::{hash_submission, Signer};
+    use crate::types::HashType;
+
+    anyhow::ensure!(
+        args.grpc_batch > 0 && args.grpc_concurrency > 0,
+        "zero option"
+    );
+    let n = args.grpc;
+    let max = args.max_distance;
+    let bench = BenchServer::start().await?;
+    let stored = random_hashes(n, args.seed ^ 0x9f);
+    eprintln!("gRPC: signing {n} PDQ submissions ...");
+    let signer = Signer::of(&bench.identity);
+    let envelopes: Vec<pb::Envelope> = stored
+        .par_iter()
+        .map(|b| {
+            signer.submit(pb::HashSubmission {
+                quality: Some(100),
+                ..hash_submission(HashType::Pdq, &hex::encode(b))
+            })
+        })
+        .collect();
+    let start = Instant::now();
+    let batches: Vec<Vec<pb::Envelope>> = envelopes.chunks(10_000).map(<[_]>::to_vec).collect();
+    drop(envelopes);
+    run_concurrent(
+        &bench.client,
+        batches,
+        4,
+        |mut client, envelopes| async move {
+            client
+                .registry
+                .submit_entries(pb::SubmitEntriesRequest { envelopes })
+                .await?;
+            Ok(())
+        },
+    )
+    .await?;
+    eprintln!("  submitted in {:.1} s", start.elapsed().as_secs_f64());
+    let qs = queries(&stored, args.queries, args.seed);
+    let truth: usize = {
+        let scan = BruteForce::new(&stored);
+        qs.par_chunks(BruteForce::PER_PASS)
+            .map(|pass| scan.pass(pass, max).iter().map(Vec::len).sum::<usize>())
+            .sum()
+    };
+    let index = PdqIndex::build(stored.iter().map(|b| (*b, 1)).collect());
+    let mut over_grpc = Vec::new();
+    let mut in_process = Vec::new();
+    for round in 0..args.rounds {
+        let batches: Vec<Vec<pb::MatchQuery>> = qs
+            .chunks(args.grpc_batch)
+            .map(|chunk| {
+                chunk
+                    .iter()
+                    .map(|b| pb::MatchQuery {
+                        value: hex::encode(b),
+                        variant: 0,
+                    })
+                    .collect()
+            })
+            .collect();
+        let found = Arc::new(AtomicUsize::new(0));
+        let counted = found.clone();
+        let start = Instant::now();
+        run_concurrent(
+            &bench.client,
+            batches,
+            args.grpc_concurrency,
+            move |mut client, queries| {
+                let found = counted.clone();
+                async move {
+                    let results = client
+                        .registry
+                        .match_hashes(pb::MatchHashesRequest {
+                            hash_type: pb::HashType::Pdq as i32,
+                            queries,
+                            max_distance: Some(max),
+                            include_inactive: false,
+                            dihedral: false,
+                        })
+                        .await?
+                        .into_inner()
+                        .results;
+                    let matches: usize = results.iter().map(|r| r.matches.len()).sum();
+                    found.fetch_add(matches, Ordering::Relaxed);
+                    Ok(())
+                }
+            },
+        )
+        .await?;
+        let rate = qs.len() as f64 / start.elapsed().as_secs_f64();
+        anyhow::ensure!(
+            found.load(Ordering::Relaxed) == truth,
+            "gRPC found {} matches, the scan {truth}",
+            found.load(Ordering::Relaxed)
+        );
+        let (local, _) = rate_of(&index, &qs, max, 2);
+        eprintln!(
+            "  round {}: {rate:.0} queries/s through gRPC, {local:.0} in process (2 threads)",
+            round + 1
+        );
+        over_grpc.push(rate);
+        in_process.push(local);
+    }
+    // Start-up: what the server does before serving, on the data it now holds.
+    let dir = bench.stop_keeping().await?;
+    let config = crate::config::Config::load(&dir.path().join("server/hashforum.toml"))?;
+    let store = crate::storage::Store::open(&config.data_dir)?;
+    let start = Instant::now();
+    let view = crate::state::pdq_view(&store)?;
+    let read = start.elapsed();
+    let rebuilt = PdqIndex::build(view);
+    let startup = start.elapsed();
+    anyhow::ensure!(
+        rebuilt.len() == n,
+        "the PDQ view holds {} hashes",
+        rebuilt.len()
+    );
+    eprintln!(
+        "  start-up: PDQ view read in {:.2} s, index built: {:.2} s in all",
+        read.as_secs_f64(),
+        startup.as_secs_f64()
+    );
+    let (g, l) = (median(&mut over_grpc), median(&mut in_process));
+    if !args.json {
+        println!(
+            "{n} hashes through gRPC (MatchHashes, {} per call, {} in flight, client included): \
+             {g:.0} queries/s; in process, 2 threads: {l:.0} ({:.2} of it); {truth} matches, as the scan; \
+             start-up (read the PDQ view, build) {:.2} s",
+            args.grpc_batch,
+            args.grpc_concurrency,
+            g / l,
+            startup.as_secs_f64()
+        );
+    }
+    Ok(json!({
+        "grpc_hashes": n,
+        "queries": qs.len(),
+        "grpc_batch": args.grpc_batch,
+        "grpc_concurrency": args.grpc_concurrency,
+        "grpc_queries_per_second": g,
+        "in_process_queries_per_second_2_threads": l,
+        "matches": truth,
+        "startup_read_seconds": read.as_secs_f64(),
+        "startup_seconds": startup.as_secs_f64(),
+    }))
 }

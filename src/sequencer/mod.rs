@@ -34,8 +34,7 @@ use crate::entry::ParsedEntry;
 use crate::error::ServiceError;
 use crate::log::checkpoint::{LogSigner, LogVerifier, SignedCheckpoint, TreeHead};
 use crate::log::tree::{self, Frontier, MemoryHashes};
-use crate::pdq::index::PdqIndex;
-use crate::pdq::Bits;
+use crate::pdq::index::{PdqChange, PdqIndex};
 use crate::state::{Appended, Directory, Finished, Overlay, Pending, Refusal, Step};
 use crate::storage::{Batch, StorageError, Store};
 use crate::types::MemberId;
@@ -229,7 +228,7 @@ type StagedGroup = (Finished, Vec<Outcome>);
 struct Staged {
     batch: Batch,
     directory: Option<Directory>,
-    pdq: Vec<(Bits, u8)>,
+    pdq: Vec<PdqChange>,
     group: Group,
 }
 

@@ -38,6 +38,7 @@ use crate::log;
 use crate::log::checkpoint::TreeHead;
 use crate::log::tree::{self, Frontier, MemoryHashes};
 use crate::pb;
+use crate::pdq::index::PdqChange;
 use crate::storage::{Batch, StorageError, Store};
 use crate::types::{ContentHash, HashType, LeafHash, Role, StatementDigest};
 
@@ -280,7 +281,7 @@ pub struct Finished {
     pub overlay: Overlay,
     /// Each PDQ hash whose record the group changed, with the record's new status
     /// (`pb::RecordStatus` as a byte), in hash order: for the matching index, once committed.
-    pub pdq: Vec<(crate::pdq::Bits, u8)>,
+    pub pdq: Vec<PdqChange>,
 }
 
 /// One group commit in the making.
@@ -305,7 +306,7 @@ pub struct Pending<'s> {
     /// The entries about each hash (the `about` index), written sorted by `finish`.
     about: Vec<(ContentHash, u64)>,
     /// The latest status of each PDQ hash whose record the group changed.
-    pdq: FastMap<crate::pdq::Bits, u8>,
+    pdq: FastMap<crate::pdq::Bits, PdqChange>,
 }
 
 impl<'s> Pending<'s> {
@@ -671,6 +672,7 @@ impl<'s> Pending<'s> {
         let Some((record, dirty)) = self.records.get_mut(hash) else {
             return Ok(());
         };
+        let first = record.is_empty();
         let status = match record::change(record, change)? {
             Ok(status) => status,
             // Checked before it was appended, so only a log that was never checked (or a bug)
@@ -685,7 +687,15 @@ impl<'s> Pending<'s> {
         *dirty = true;
         if hash.hash_type() == HashType::Pdq {
             if let Ok(bits) = <[u8; 32]>::try_from(hash.as_bytes()) {
-                self.pdq.insert(bits, status as u8);
+                // `new` stays what the group's first change of the hash said.
+                self.pdq
+                    .entry(bits)
+                    .and_modify(|c| c.status = status as u8)
+                    .or_insert(PdqChange {
+                        bits,
+                        status: status as u8,
+                        new: first,
+                    });
             }
         }
         self.about.push((hash.clone(), index));
@@ -748,10 +758,10 @@ impl<'s> Pending<'s> {
         for (hash, index) in &self.about {
             self.batch.put_about(hash, *index);
         }
-        let mut pdq: Vec<(crate::pdq::Bits, u8)> = self.pdq.into_iter().collect();
-        pdq.sort_unstable();
-        for (bits, status) in &pdq {
-            self.batch.put_pdq(bits, *status);
+        let mut pdq: Vec<PdqChange> = self.pdq.into_values().collect();
+        pdq.sort_unstable_by_key(|c| c.bits);
+        for c in &pdq {
+            self.batch.put_pdq(&c.bits, c.status);
         }
         self.batch.put_size(self.size);
         let head = TreeHead {

@@ -269,6 +269,7 @@ async fn reflection_v1_describes_the_services() {
             "hashforum.v1.RegistryService/ListIncidents",
             "hashforum.v1.RegistryService/LookupHash",
             "hashforum.v1.RegistryService/LookupHashes",
+            "hashforum.v1.RegistryService/MatchHashes",
             "hashforum.v1.RegistryService/SubmitEntries",
             "hashforum.v1.RegistryService/SubmitEntry",
         ]

@@ -23,9 +23,21 @@ use std::sync::{Arc, Mutex, PoisonError};
 use arc_swap::ArcSwap;
 
 pub use kernel::{level, Level};
-use segment::{Hit, Segment, Words};
+use segment::{Hit, Quarters, Segment, Words};
 
 use crate::pdq::Bits;
+
+/// A committed change to a PDQ hash's record, as the state code reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PdqChange {
+    /// The hash.
+    pub bits: Bits,
+    /// Its record's new status (`pb::RecordStatus` as a byte).
+    pub status: u8,
+    /// Whether the record did not exist before (a first submission): the hash is not in the
+    /// index yet, and is added without looking for it.
+    pub new: bool,
+}
 
 /// A stored hash within the distance asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,14 +78,8 @@ struct Snapshot {
 /// The newest hashes, scanned.
 #[derive(Default, Clone)]
 struct Tail {
-    hashes: Vec<Words>,
+    hashes: Quarters,
     status: Vec<u8>,
-}
-
-impl Tail {
-    fn position(&self, q: &Words) -> Option<usize> {
-        self.hashes.iter().position(|h| h == q)
-    }
 }
 
 struct Inner {
@@ -153,7 +159,8 @@ impl PdqIndex {
     pub fn memory_bytes(&self) -> usize {
         let snap = self.inner.snapshot.load();
         snap.segments.iter().map(|s| s.memory()).sum::<usize>()
-            + snap.tail.hashes.capacity() * (size_of::<Words>() + 1)
+            + snap.tail.hashes.capacity_bytes()
+            + snap.tail.status.capacity()
     }
 
     /// Whether a query at distance `max` reads every hash of some segment (a large distance).
@@ -186,28 +193,27 @@ impl PdqIndex {
             }));
         }
         let tail = &snap.tail;
+        hits.clear();
+        let keep = |i: u32| inactive || segment::active(tail.status[i as usize]);
         kernel::run(
             #[inline(always)]
             || {
-                for (h, &status) in tail.hashes.iter().zip(&tail.status) {
-                    let distance = segment::distance(h, &q);
-                    if distance <= max && (inactive || segment::active(status)) {
-                        out.push(Match {
-                            bits: segment::bits(h),
-                            distance,
-                            status,
-                        });
-                    }
-                }
+                tail.hashes
+                    .scan(&q, max, 0..tail.hashes.len(), keep, &mut hits)
             },
         );
+        out.extend(hits.iter().map(|&(i, distance)| Match {
+            bits: segment::bits(&tail.hashes.get(i as usize)),
+            distance,
+            status: tail.status[i as usize],
+        }));
         out[from..].sort_unstable_by_key(|m| (m.distance, m.bits));
     }
 
-    /// Records the new status of each hash (`pb::RecordStatus` as a byte): a hash not held yet
-    /// is added, matchable as soon as this returns. Called with each committed group's PDQ
-    /// changes, in log order.
-    pub fn apply(&self, updates: &[(Bits, u8)]) {
+    /// Records each change: a new hash is added, matchable as soon as this returns; a known
+    /// one gets its status set in place (a "known" hash that is not found is added too).
+    /// Called with each committed group's PDQ changes, in log order.
+    pub fn apply(&self, updates: &[PdqChange]) {
         let merge = {
             let mut merging = self
                 .inner
@@ -216,28 +222,36 @@ impl PdqIndex {
                 .unwrap_or_else(PoisonError::into_inner);
             let snap = self.inner.snapshot.load_full();
             let mut tail: Option<Tail> = None;
-            for (bits, status) in updates {
-                let q = segment::words(bits);
-                let current = tail.as_ref().unwrap_or(&snap.tail);
-                if let Some(i) = current.position(&q) {
-                    tail.get_or_insert_with(|| Tail::clone(&snap.tail)).status[i] = *status;
-                } else if let Some((seg, id)) = snap
-                    .segments
-                    .iter()
-                    .find_map(|s| s.find(&q).map(|id| (s, id)))
-                {
-                    seg.set_status(id, *status);
-                } else {
-                    let t = tail.get_or_insert_with(|| Tail::clone(&snap.tail));
-                    t.hashes.push(q);
-                    t.status.push(*status);
+            for change in updates {
+                let q = segment::words(&change.bits);
+                let status = change.status;
+                if !change.new {
+                    let current = tail.as_ref().unwrap_or(&snap.tail);
+                    if let Some(i) = current.hashes.position(&q) {
+                        tail.get_or_insert_with(|| Tail::clone(&snap.tail)).status[i] = status;
+                        continue;
+                    }
+                    if let Some((seg, id)) = snap
+                        .segments
+                        .iter()
+                        .find_map(|s| s.find(&q).map(|id| (s, id)))
+                    {
+                        seg.set_status(id, status);
+                        continue;
+                    }
                 }
+                let t = tail.get_or_insert_with(|| Tail::clone(&snap.tail));
+                t.hashes.push(&q);
+                t.status.push(status);
             }
             let Some(mut tail) = tail else { return };
             let mut segments = snap.segments.clone();
             if tail.hashes.len() >= self.inner.options.tail {
                 let full = std::mem::take(&mut tail);
-                segments.push(Arc::new(Segment::build(full.hashes, full.status)));
+                segments.push(Arc::new(Segment::build(
+                    full.hashes.to_words(),
+                    full.status,
+                )));
             }
             self.inner.snapshot.store(Arc::new(Snapshot {
                 segments,
@@ -347,61 +361,72 @@ impl Inner {
 /// instruction; and several queries share each pass over the hashes, so that each block of
 /// hashes is read from memory once for all of them.
 pub struct BruteForce {
-    quarters: [Vec<u64>; 4],
+    hashes: Quarters,
 }
 
 impl BruteForce {
     /// How many queries share a pass.
     pub const PER_PASS: usize = 8;
 
-    /// Hashes per block: the block's four quarters fit in the L1 cache.
-    const BLOCK: usize = 512;
-
     /// A scan over `hashes`.
     pub fn new(hashes: &[Bits]) -> Self {
-        let mut quarters: [Vec<u64>; 4] = Default::default();
-        for q in &mut quarters {
-            q.reserve_exact(hashes.len());
+        let words: Vec<Words> = hashes.iter().map(segment::words).collect();
+        Self {
+            hashes: Quarters::from_words(&words),
         }
-        for b in hashes {
-            for (q, w) in quarters.iter_mut().zip(segment::words(b)) {
-                q.push(w);
-            }
-        }
-        Self { quarters }
     }
 
     /// For each query, the positions and distances of the hashes within `max`, in position
     /// order. Pass at most [`PER_PASS`](Self::PER_PASS) queries for the best rate.
+    ///
+    /// Per block of hashes, two queries at a time share the loads; the distances are summed
+    /// in 64-bit lanes (no narrowing) and only the block's smallest is compared with `max`, so
+    /// the inner loop is four XORs, four popcounts and three adds per hash and query, eight
+    /// hashes per instruction. A block with a match is walked again to collect it.
     pub fn pass(&self, queries: &[Bits], max: u32) -> Vec<Vec<(u32, u32)>> {
         let qs: Vec<Words> = queries.iter().map(segment::words).collect();
+        self.scan(&qs, max, 0..self.hashes.len())
+    }
+
+    /// [`pass`](Self::pass) on both halves of the hashes at once, on two threads (rayon's
+    /// pool): the two cores share each pass, so each hash is read from memory once per pass
+    /// rather than once per core.
+    pub fn pass_on_two_cores(&self, queries: &[Bits], max: u32) -> Vec<Vec<(u32, u32)>> {
+        let qs: Vec<Words> = queries.iter().map(segment::words).collect();
+        let n = self.hashes.len();
+        let half = (n / 2).next_multiple_of(Quarters::BLOCK).min(n);
+        let (mut low, high) = rayon::join(
+            || self.scan(&qs, max, 0..half),
+            || self.scan(&qs, max, half..n),
+        );
+        for (l, h) in low.iter_mut().zip(high) {
+            l.extend(h);
+        }
+        low
+    }
+
+    fn scan(&self, qs: &[Words], max: u32, range: std::ops::Range<usize>) -> Vec<Vec<(u32, u32)>> {
         let mut out = vec![Vec::new(); qs.len()];
-        let [a, b, c, d] = &self.quarters;
+        let limit = u64::from(max);
+        let h = &self.hashes;
         kernel::run(
             #[inline(always)]
             || {
-                let mut dist = [0u32; Self::BLOCK];
-                for start in (0..a.len()).step_by(Self::BLOCK) {
-                    let end = a.len().min(start + Self::BLOCK);
-                    let (a, b, c, d) = (
-                        &a[start..end],
-                        &b[start..end],
-                        &c[start..end],
-                        &d[start..end],
-                    );
-                    let dist = &mut dist[..end - start];
-                    for (q, hits) in qs.iter().zip(out.iter_mut()) {
-                        for i in 0..dist.len() {
-                            dist[i] = (a[i] ^ q[0]).count_ones()
-                                + (b[i] ^ q[1]).count_ones()
-                                + (c[i] ^ q[2]).count_ones()
-                                + (d[i] ^ q[3]).count_ones();
+                for start in range.clone().step_by(Quarters::BLOCK) {
+                    let block = h.block(start, range.end.min(start + Quarters::BLOCK));
+                    for (pair, hits) in qs.chunks(2).zip(out.chunks_mut(2)) {
+                        let (p, q) = (&pair[0], pair.get(1).unwrap_or(&pair[0]));
+                        let mut near = false;
+                        for i in 0..block.len() {
+                            near |= block.distance(i, p).min(block.distance(i, q)) <= limit;
                         }
-                        let near = dist.iter().fold(u32::MAX, |m, &x| m.min(x));
-                        if near <= max {
-                            for (i, &x) in dist.iter().enumerate() {
-                                if x <= max {
-                                    hits.push(((start + i) as u32, x));
+                        if near {
+                            for (q, hits) in pair.iter().zip(hits.iter_mut()) {
+                                for i in 0..block.len() {
+                                    let x = block.distance(i, q);
+                                    if x <= limit {
+                                        hits.push(((start + i) as u32, x as u32));
+                                    }
                                 }
                             }
                         }

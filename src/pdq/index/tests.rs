@@ -26,6 +26,22 @@ fn brute(stored: &[(Bits, u8)], q: &Bits, max: u32, inactive: bool) -> Vec<Match
     out
 }
 
+fn new(bits: Bits, status: u8) -> PdqChange {
+    PdqChange {
+        bits,
+        status,
+        new: true,
+    }
+}
+
+fn known(bits: Bits, status: u8) -> PdqChange {
+    PdqChange {
+        bits,
+        status,
+        new: false,
+    }
+}
+
 fn flip(rng: &mut impl Rng, b: &Bits, n: u32) -> Bits {
     let mut out = *b;
     let mut flipped = std::collections::HashSet::new();
@@ -72,7 +88,13 @@ fn check_against_brute(seed: u64, n: usize, options: Options, adds: usize) {
     }
     let index = PdqIndex::with_options(all[..n].to_vec(), options);
     for chunk in all[n..].chunks(7) {
-        index.apply(chunk);
+        let changes: Vec<PdqChange> = chunk.iter().map(|&(b, s)| new(b, s)).collect();
+        index.apply(&changes);
+    }
+    // Status changes of hashes in every part of the index: base, merged segments, tail.
+    for i in (0..all.len()).step_by(17) {
+        all[i].1 = if all[i].1 == ACTIVE { WITHDRAWN } else { ACTIVE };
+        index.apply(&[known(all[i].0, all[i].1)]);
     }
     index.wait_for_merges();
     assert_eq!(index.len(), all.len());
@@ -143,10 +165,10 @@ fn statuses_change_in_place_and_filter() {
         background_merges: false,
     };
     let index = PdqIndex::with_options(vec![(a, ACTIVE)], options);
-    index.apply(&[(near, ACTIVE)]);
+    index.apply(&[new(near, ACTIVE)]);
     assert_eq!(matches(&index, &a, 31, false).len(), 2);
     // Withdrawn in the segment, retracted in the tail: neither matches unless asked for.
-    index.apply(&[(a, WITHDRAWN), (near, RETRACTED)]);
+    index.apply(&[known(a, WITHDRAWN), known(near, RETRACTED)]);
     assert_eq!(index.len(), 2, "a status change adds nothing");
     assert!(matches(&index, &a, 31, false).is_empty());
     let all = matches(&index, &a, 31, true);
@@ -157,11 +179,11 @@ fn statuses_change_in_place_and_filter() {
         vec![(0, WITHDRAWN), (3, RETRACTED)]
     );
     // A retracted hash submitted again is active again.
-    index.apply(&[(near, ACTIVE)]);
+    index.apply(&[known(near, ACTIVE)]);
     assert_eq!(matches(&index, &a, 31, false).len(), 1);
     // Statuses survive merges.
     for _ in 0..20 {
-        index.apply(&[(random(&mut rng), ACTIVE)]);
+        index.apply(&[new(random(&mut rng), ACTIVE)]);
     }
     assert!(index.segments() >= 1);
     assert_eq!(
@@ -199,4 +221,52 @@ proptest! {
         let index = PdqIndex::build(stored.clone());
         prop_assert_eq!(matches(&index, &q, max, false), brute(&stored, &q, max, false));
     }
+}
+
+/// The benchmark's scan agrees with the plain distance, for passes of 1 to 8 queries and
+/// lengths that are not a multiple of its block.
+#[test]
+fn brute_force_scan_is_the_plain_distance() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(6);
+    let centre = random(&mut rng);
+    let stored: Vec<Bits> = (0..1_300)
+        .map(|i| {
+            if i % 3 == 0 {
+                flip(&mut rng, &centre, i % 50)
+            } else {
+                random(&mut rng)
+            }
+        })
+        .collect();
+    let scan = BruteForce::new(&stored);
+    for n in 1..=BruteForce::PER_PASS {
+        let qs: Vec<Bits> = (0..n)
+            .map(|k| flip(&mut rng, &centre, k as u32 * 3))
+            .collect();
+        for max in [0, 20, 31, 64] {
+            let got = scan.pass(&qs, max);
+            for (q, got) in qs.iter().zip(&got) {
+                let want: Vec<(u32, u32)> = (0u32..)
+                    .zip(&stored)
+                    .map(|(i, b)| (i, distance(b, q)))
+                    .filter(|&(_, d)| d <= max)
+                    .collect();
+                assert_eq!(got, &want, "{n} queries, max {max}");
+            }
+        }
+    }
+}
+
+/// Both halves of a shared pass give the same hits as one pass.
+#[test]
+fn a_pass_on_two_cores_is_one_pass() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(8);
+    let centre = random(&mut rng);
+    let stored: Vec<Bits> = (0..5_000u32)
+        .map(|i| flip(&mut rng, &centre, i % 70))
+        .collect();
+    let scan = BruteForce::new(&stored);
+    let qs: Vec<Bits> = (0..8).map(|k| flip(&mut rng, &centre, k * 4)).collect();
+    assert_eq!(scan.pass_on_two_cores(&qs, 31), scan.pass(&qs, 31));
+    assert!(scan.pass(&qs, 31).iter().all(|h| !h.is_empty()));
 }
