@@ -121,7 +121,11 @@ impl Store {
     /// When there is no database in `dir`, or RocksDB cannot open it.
     pub fn open_read_only(dir: &Path) -> Result<Self, StorageError> {
         let opts = Options::default();
-        let db = DB::open_cf_for_read_only(&opts, dir, ALL_CFS, false)?;
+        // A database written by an earlier version lacks the newest views (`pdq`), which a
+        // server creates when it next opens it; what reads them needs a writable store.
+        let present = DB::list_cf(&opts, dir)?;
+        let cfs = ALL_CFS.iter().filter(|cf| present.iter().any(|p| p == *cf));
+        let db = DB::open_cf_for_read_only(&opts, dir, cfs, false)?;
         Ok(Self { db: Arc::new(db) })
     }
 
