@@ -270,3 +270,4 @@ fn a_pass_on_two_cores_is_one_pass() {
     assert_eq!(scan.pass_on_two_cores(&qs, 31), scan.pass(&qs, 31));
     assert!(scan.pass(&qs, 31).iter().all(|h| !h.is_empty()));
 }
+
