@@ -465,6 +465,57 @@ async fn cli_submits_and_matches_local_files() {
         .collect();
     assert_eq!(matched, ["r270"], "{v:#}");
 
+    // --batch: bare and `pdq:` lines from stdin, comments skipped, one result per line.
+    let lines = format!(
+        "# uploads\n{}\npdq:{}\n",
+        local.pdq.as_ref().unwrap().hex(),
+        "ab".repeat(32)
+    );
+    let mut cmd = hashforum_bin();
+    cmd.args(["match", "--batch", "-", "--json"])
+        .env("HASHFORUM_IDENTITY", server.identity_dir("alpha"))
+        .env("HASHFORUM_SERVER", &server.addr)
+        .env("RUST_LOG", "off");
+    let out = run_with_timeout(cmd, lines.as_bytes(), CHILD_TIMEOUT);
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let counts: Vec<usize> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["matches"].as_array().unwrap().len())
+        .collect();
+    assert_eq!(counts, [1, 0]);
+    assert_eq!(v[0]["matches"][0]["distance"], 0);
+
+    // A flat image (PDQ quality 2 or 3, by decoder) is refused before anything is sent, naming the file and
+    // its quality; --allow-low-quality sends it (and nothing matches).
+    let flat = pdq_data("reg-test-input/labelme-subset/q0003.jpg");
+    let out = run(vec![
+        "match".into(),
+        "--file".into(),
+        flat.display().to_string(),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("INVALID_ARGUMENT") && err.contains("q0003.jpg") && err.contains("below 50"),
+        "{err}"
+    );
+    let out = run(vec![
+        "submit".into(),
+        "--file".into(),
+        flat.display().to_string(),
+    ]);
+    assert!(!out.status.success(), "submit refuses it too");
+    let out = run(vec![
+        "match".into(),
+        "--file".into(),
+        flat.display().to_string(),
+        "--allow-low-quality".into(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+
     // A bad value is refused locally by the server with the field.
     let out = run(vec!["match".into(), "--value".into(), "AB".repeat(32)]);
     assert!(!out.status.success());

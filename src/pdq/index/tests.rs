@@ -93,7 +93,11 @@ fn check_against_brute(seed: u64, n: usize, options: Options, adds: usize) {
     }
     // Status changes of hashes in every part of the index: base, merged segments, tail.
     for i in (0..all.len()).step_by(17) {
-        all[i].1 = if all[i].1 == ACTIVE { WITHDRAWN } else { ACTIVE };
+        all[i].1 = if all[i].1 == ACTIVE {
+            WITHDRAWN
+        } else {
+            ACTIVE
+        };
         index.apply(&[known(all[i].0, all[i].1)]);
     }
     index.wait_for_merges();
@@ -270,4 +274,3 @@ fn a_pass_on_two_cores_is_one_pass() {
     assert_eq!(scan.pass_on_two_cores(&qs, 31), scan.pass(&qs, 31));
     assert!(scan.pass(&qs, 31).iter().all(|h| !h.is_empty()));
 }
-
