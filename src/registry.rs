@@ -32,7 +32,7 @@ mod log_reads;
 mod matching;
 mod provenance;
 pub use log_reads::{check_range, ENTRY_CHUNK};
-pub use matching::{MatchOptions, MAX_MATCHES};
+pub use matching::{MatchOptions, MAX_MATCHES, MAX_WIDE_MATCH_BATCH};
 pub use provenance::PROVENANCE_PAGE;
 /// Largest lookup reply, in bytes: a reply that would be larger is refused with
 /// `RESOURCE_EXHAUSTED` before it is built. 10,000 records with a few submissions each fit.

@@ -11,8 +11,8 @@ use super::output::{record_json, record_status_name};
 use super::{connect, ClientOpts};
 use crate::pb;
 use crate::pdq::hasher::{hash_file, MIN_QUALITY};
-use crate::pdq::Dihedral;
-use crate::registry::MAX_MATCH_BATCH;
+use crate::pdq::{Dihedral, DEFAULT_MAX_DISTANCE};
+use crate::registry::{MAX_MATCH_BATCH, MAX_WIDE_MATCH_BATCH};
 use crate::types::HashType;
 
 /// `hashforum match --type pdq --value HEX`, `--batch FILE|-` or `--file FILE...`.
@@ -66,7 +66,14 @@ pub async fn run(args: MatchArgs) -> anyhow::Result<ExitCode> {
     let mut client = connect(&args.client).await?;
     let mut any = false;
     let mut all = Vec::new();
-    for chunk in queries.chunks(MAX_MATCH_BATCH) {
+    // Above the default distance the server takes at most 100 queries a call; and smaller
+    // calls keep each reply well under its size limit.
+    let per_call = if args.max_distance.is_some_and(|d| d > DEFAULT_MAX_DISTANCE) {
+        MAX_WIDE_MATCH_BATCH
+    } else {
+        1_000.min(MAX_MATCH_BATCH)
+    };
+    for chunk in queries.chunks(per_call) {
         let req = pb::MatchHashesRequest {
             hash_type: hash_type.to_pb() as i32,
             queries: chunk

@@ -11,6 +11,7 @@ use crate::pb;
 use crate::pdq::{self, Bits, Dihedral};
 use crate::registry::{
     MatchOptions, Registry, MAX_LOOKUP_BATCH, MAX_MATCH_BATCH, MAX_SUBMIT_BATCH,
+    MAX_WIDE_MATCH_BATCH,
 };
 use crate::types::{ContentHash, HashType};
 use crate::wire::{
@@ -199,6 +200,18 @@ fn parse_match(
             format!(
                 "max_distance must be 0 to {}, got {max_distance}",
                 pdq::MAX_DISTANCE
+            ),
+        ));
+    }
+    if max_distance > pdq::DEFAULT_MAX_DISTANCE && req.len() > MAX_WIDE_MATCH_BATCH {
+        return Err(ServiceError::invalid(
+            "queries",
+            "BATCH_TOO_LARGE",
+            format!(
+                "at most {MAX_WIDE_MATCH_BATCH} queries per call above distance {} (each can \
+                 scan the whole index), got {}",
+                pdq::DEFAULT_MAX_DISTANCE,
+                req.len()
             ),
         ));
     }

@@ -783,23 +783,33 @@ impl<'s> Pending<'s> {
 }
 
 /// The PDQ view: every PDQ hash with its record's status, what the matching index is built
-/// from at start-up. A database written before the view existed gets it filled from the hash
-/// records first, in one batch.
+/// from at start-up. A database where it was never filled (written before the view existed)
+/// gets it filled from the hash records first, in batches of 100,000, the last one marking
+/// it filled.
 ///
 /// # Errors
 /// When the store fails or a record does not decode.
 pub fn pdq_view(store: &Store) -> Result<Vec<(crate::pdq::Bits, u8)>, StorageError> {
+    /// Hashes per batch while filling.
+    const CHUNK: usize = 100_000;
     if store.pdq_view_missing()? {
+        tracing::info!("filling the PDQ view from the hash records");
         let mut batch = store.batch();
-        let records = store.pdq_records()?;
-        tracing::info!(
-            hashes = records.len(),
-            "filling the PDQ view from the hash records"
-        );
-        for (bits, record) in &records {
+        let (mut staged, mut total) = (0usize, 0usize);
+        store.each_pdq_record(|bits, record| {
             batch.put_pdq(bits, record::status(&decode_record(record)?) as u8);
-        }
+            staged += 1;
+            if staged == CHUNK {
+                store.commit(std::mem::replace(&mut batch, store.batch()))?;
+                total += staged;
+                staged = 0;
+            }
+            Ok(())
+        })?;
+        // Marked filled with the last batch: an interrupted filling starts again.
+        batch.put_pdq_view_filled();
         store.commit(batch)?;
+        tracing::info!(hashes = total + staged, "PDQ view filled");
     }
     store.pdq_view()
 }

@@ -119,3 +119,47 @@ fn a_relayed_entry_records_its_relayer_in_the_leaf() {
         .collect();
     assert_eq!(relayers, ["", "admin"]);
 }
+
+/// A database written before the PDQ view existed (records, no view) gets it filled from
+/// its records at start-up, with each record's status; then it is marked filled.
+#[test]
+fn the_pdq_view_is_filled_from_the_records_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    // The status is derived from the record (records written before statuses were stored
+    // say UNSPECIFIED): a withdrawal makes it withdrawn.
+    let stored = |status: pb::RecordStatus| {
+        let record = StoredRecord {
+            submissions: vec![pb::Submission {
+                member_id: "alpha".into(),
+                ..Default::default()
+            }],
+            withdrawal: (status == pb::RecordStatus::Withdrawn).then(|| pb::Withdrawal {
+                member_id: "admin".into(),
+                ..Default::default()
+            }),
+            status: pb::RecordStatus::Unspecified as i32,
+            ..Default::default()
+        };
+        prost::Message::encode_to_vec(&record)
+    };
+    let a = ContentHash::parse(HashType::Pdq, &"a1".repeat(32)).unwrap();
+    let b = ContentHash::parse(HashType::Pdq, &"b2".repeat(32)).unwrap();
+    let md5 = ContentHash::parse(HashType::Md5, &"c3".repeat(16)).unwrap();
+    let mut batch = store.batch();
+    batch.put_record(&a, &stored(pb::RecordStatus::Active));
+    batch.put_record(&b, &stored(pb::RecordStatus::Withdrawn));
+    batch.put_record(&md5, &stored(pb::RecordStatus::Active));
+    store.commit(batch).unwrap();
+    assert!(store.pdq_view_missing().unwrap());
+    let view = pdq_view(&store).unwrap();
+    assert_eq!(
+        view,
+        vec![
+            ([0xa1; 32], pb::RecordStatus::Active as u8),
+            ([0xb2; 32], pb::RecordStatus::Withdrawn as u8),
+        ]
+    );
+    assert!(!store.pdq_view_missing().unwrap());
+    assert_eq!(pdq_view(&store).unwrap(), view, "filled once, read after");
+}

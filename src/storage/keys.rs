@@ -10,6 +10,7 @@
 //! | `history` | member id `++ 0x00 ++ u64 BE log index` | empty |
 //! | `incidents` | incident id | `Incident` (protobuf) |
 //! | `meta` | `size` | `u64 BE` number of entries |
+//! | `meta` | `pdq_view` | `1` once the `pdq` view was filled from the records |
 //! | `about` | `records` key `++ u64 BE` log index | empty: every entry about a hash |
 //! | `tree` | `u64 BE` stored hash index (Go `sumdb/tlog` numbering) | 32-byte hash |
 //! | `checkpoints` | `u64 BE` tree size | the signed checkpoint note, verbatim |
@@ -19,6 +20,9 @@ use crate::types::{ContentHash, LeafHash};
 
 /// `meta` key of the log size (number of entries), `u64 BE`.
 pub(super) const META_SIZE: &[u8] = b"size";
+
+/// `meta` key set once the `pdq` view has been filled from the records (value `1`).
+pub(super) const META_PDQ_VIEW: &[u8] = b"pdq_view";
 
 /// The `entries` key of a log index.
 pub fn entry(index: u64) -> [u8; 8] {

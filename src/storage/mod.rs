@@ -74,9 +74,6 @@ pub enum StorageError {
     },
 }
 
-/// A PDQ hash and its stored record.
-pub type PdqRecord = ([u8; 32], Vec<u8>);
-
 /// The registry's RocksDB database.
 #[derive(Clone)]
 pub struct Store {
@@ -130,7 +127,9 @@ impl Store {
     }
 
     fn cf(&self, name: &'static str) -> &rocksdb::ColumnFamily {
-        // Every name in ALL_CFS is created by `open`, and only those names are passed here.
+        // Every name in ALL_CFS is created by `open`, and only those names are passed here. A
+        // read-only store of an older version may lack the newest (`pdq`): only the server,
+        // on a writable store, reads those.
         self.db
             .cf_handle(name)
             .expect("column family created at open")
@@ -255,35 +254,29 @@ impl Store {
         Ok(all)
     }
 
-    /// Whether the PDQ view must be filled from the hash records: it is empty while some PDQ
-    /// hash has a record (a database written before the view existed).
+    /// Whether the PDQ view must be filled from the hash records: it has not been filled in
+    /// this database yet (one written before the view existed, or never served).
     ///
     /// # Errors
     /// When RocksDB fails.
     pub fn pdq_view_missing(&self) -> Result<bool, StorageError> {
-        let tag = [crate::types::HashType::Pdq.tag()];
-        let empty = self
+        Ok(self
             .db
-            .iterator_cf(self.cf(CF_PDQ), rocksdb::IteratorMode::Start)
-            .next()
-            .transpose()?
-            .is_none();
-        let mode = rocksdb::IteratorMode::From(&tag, rocksdb::Direction::Forward);
-        let some_record = match self.db.iterator_cf(self.cf(CF_RECORDS), mode).next() {
-            Some(item) => item?.0.first() == Some(&tag[0]),
-            None => false,
-        };
-        Ok(empty && some_record)
+            .get_cf(self.cf(CF_META), keys::META_PDQ_VIEW)?
+            .is_none())
     }
 
-    /// Every PDQ hash record, as (hash, stored record bytes): for filling the PDQ view.
+    /// Calls `each` with every PDQ hash record (hash, stored record bytes), in hash order: for
+    /// filling the PDQ view.
     ///
     /// # Errors
-    /// When RocksDB fails or a key is malformed.
-    pub fn pdq_records(&self) -> Result<Vec<PdqRecord>, StorageError> {
+    /// When RocksDB fails, a key is malformed, or `each` fails.
+    pub fn each_pdq_record(
+        &self,
+        mut each: impl FnMut(&[u8; 32], &[u8]) -> Result<(), StorageError>,
+    ) -> Result<(), StorageError> {
         let tag = [crate::types::HashType::Pdq.tag()];
         let mode = rocksdb::IteratorMode::From(&tag, rocksdb::Direction::Forward);
-        let mut out = Vec::new();
         for item in self.db.iterator_cf(self.cf(CF_RECORDS), mode) {
             let (key, value) = item?;
             let Some(bits) = key.strip_prefix(&tag) else {
@@ -291,9 +284,9 @@ impl Store {
             };
             let bits = <[u8; 32]>::try_from(bits)
                 .map_err(|_| corrupt(CF_RECORDS, "a PDQ key is not 32 bytes"))?;
-            out.push((bits, value.to_vec()));
+            each(&bits, &value)?;
         }
-        Ok(out)
+        Ok(())
     }
 
     /// The indexes of the entries about `hash` from index `from` on and below `below`, in log
@@ -541,6 +534,12 @@ impl Batch {
     /// Writes an incident.
     pub fn put_incident(&mut self, incident_id: &str, incident: &[u8]) {
         self.put(CF_INCIDENTS, incident_id.as_bytes(), incident);
+    }
+
+    /// Notes that the PDQ view has been filled from the hash records (the last batch of the
+    /// filling), after which the sequencer keeps it current.
+    pub fn put_pdq_view_filled(&mut self) {
+        self.put(CF_META, keys::META_PDQ_VIEW, &[1]);
     }
 
     /// Sets the status of a PDQ hash in the PDQ view.

@@ -164,14 +164,26 @@ async fn bad_match_requests_name_the_field() {
     variant.queries[0].variant = 99;
     let err = match_raw(&mut client, variant).await.unwrap_err();
     assert_invalid(&err, "queries[0].variant", "UNKNOWN_VARIANT");
-    // 10,000 queries and distances 0 and 64 are fine.
+    // 10,000 queries at 31 are fine; above 31, at most 100 (each may scan the index).
     let full: Vec<&Bits> = std::iter::repeat_n(&good, 10_000).collect();
     assert_eq!(
-        match_raw(&mut client, request(&full, Some(64), false))
+        match_raw(&mut client, request(&full, Some(31), false))
             .await
             .unwrap()
             .len(),
         10_000
+    );
+    let err = match_raw(&mut client, request(&full[..101], Some(32), false))
+        .await
+        .unwrap_err();
+    assert_invalid(&err, "queries", "BATCH_TOO_LARGE");
+    assert!(err.message().contains("at most 100"), "{err:?}");
+    assert_eq!(
+        match_raw(&mut client, request(&full[..100], Some(64), false))
+            .await
+            .unwrap()
+            .len(),
+        100
     );
     assert!(match_raw(&mut client, request(&[&good], Some(0), false))
         .await

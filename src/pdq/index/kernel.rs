@@ -47,10 +47,11 @@ fn detect() -> Level {
     if std::env::var_os("HASHFORUM_PDQ_PORTABLE").is_some() {
         return Level::Portable;
     }
-    let avx2 = is_x86_feature_detected!("popcnt")
-        && is_x86_feature_detected!("avx2")
-        && is_x86_feature_detected!("bmi2");
+    let avx2 = is_x86_feature_detected!("popcnt") && is_x86_feature_detected!("avx2");
+    // `avx512f` implies `fma` and `f16c` to the compiler: check them too.
     let avx512 = avx2
+        && is_x86_feature_detected!("fma")
+        && is_x86_feature_detected!("f16c")
         && is_x86_feature_detected!("avx512f")
         && is_x86_feature_detected!("avx512vl")
         && is_x86_feature_detected!("avx512vpopcntdq");
@@ -84,13 +85,13 @@ pub(super) fn run<R>(f: impl FnOnce() -> R) -> R {
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "popcnt,avx2,bmi1,bmi2,avx512f,avx512vl,avx512vpopcntdq")]
+#[target_feature(enable = "popcnt,avx2,fma,f16c,avx512f,avx512vl,avx512vpopcntdq")]
 unsafe fn avx512<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "popcnt,avx2,bmi1,bmi2")]
+#[target_feature(enable = "popcnt,avx2")]
 unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
     f()
 }

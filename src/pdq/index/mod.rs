@@ -264,7 +264,7 @@ impl PdqIndex {
                 let inner = self.inner.clone();
                 let spawned = std::thread::Builder::new()
                     .name("pdq-merge".into())
-                    .spawn(move || inner.merge(parts));
+                    .spawn(move || inner.merge_or_stop(parts));
                 if let Err(err) = spawned {
                     tracing::warn!(%err, "cannot start a PDQ index merge; will retry");
                     *self
@@ -274,7 +274,7 @@ impl PdqIndex {
                         .unwrap_or_else(PoisonError::into_inner) = false;
                 }
             } else {
-                self.inner.merge(parts);
+                self.inner.merge_or_stop(parts);
             }
         }
     }
@@ -314,6 +314,17 @@ impl Inner {
         Some(segs[start..].to_vec())
     }
 
+    /// [`merge`](Self::merge), and if it panics (an allocation failure), an error in the log
+    /// and the merge flag cleared: the index stays exact, with more segments, and the next
+    /// tail tries again.
+    fn merge_or_stop(&self, parts: Vec<Arc<Segment>>) {
+        let merged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.merge(parts)));
+        if merged.is_err() {
+            tracing::error!("a PDQ index merge failed; the index keeps its segments unmerged");
+            *self.writer.lock().unwrap_or_else(PoisonError::into_inner) = false;
+        }
+    }
+
     /// Builds one segment of `parts` (a run of the snapshot's segments), swaps it in, and goes
     /// on while another merge is due.
     fn merge(&self, mut parts: Vec<Arc<Segment>>) {
@@ -336,7 +347,8 @@ impl Inner {
             let snap = self.snapshot.load_full();
             let Some(start) = snap.segments.iter().position(|s| Arc::ptr_eq(s, &parts[0])) else {
                 // Only merges remove segments, one at a time: this cannot happen.
-                tracing::error!("PDQ index merge lost its segments; merges stop");
+                tracing::error!("PDQ index merge lost its segments");
+                *merging = false;
                 return;
             };
             let mut segments = snap.segments[..start].to_vec();

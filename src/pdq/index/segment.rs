@@ -420,6 +420,12 @@ impl Segment {
                 .sum::<usize>()
     }
 
+    /// Whether it has tables (large enough to probe rather than scan).
+    #[cfg(test)]
+    pub(super) fn has_tables(&self) -> bool {
+        !self.tables.is_empty()
+    }
+
     /// Whether it answers distance `d` by a scan.
     pub(super) fn scans(&self, d: u32) -> bool {
         matches!(self.plans.get(d as usize), Some(Plan::Scan) | None)

@@ -102,6 +102,15 @@ fn check_against_brute(seed: u64, n: usize, options: Options, adds: usize) {
     }
     index.wait_for_merges();
     assert_eq!(index.len(), all.len());
+    // The tables, not only scans, are what is checked.
+    let probed = index
+        .inner
+        .snapshot
+        .load()
+        .segments
+        .iter()
+        .any(|s| s.has_tables());
+    assert!(probed || n + adds < 10_000, "no segment has tables");
     for _ in 0..40 {
         let base = &all[rng.gen_range(0..all.len())].0;
         let q = if rng.gen_bool(0.8) {
@@ -133,8 +142,8 @@ fn tail_and_merged_segments_equal_a_scan() {
         tail: 64,
         background_merges: false,
     };
-    check_against_brute(2, 3_000, options, 5_000);
-    check_against_brute(3, 0, options, 6_000);
+    check_against_brute(2, 12_000, options, 12_000);
+    check_against_brute(3, 0, options, 14_000);
 }
 
 #[test]
@@ -143,7 +152,7 @@ fn background_merges_equal_a_scan() {
         tail: 32,
         background_merges: true,
     };
-    check_against_brute(4, 1_000, options, 4_000);
+    check_against_brute(4, 2_000, options, 24_000);
 }
 
 #[test]
@@ -211,7 +220,11 @@ proptest! {
 
     /// Near the threshold: hashes exactly `max - 1`, `max` and `max + 1` bits from the query.
     #[test]
-    fn the_threshold_is_exact(seed in any::<u64>(), max in 0u32..=MAX_DISTANCE, fill in 0usize..3000) {
+    fn the_threshold_is_exact(
+        seed in any::<u64>(),
+        max in 0u32..=MAX_DISTANCE,
+        fill in prop_oneof![0usize..3_000, 12_000usize..20_000],
+    ) {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let q = random(&mut rng);
         let mut stored: Vec<(Bits, u8)> = (0..fill).map(|_| (random(&mut rng), ACTIVE)).collect();
