@@ -1,7 +1,8 @@
 //! Stock verifiers accept the log unmodified: Go's `golang.org/x/mod/sumdb/note` and
 //! `sumdb/tlog` (Debian's `golang-go` and `golang-golang-x-mod-dev`, installed by
 //! `deploy/setup.sh --test`) check our checkpoints, receipts and consistency proofs, and refuse
-//! tampered ones. The Go program is `tests/interop/sumdb_verify.go`.
+//! tampered ones. The Go program is `tests/interop/sumdb_verify.go`. A Python client built
+//! from `proto/` alone (`tests/interop/grpc_client.py`) calls the server over mTLS.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -189,4 +190,62 @@ fn server_head(note: &[u8]) -> (u64, String) {
         lines.next().unwrap().parse().unwrap(),
         lines.next().unwrap().to_owned(),
     )
+}
+
+/// A member's Python client built from `proto/` alone (grpcio-tools' protoc, grpcio over
+/// mTLS; installed by `deploy/setup.sh --test` in `/var/tmp/hashforum-pyenv`, or
+/// `HASHFORUM_PYENV`): `MatchHashes` finds a stored PDQ hash from a near one, `LookupHash`
+/// returns its record, and a bad value is refused with the field in the message.
+#[tokio::test(flavor = "multi_thread")]
+async fn python_grpcio_matches_and_looks_up_from_the_protos() {
+    let pyenv = std::env::var_os("HASHFORUM_PYENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp/hashforum-pyenv"));
+    let python = pyenv.join("bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run `bash deploy/setup.sh --test` first",
+        python.display()
+    );
+    let server = TestServer::start(&["alpha"]).await;
+    let mut client = server.client("alpha").await;
+    let stored = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22";
+    let near = "d0f8f1ccc0f4a84d0a370a3a228f67f0b36e2ed5b6623e1d33e6339c4e9c9b22";
+    submit_all(
+        &mut client,
+        vec![server
+            .signer("alpha")
+            .submit(hash_submission(HashType::Pdq, stored))],
+    )
+    .await
+    .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let port = server.addr.rsplit(':').next().unwrap();
+    let mut cmd = Command::new(&python);
+    cmd.arg(root.join("tests/interop/grpc_client.py"))
+        .arg(root.join("proto"))
+        .arg(work.path())
+        .arg(server.identity_dir("alpha"))
+        .arg(format!("localhost:{port}"))
+        .arg(stored)
+        .arg(near);
+    let out = run_with_timeout(cmd, b"", CHILD_TIMEOUT);
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["matches"],
+        serde_json::json!([{
+            "value": stored,
+            "distance": 16,
+            "variant": "DIHEDRAL_ORIGINAL",
+            "submitter": "alpha",
+            "status": "RECORD_STATUS_ACTIVE",
+        }])
+    );
+    assert_eq!(v["lookup"]["value"], stored);
+    assert_eq!(v["lookup"]["submitters"], serde_json::json!(["alpha"]));
+    assert_eq!(v["refused"]["code"], "INVALID_ARGUMENT");
+    let details = v["refused"]["details"].as_str().unwrap();
+    assert!(details.starts_with("queries[0].value: "), "{details}");
 }
