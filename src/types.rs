@@ -368,6 +368,20 @@ impl ContentHash {
         Ok(Self { hash_type, bytes })
     }
 
+    /// A PDQ hash from its 32 bytes.
+    ///
+    /// # Errors
+    /// When they are all zero (see [`parse`](Self::parse)).
+    pub fn pdq(bits: &[u8; 32]) -> Result<Self, Invalid> {
+        if bits.iter().all(|&b| b == 0) {
+            return Err(invalid("an all-zero PDQ hash matches every blank image"));
+        }
+        Ok(Self {
+            hash_type: HashType::Pdq,
+            bytes: bits.to_vec(),
+        })
+    }
+
     /// The hash's type.
     pub fn hash_type(&self) -> HashType {
         self.hash_type

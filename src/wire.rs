@@ -248,6 +248,37 @@ impl Message for SubmitEntryRequest {
     }
 }
 
+/// Skips one element of a capped repeated field undecoded (it must be length-delimited, as a
+/// message is), counting it in `skipped`.
+fn skip_counted(
+    skipped: &mut usize,
+    tag: u32,
+    wire_type: WireType,
+    buf: &mut impl Buf,
+    ctx: DecodeContext,
+) -> Result<(), DecodeError> {
+    encoding::check_wire_type(WireType::LengthDelimited, wire_type)?;
+    *skipped = skipped.saturating_add(1);
+    encoding::skip_field(wire_type, tag, buf, ctx)
+}
+
+/// Decodes one element of a repeated message field into `kept` while it holds fewer than
+/// `cap`; past that, skips it undecoded and counts it in `skipped`.
+fn merge_capped<M: Message + Default>(
+    kept: &mut Vec<M>,
+    skipped: &mut usize,
+    cap: usize,
+    (tag, wire_type): (u32, WireType),
+    buf: &mut impl Buf,
+    ctx: DecodeContext,
+) -> Result<(), DecodeError> {
+    if kept.len() >= cap {
+        skip_counted(skipped, tag, wire_type, buf, ctx)
+    } else {
+        encoding::message::merge_repeated(wire_type, kept, buf, ctx)
+    }
+}
+
 /// `hashforum.v1.SubmitEntriesRequest`, as the server decodes it: at most `MAX_SUBMIT_BATCH`
 /// envelopes are kept, the rest only counted (see the module docs).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -287,9 +318,7 @@ impl Message for SubmitEntriesRequest {
             return encoding::skip_field(wire_type, tag, buf, ctx);
         }
         if self.envelopes.len() >= MAX_SUBMIT_BATCH {
-            encoding::check_wire_type(WireType::LengthDelimited, wire_type)?;
-            self.skipped = self.skipped.saturating_add(1);
-            return encoding::skip_field(wire_type, tag, buf, ctx);
+            return skip_counted(&mut self.skipped, tag, wire_type, buf, ctx);
         }
         let envelope = merge_envelope(pb::Envelope::default(), wire_type, buf, ctx)?;
         self.envelopes.push(envelope);
@@ -347,12 +376,14 @@ impl Message for LookupHashesRequest {
         ctx: DecodeContext,
     ) -> Result<(), DecodeError> {
         match tag {
-            QUERIES if self.queries.len() >= MAX_LOOKUP_BATCH => {
-                encoding::check_wire_type(WireType::LengthDelimited, wire_type)?;
-                self.skipped = self.skipped.saturating_add(1);
-                encoding::skip_field(wire_type, tag, buf, ctx)
-            }
-            QUERIES => encoding::message::merge_repeated(wire_type, &mut self.queries, buf, ctx),
+            QUERIES => merge_capped(
+                &mut self.queries,
+                &mut self.skipped,
+                MAX_LOOKUP_BATCH,
+                (tag, wire_type),
+                buf,
+                ctx,
+            ),
             INCLUDE_ENVELOPES => {
                 encoding::bool::merge(wire_type, &mut self.include_envelopes, buf, ctx)
             }
@@ -442,12 +473,14 @@ impl Message for MatchHashesRequest {
     ) -> Result<(), DecodeError> {
         match tag {
             M_HASH_TYPE => encoding::int32::merge(wire_type, &mut self.hash_type, buf, ctx),
-            M_QUERIES if self.queries.len() >= MAX_MATCH_BATCH => {
-                encoding::check_wire_type(WireType::LengthDelimited, wire_type)?;
-                self.skipped = self.skipped.saturating_add(1);
-                encoding::skip_field(wire_type, tag, buf, ctx)
-            }
-            M_QUERIES => encoding::message::merge_repeated(wire_type, &mut self.queries, buf, ctx),
+            M_QUERIES => merge_capped(
+                &mut self.queries,
+                &mut self.skipped,
+                MAX_MATCH_BATCH,
+                (tag, wire_type),
+                buf,
+                ctx,
+            ),
             M_MAX_DISTANCE => {
                 encoding::uint32::merge(wire_type, self.max_distance.get_or_insert(0), buf, ctx)
             }

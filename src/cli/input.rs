@@ -32,6 +32,29 @@ pub(super) fn parse_lines(text: &str) -> Result<Vec<(HashType, String)>, tonic::
     Ok(out)
 }
 
+/// Refuses a PDQ hash below quality 50 computed from `path`, unless `allow` (the user's
+/// `--allow-low-quality`); `verb` says what the flag would do anyway ("matches", "submits").
+///
+/// # Errors
+/// `INVALID_ARGUMENT` naming the file and its quality.
+pub(super) fn check_quality(
+    path: &Path,
+    pdq: &crate::pdq::hasher::PdqHash,
+    allow: bool,
+    verb: &str,
+) -> Result<(), tonic::Status> {
+    use crate::pdq::hasher::MIN_QUALITY;
+    if pdq.quality >= MIN_QUALITY || allow {
+        return Ok(());
+    }
+    Err(tonic::Status::invalid_argument(format!(
+        "{}: PDQ quality {} is below {MIN_QUALITY}: such a hash (a flat or featureless image) \
+         matches unrelated images; --allow-low-quality {verb} it anyway",
+        path.display(),
+        pdq.quality
+    )))
+}
+
 /// Reads a file, or stdin for `-`.
 ///
 /// # Errors

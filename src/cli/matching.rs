@@ -6,11 +6,11 @@ use std::process::ExitCode;
 use clap::Args;
 use serde_json::{json, Value};
 
-use super::input::read_input;
+use super::input::{check_quality, read_input};
 use super::output::{record_json, record_status_name};
 use super::{connect, ClientOpts};
 use crate::pb;
-use crate::pdq::hasher::{hash_file, MIN_QUALITY};
+use crate::pdq::hasher::hash_file;
 use crate::pdq::{Dihedral, DEFAULT_MAX_DISTANCE};
 use crate::registry::{MAX_MATCH_BATCH, MAX_WIDE_MATCH_BATCH};
 use crate::types::HashType;
@@ -152,14 +152,7 @@ fn queries(args: &MatchArgs) -> anyhow::Result<Vec<Query>> {
         let pdq = hashes
             .pdq
             .map_err(|e| bad(format!("{}: no PDQ hash: {e}", path.display())))?;
-        if pdq.quality < MIN_QUALITY && !args.allow_low_quality {
-            return Err(bad(format!(
-                "{}: PDQ quality {} is below {MIN_QUALITY}: such a hash (a flat or featureless \
-                 image) matches unrelated images; --allow-low-quality matches it anyway",
-                path.display(),
-                pdq.quality
-            )));
-        }
+        check_quality(path, &pdq, args.allow_low_quality, "matches")?;
         let variants = match (args.dihedral, hashes.dihedral) {
             (true, Some(all)) => all.to_vec(),
             _ => vec![(Dihedral::Original, pdq)],

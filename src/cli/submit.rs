@@ -8,13 +8,13 @@ use std::process::ExitCode;
 use clap::Args;
 use serde_json::json;
 
-use super::input::{parse_labels, parse_lines, read_input};
+use super::input::{check_quality, parse_labels, parse_lines, read_input};
 use super::{connect, ClientOpts};
 use crate::identity::Identity;
 use crate::log::leaf_hash;
 use crate::log::proof::Receipt;
 use crate::pb;
-use crate::pdq::hasher::{hash_file, MIN_QUALITY};
+use crate::pdq::hasher::hash_file;
 use crate::registry::MAX_SUBMIT_BATCH;
 use crate::statement::{fresh_ms, hash_submission, Signer};
 use crate::types::HashType;
@@ -172,17 +172,8 @@ fn hash_files(files: &[PathBuf], allow_low_quality: bool) -> anyhow::Result<Hash
         hashes.push((HashType::Sha256, hex::encode(h.sha256)));
         qualities.extend([None, None]);
         match h.pdq {
-            Ok(pdq) if pdq.quality < MIN_QUALITY && !allow_low_quality => {
-                return Err(tonic::Status::invalid_argument(format!(
-                    "{}: PDQ quality {} is below {MIN_QUALITY}: such a hash (a flat or \
-                     featureless image) matches unrelated images; --allow-low-quality submits \
-                     it anyway",
-                    path.display(),
-                    pdq.quality
-                ))
-                .into())
-            }
             Ok(pdq) => {
+                check_quality(path, &pdq, allow_low_quality, "submits")?;
                 hashes.push((HashType::Pdq, pdq.hex()));
                 qualities.push(Some(u32::from(pdq.quality)));
             }

@@ -108,11 +108,6 @@ impl Dihedral {
             ))),
         }
     }
-
-    /// Parses a reference name (`orig`, `r090`, ...).
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|d| d.name() == name)
-    }
 }
 
 /// The hash of the transposed image (`flpp`), from the hash alone.

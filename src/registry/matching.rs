@@ -133,7 +133,7 @@ fn with_records(
     for chunk in hashes.chunks(512) {
         let keys: Vec<ContentHash> = chunk
             .iter()
-            .map(|b| ContentHash::parse(HashType::Pdq, &hex::encode(b)))
+            .map(ContentHash::pdq)
             .collect::<Result<_, _>>()
             .map_err(|e| ServiceError::Internal(format!("a stored PDQ hash: {e}")))?;
         let refs: Vec<&ContentHash> = keys.iter().collect();

@@ -163,16 +163,6 @@ impl PdqIndex {
             + snap.tail.status.capacity()
     }
 
-    /// Whether a query at distance `max` reads every hash of some segment (a large distance).
-    pub fn scans(&self, max: u32) -> bool {
-        self.inner
-            .snapshot
-            .load()
-            .segments
-            .iter()
-            .any(|s| s.scans(max))
-    }
-
     /// Every stored hash within `max` bits of `query`, closest first (then by value);
     /// retracted and withdrawn ones only if `inactive`. Appends to `out`.
     pub fn query(&self, query: &Bits, max: u32, inactive: bool, out: &mut Vec<Match>) {

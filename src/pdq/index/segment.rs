@@ -426,11 +426,6 @@ impl Segment {
         !self.tables.is_empty()
     }
 
-    /// Whether it answers distance `d` by a scan.
-    pub(super) fn scans(&self, d: u32) -> bool {
-        matches!(self.plans.get(d as usize), Some(Plan::Scan) | None)
-    }
-
     /// The position of `q`, if held.
     pub(super) fn find(&self, q: &Words) -> Option<u32> {
         let mut hits = Vec::new();
