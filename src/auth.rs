@@ -60,7 +60,7 @@ const LOG_BULK: Access = Access::AnyRole(&[Role::Reader, Role::Replica]);
 
 /// Every callable method, by gRPC path. A path ending in `/` covers every method of that
 /// service (the stock services, whose method lists are not ours). Anything else is refused.
-pub const POLICY: [(&str, Access); 18] = [
+pub const POLICY: [(&str, Access); 20] = [
     ("/hashforum.v1.RegistryService/SubmitEntry", SUBMIT),
     ("/hashforum.v1.RegistryService/SubmitEntries", SUBMIT),
     ("/hashforum.v1.RegistryService/LookupHash", LOOKUP),
@@ -86,6 +86,12 @@ pub const POLICY: [(&str, Access); 18] = [
     ("/hashforum.v1.LogService/GetInclusionProof", LOG_READ),
     ("/hashforum.v1.LogService/GetConsistencyProof", LOG_READ),
     ("/hashforum.v1.LogService/WatchCheckpoints", LOG_READ),
+    // Replicas cosign what they verified.
+    (
+        "/hashforum.v1.LogService/AddCosignature",
+        Access::AnyRole(&[Role::Replica]),
+    ),
+    ("/hashforum.v1.LogService/GetStatus", Access::AnyMember),
     ("/grpc.health.v1.Health/", Access::AnyPeer),
     ("/grpc.reflection.v1.ServerReflection/", Access::AnyPeer),
 ];

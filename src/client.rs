@@ -40,14 +40,19 @@ impl Client {
             .initial_connection_window_size(crate::server::CONNECTION_WINDOW)
             .connect()
             .await?;
-        Ok(Self {
+        Ok(Self::from_channel(channel))
+    }
+
+    /// Clients over an open channel (an in-process one, for a local copy).
+    pub fn from_channel(channel: Channel) -> Self {
+        Self {
             registry: RegistryServiceClient::new(channel.clone())
                 .max_decoding_message_size(MAX_REPLY)
                 .max_encoding_message_size(MAX_REQUEST),
             admin: AdminServiceClient::new(channel.clone()),
             log: LogServiceClient::new(channel.clone()),
             channel,
-        })
+        }
     }
 
     /// The connection, for other services (health) or hand-made calls.

@@ -37,6 +37,9 @@ pub enum ConfigError {
     /// A key file is unusable.
     #[error(transparent)]
     Key(#[from] crypto::KeyFileError),
+    /// The replica's identity is unusable.
+    #[error("replica.identity: {0}")]
+    Identity(String),
     /// A value is out of range, e.g. a zero limit.
     #[error("{path}: {key}: {reason}")]
     Invalid {
@@ -59,8 +62,15 @@ pub struct FileConfig {
     pub data_dir: PathBuf,
     /// TLS files.
     pub tls: TlsFiles,
-    /// The log.
-    pub log: LogFiles,
+    /// The log (the primary: it holds the log key). A replica has `[replica]` instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<LogFiles>,
+    /// A read replica: the primary it follows and the identity it follows it with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<ReplicaFiles>,
+    /// The primary's options about its replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary: Option<PrimaryOptions>,
     /// Present for forums made by `init --dev`: where the dev CA lives.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dev: Option<DevFiles>,
@@ -219,6 +229,57 @@ pub struct LogFiles {
     pub genesis: PathBuf,
 }
 
+/// `[replica]`: what a read replica follows, and as whom.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ReplicaFiles {
+    /// The primary's address, `https://host:port`.
+    pub primary: String,
+    /// The forum's verifier key (`forum.vkey`): the only thing the replica trusts.
+    pub forum_vkey: PathBuf,
+    /// The replica's member identity (a directory made by `identity new` or `init`, with the
+    /// `replica` role): it connects to the primary with its certificate and cosigns with its
+    /// signing key.
+    pub identity: PathBuf,
+    /// Where evidence of a forked, rolled-back or tampered primary is kept.
+    #[serde(default = "default_evidence")]
+    pub evidence_dir: PathBuf,
+    /// How long the primary's checkpoint stream may stay silent before it is polled.
+    #[serde(default = "default_poll", with = "human_duration")]
+    pub poll: Duration,
+}
+
+fn default_evidence() -> PathBuf {
+    "evidence".into()
+}
+
+fn default_poll() -> Duration {
+    Duration::from_secs(2)
+}
+
+/// `[primary]`: the primary's options about its replicas.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PrimaryOptions {
+    /// Answer a write only once this many replicas cosigned a checkpoint that covers it (0:
+    /// answer once it is durable here). With 1 or more, a primary lost with its disk loses no
+    /// acknowledged entry.
+    pub write_quorum: usize,
+    /// How long a write waits for that quorum before it is answered `UNAVAILABLE` (its
+    /// entries stay appended; resubmitting returns their receipts).
+    #[serde(with = "human_duration")]
+    pub cosignature_timeout: Duration,
+}
+
+impl Default for PrimaryOptions {
+    fn default() -> Self {
+        Self {
+            write_quorum: 0,
+            cosignature_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
 /// The dev CA, for `member add --issue-identity`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -243,12 +304,41 @@ pub struct Config {
     pub client_ca: Vec<u8>,
     /// Log origin.
     pub origin: String,
-    /// The log key.
-    pub log_key: SigningKey,
-    /// Genesis entry bytes.
-    pub genesis: Vec<u8>,
+    /// Primary or replica, with what each needs.
+    pub mode: Mode,
     /// Resource limits, none of them zero.
     pub limits: Limits,
+}
+
+/// What a server is.
+// One per server, made once at start-up: the size of its variants does not matter.
+#[allow(clippy::large_enum_variant)]
+pub enum Mode {
+    /// The primary: the single writer, holding the log key.
+    Primary {
+        /// The log key.
+        log_key: SigningKey,
+        /// Genesis entry bytes.
+        genesis: Vec<u8>,
+        /// Options about its replicas.
+        options: PrimaryOptions,
+    },
+    /// A read replica.
+    Replica(ReplicaConfig),
+}
+
+/// A replica's validated `[replica]` section.
+pub struct ReplicaConfig {
+    /// The primary's address.
+    pub primary: String,
+    /// The forum's verifier.
+    pub verifier: crate::log::checkpoint::LogVerifier,
+    /// The replica's member identity.
+    pub identity: crate::identity::Identity,
+    /// Where evidence is kept.
+    pub evidence_dir: PathBuf,
+    /// Poll interval when the checkpoint stream is silent.
+    pub poll: Duration,
 }
 
 impl FileConfig {
@@ -287,6 +377,58 @@ impl Config {
             let p = base.join(p);
             std::fs::read(&p).map_err(|source| ConfigError::Io { path: p, source })
         };
+        let (origin, mode) = match (&file.log, &file.replica) {
+            (Some(log), None) => (
+                log.origin.clone(),
+                Mode::Primary {
+                    log_key: crypto::read_signing_key(&base.join(&log.signing_key))?,
+                    genesis: read(&log.genesis)?,
+                    options: file.primary.clone().unwrap_or_default(),
+                },
+            ),
+            (None, Some(replica)) => {
+                let vkey_path = base.join(&replica.forum_vkey);
+                let vkey =
+                    std::fs::read_to_string(&vkey_path).map_err(|source| ConfigError::Io {
+                        path: vkey_path.clone(),
+                        source,
+                    })?;
+                let verifier =
+                    crate::log::checkpoint::LogVerifier::from_vkey(&vkey).map_err(|_| {
+                        ConfigError::Invalid {
+                            path: path.to_owned(),
+                            key: "replica.forum-vkey",
+                            reason: "not a signed-note Ed25519 verifier key",
+                        }
+                    })?;
+                let identity = crate::identity::Identity::load(&base.join(&replica.identity))
+                    .map_err(|e| ConfigError::Identity(e.to_string()))?;
+                (
+                    verifier.origin().to_owned(),
+                    Mode::Replica(ReplicaConfig {
+                        primary: replica.primary.clone(),
+                        verifier,
+                        identity,
+                        evidence_dir: base.join(&replica.evidence_dir),
+                        poll: replica.poll,
+                    }),
+                )
+            }
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    path: path.to_owned(),
+                    key: "replica",
+                    reason: "a server is a primary ([log]) or a replica ([replica]), not both",
+                })
+            }
+            (None, None) => {
+                return Err(ConfigError::Invalid {
+                    path: path.to_owned(),
+                    key: "log",
+                    reason: "missing: a primary needs [log], a replica [replica]",
+                })
+            }
+        };
         Ok(Self {
             listen: file.listen,
             data_dir: base.join(&file.data_dir),
@@ -297,9 +439,8 @@ impl Config {
                     .map_err(|source| ConfigError::Io { path: p, source })?
             },
             client_ca: read(&file.tls.client_ca)?,
-            origin: file.log.origin.clone(),
-            log_key: crypto::read_signing_key(&base.join(&file.log.signing_key))?,
-            genesis: read(&file.log.genesis)?,
+            origin,
+            mode,
             limits: file.limits,
         })
     }

@@ -91,6 +91,14 @@ pub enum ServiceError {
     /// The server is shutting down (`UNAVAILABLE`); retry elsewhere or later.
     #[error("server is shutting down")]
     ShuttingDown,
+    /// Not now (`UNAVAILABLE`): retry later, e.g. a write waiting for its replicas.
+    #[error("{message}")]
+    Unavailable {
+        /// Stable reason.
+        reason: &'static str,
+        /// For humans: what happened, what to do.
+        message: String,
+    },
     /// A refusal about one element of a request, such as the third envelope of a batch:
     /// `field` names it. `INVALID_ARGUMENT` errors carry their path in their own `field`
     /// instead; this is for the others (`NOT_FOUND`, `PERMISSION_DENIED`, ...), which have no
@@ -177,6 +185,7 @@ impl ServiceError {
             | Self::AlreadyExists { reason, .. }
             | Self::FailedPrecondition { reason, .. }
             | Self::ResourceExhausted { reason, .. }
+            | Self::Unavailable { reason, .. }
             | Self::OutOfRange { reason, .. } => Some(reason),
             Self::ShuttingDown => Some("SHUTTING_DOWN"),
             Self::At { error, .. } => error.reason(),
@@ -196,7 +205,7 @@ impl ServiceError {
             ServiceError::FailedPrecondition { .. } => Code::FailedPrecondition,
             ServiceError::ResourceExhausted { .. } => Code::ResourceExhausted,
             ServiceError::OutOfRange { .. } => Code::OutOfRange,
-            ServiceError::ShuttingDown => Code::Unavailable,
+            ServiceError::ShuttingDown | ServiceError::Unavailable { .. } => Code::Unavailable,
             ServiceError::At { error, .. } => error.code(),
             ServiceError::Storage(_) | ServiceError::Internal(_) => Code::Internal,
         }

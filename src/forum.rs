@@ -7,6 +7,7 @@
 //! DIR/server/log.key, log.pub           the forum's Ed25519 log key
 //! DIR/server/genesis.entry              entry 0, signed by the log key
 //! DIR/identities/NAME/                  one identity per member (dev forums)
+//! DIR/replica-N/hashforum.toml           a replica's config, certificate and key (dev, `--replicas`)
 //! ```
 
 use std::net::SocketAddr;
@@ -16,7 +17,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context};
 use ed25519_dalek::VerifyingKey;
 
-use crate::config::{DevFiles, FileConfig, Limits, LogFiles, TlsFiles};
+use crate::config::{DevFiles, FileConfig, Limits, LogFiles, ReplicaFiles, TlsFiles};
 use crate::identity::{Identity, IdentityFile};
 use crate::log::checkpoint::LogSigner;
 use crate::pki::{self, Ca};
@@ -43,11 +44,14 @@ pub struct ForumSpec {
 
 /// Creates a dev forum: CA, server certificate for `localhost` and `127.0.0.1`, log key,
 /// an `admin` identity and one identity per member (contributor and reader), server config
-/// and the genesis entry.
+/// and the genesis entry. With `replicas`, also `replica-1`..`replica-N`: members with the
+/// `replica` role, each with a ready server directory listening on the ports after the
+/// primary's.
 ///
 /// # Errors
 /// When `dir` already holds a forum, a member name is invalid or a file cannot be written.
-pub fn init_dev(spec: &ForumSpec, members: &[String]) -> anyhow::Result<()> {
+pub fn init_dev(spec: &ForumSpec, members: &[String], replicas: u16) -> anyhow::Result<()> {
+    let replica_names: Vec<String> = (1..=replicas).map(|i| format!("replica-{i}")).collect();
     let mut names = vec![DEV_ADMIN.to_owned()];
     for m in members {
         MemberId::parse(m).map_err(|e| anyhow::anyhow!("--member {m:?}: {e}"))?;
@@ -64,12 +68,19 @@ pub fn init_dev(spec: &ForumSpec, members: &[String]) -> anyhow::Result<()> {
     fsutil::write_private(&ca_dir.join("ca.key"), ca.certified.key_pem.as_bytes())?;
     let server_cert = ca.issue_server(&["localhost", "127.0.0.1"])?;
     let mut founders = Vec::new();
-    for name in &names {
+    for name in &replica_names {
+        if names.contains(name) {
+            bail!("--member {name:?} is the name of a replica");
+        }
+    }
+    for name in names.iter().chain(&replica_names) {
         let dir = spec.dir.join("identities").join(name);
         let server = format!("https://{}", spec.listen);
         let (cert_der, key) = issue_identity(&ca, name, &server, &spec.origin, &dir)?;
         let roles = if name == DEV_ADMIN {
             vec![Role::Admin, Role::Reader]
+        } else if replica_names.contains(name) {
+            vec![Role::Replica]
         } else {
             vec![Role::Contributor, Role::Reader]
         };
@@ -94,6 +105,47 @@ pub fn init_dev(spec: &ForumSpec, members: &[String]) -> anyhow::Result<()> {
         ca_key: "../ca/ca.key".into(),
     });
     std::fs::write(server_dir.join("hashforum.toml"), render_config(&config))?;
+    for (i, name) in (1u16..).zip(&replica_names) {
+        write_dev_replica(spec, &ca, name, i)?;
+    }
+    Ok(())
+}
+
+/// Writes `DIR/<name>/`: a replica's server config, certificate and key, listening on the
+/// primary's port + `i`, following the primary as the member `name`.
+fn write_dev_replica(spec: &ForumSpec, ca: &Ca, name: &str, i: u16) -> anyhow::Result<()> {
+    let dir = spec.dir.join(name);
+    std::fs::create_dir_all(&dir)?;
+    let cert = ca.issue_server(&["localhost", "127.0.0.1"])?;
+    std::fs::write(dir.join("tls.crt"), &cert.cert_pem)?;
+    fsutil::write_private(&dir.join("tls.key"), cert.key_pem.as_bytes())?;
+    std::fs::write(dir.join("ca.crt"), &ca.certified.cert_pem)?;
+    let port = spec
+        .listen
+        .port()
+        .checked_add(i)
+        .context("the replicas' ports would pass 65535")?;
+    let config = FileConfig {
+        listen: SocketAddr::new(spec.listen.ip(), port),
+        data_dir: "data".into(),
+        tls: TlsFiles {
+            cert: "tls.crt".into(),
+            key: "tls.key".into(),
+            client_ca: "ca.crt".into(),
+        },
+        log: None,
+        replica: Some(ReplicaFiles {
+            primary: format!("https://{}", spec.listen),
+            forum_vkey: format!("../{VKEY_FILE}").into(),
+            identity: format!("../identities/{name}").into(),
+            evidence_dir: "evidence".into(),
+            poll: std::time::Duration::from_secs(2),
+        }),
+        primary: None,
+        dev: None,
+        limits: Limits::default(),
+    };
+    std::fs::write(dir.join("hashforum.toml"), render_config(&config))?;
     Ok(())
 }
 
@@ -211,11 +263,13 @@ fn write_server(
             key: "tls.key".into(),
             client_ca: "ca.crt".into(),
         },
-        log: LogFiles {
+        log: Some(LogFiles {
             origin: spec.origin.clone(),
             signing_key: "log.key".into(),
             genesis: "genesis.entry".into(),
-        },
+        }),
+        replica: None,
+        primary: None,
         dev: None,
         limits: Limits::default(),
     };

@@ -90,3 +90,18 @@ mod tests {
         }
     }
 }
+
+/// Writes a file and syncs it and its directory, so that it survives a crash once this
+/// returns: evidence a follower keeps.
+///
+/// # Errors
+/// When the file cannot be written or synced.
+pub fn write_synced(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let mut file = std::fs::File::create(path)?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}

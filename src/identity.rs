@@ -32,6 +32,7 @@ pub struct IdentityFile {
 }
 
 /// A loaded identity.
+#[derive(Clone)]
 pub struct Identity {
     /// Where it was loaded from.
     pub dir: PathBuf,

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::crypto;
 use crate::entry::{action_name, Author, ParsedEntry};
 use crate::error::ServiceError;
-use crate::log::checkpoint::{LogSigner, SignedCheckpoint};
+use crate::log::checkpoint::{LogSigner, LogVerifier, SignedCheckpoint};
 use crate::log::{self, now_ms, StoredEntry};
 use crate::pb;
 use crate::pdq::index::PdqIndex;
@@ -28,9 +28,11 @@ use crate::wire::RawRecord;
 
 pub use crate::wire::{MAX_LOOKUP_BATCH, MAX_MATCH_BATCH, MAX_SUBMIT_BATCH};
 
+mod cosigned;
 mod log_reads;
 mod matching;
 mod provenance;
+mod status;
 pub use log_reads::{check_range, ENTRY_CHUNK};
 pub use matching::{MatchOptions, MAX_MATCHES, MAX_WIDE_MATCH_BATCH};
 pub use provenance::PROVENANCE_PAGE;
@@ -52,6 +54,36 @@ pub struct Policy {
     /// until it ends, also when its call was cancelled meanwhile, so a client that resets its
     /// calls cannot pile work up behind the server's per-call limits.
     pub max_blocking: usize,
+    /// Answer a write only once this many replicas hold it (cosigned a checkpoint that covers
+    /// it); 0: once it is durable here.
+    pub write_quorum: usize,
+    /// How long a write waits for that quorum.
+    pub cosignature_timeout: Duration,
+}
+
+/// Who appends to the log this registry serves.
+enum Writer {
+    /// This server: the primary, with its sequencer.
+    Primary(Sequencer),
+    /// Another server (a replica's primary), or nobody (a local copy): writes are refused.
+    ReadOnly {
+        /// Where writes go, named in the refusal.
+        primary: Option<String>,
+        /// The latest verified checkpoint, advanced by the follower.
+        checkpoints: tokio::sync::watch::Receiver<Arc<SignedCheckpoint>>,
+        /// Cancelled when the server must stop (the follower's store failed).
+        failed: CancellationToken,
+        /// The follower's status, when one advances this copy.
+        follow: Option<FollowWatch>,
+    },
+}
+
+/// What a replica's follower reports, for `GetStatus`.
+pub struct FollowWatch {
+    /// The follower's status.
+    pub status: tokio::sync::watch::Receiver<crate::follow::source::FollowStatus>,
+    /// Where it keeps evidence.
+    pub evidence_dir: std::path::PathBuf,
 }
 
 /// The registry: store, membership snapshot and sequencer.
@@ -63,7 +95,15 @@ pub struct Registry {
     directory: Arc<ArcSwap<Directory>>,
     /// The PDQ matching index, kept current by the sequencer.
     pdq: PdqIndex,
-    sequencer: Sequencer,
+    writer: Writer,
+    /// The log's verifier key.
+    verifier: LogVerifier,
+    /// Replicas' cosignatures on recent checkpoints (primary).
+    cosigned: std::sync::Mutex<cosigned::Cosignatures>,
+    /// Told of each cosignature taken, for writes waiting on a quorum.
+    cosigned_sizes: tokio::sync::watch::Sender<()>,
+    /// Set when a replica showed this primary that its log was rolled back: why.
+    rolled_back: std::sync::OnceLock<String>,
 }
 
 impl Registry {
@@ -73,26 +113,84 @@ impl Registry {
     /// # Errors
     /// When the store cannot be read or the sequencer thread cannot start.
     pub fn start(store: Store, policy: Policy, signer: LogSigner) -> std::io::Result<Self> {
-        let directory = Directory::load(&store).map_err(std::io::Error::other)?;
-        let directory = Arc::new(ArcSwap::from_pointee(directory));
-        let started = std::time::Instant::now();
-        let pdq = PdqIndex::build(state::pdq_view(&store).map_err(std::io::Error::other)?);
-        tracing::info!(
-            hashes = pdq.len(),
-            bytes = pdq.memory_bytes(),
-            kernel = crate::pdq::index::level().name(),
-            ms = started.elapsed().as_millis() as u64,
-            "PDQ index built"
-        );
+        let (directory, pdq) = views(&store)?;
+        let verifier = signer.verifier();
         let sequencer = Sequencer::start(store.clone(), directory.clone(), pdq.clone(), signer)?;
-        Ok(Self {
+        Ok(Self::new(
+            store,
+            policy,
+            directory,
+            pdq,
+            Writer::Primary(sequencer),
+            verifier,
+        ))
+    }
+
+    fn new(
+        store: Store,
+        policy: Policy,
+        directory: Arc<ArcSwap<Directory>>,
+        pdq: PdqIndex,
+        writer: Writer,
+        verifier: LogVerifier,
+    ) -> Self {
+        Self {
             store,
             work: Arc::new(Semaphore::new(policy.max_blocking.max(1))),
             policy,
             directory,
             pdq,
-            sequencer,
-        })
+            writer,
+            verifier,
+            cosigned: std::sync::Mutex::default(),
+            cosigned_sizes: tokio::sync::watch::channel(()).0,
+            rolled_back: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Opens a read-only registry over a verified copy of the log whose latest verified
+    /// checkpoint is `latest`: a replica (`primary` names where writes go) or a member's local
+    /// copy. Returns it with the views a [`Follower`](crate::follow::Follower) advances.
+    ///
+    /// # Errors
+    /// When the store cannot be read.
+    pub fn read_only(
+        store: Store,
+        policy: Policy,
+        verifier: LogVerifier,
+        latest: SignedCheckpoint,
+        primary: Option<String>,
+        follow: Option<FollowWatch>,
+    ) -> std::io::Result<(Self, crate::follow::Views)> {
+        let (directory, pdq) = views(&store)?;
+        let (tx, checkpoints) = tokio::sync::watch::channel(Arc::new(latest));
+        let views = crate::follow::Views {
+            directory: directory.clone(),
+            pdq: pdq.clone(),
+            checkpoints: tx,
+        };
+        let writer = Writer::ReadOnly {
+            primary,
+            checkpoints,
+            failed: CancellationToken::new(),
+            follow,
+        };
+        let registry = Self::new(store, policy, directory, pdq, writer, verifier);
+        Ok((registry, views))
+    }
+
+    /// The primary's address when this registry is a replica (`None` on the primary and on
+    /// a local copy).
+    pub fn primary(&self) -> Option<&str> {
+        match &self.writer {
+            Writer::Primary(_) => None,
+            Writer::ReadOnly { primary, .. } => primary.as_deref(),
+        }
+    }
+
+    /// Whether this registry appends (the primary).
+    pub fn is_primary(&self) -> bool {
+        matches!(self.writer, Writer::Primary(_))
     }
 
     /// The current membership snapshot.
@@ -102,7 +200,10 @@ impl Registry {
 
     /// Cancelled when the store failed and the registry can append nothing more.
     pub fn failed(&self) -> &CancellationToken {
-        self.sequencer.failed()
+        match &self.writer {
+            Writer::Primary(sequencer) => sequencer.failed(),
+            Writer::ReadOnly { failed, .. } => failed,
+        }
     }
 
     /// The caller holding the certificate with this SHA-256 fingerprint.
@@ -136,6 +237,27 @@ impl Registry {
     where
         F: Fn(usize) -> String + Copy + Send + 'static,
     {
+        let sequencer = match &self.writer {
+            Writer::Primary(sequencer) => sequencer,
+            Writer::ReadOnly { primary, .. } => {
+                return Err(ServiceError::FailedPrecondition {
+                    reason: "READ_ONLY_REPLICA",
+                    message: match primary {
+                        Some(primary) => format!(
+                            "this server is a read-only replica: send writes to the primary, \
+                             {primary}"
+                        ),
+                        None => "this is a read-only copy of the log".into(),
+                    },
+                })
+            }
+        };
+        if let Some(why) = self.rolled_back() {
+            return Err(ServiceError::FailedPrecondition {
+                reason: "LOG_ROLLED_BACK",
+                message: why.to_owned(),
+            });
+        }
         let admission = Admission {
             store: self.store.clone(),
             policy: self.policy.clone(),
@@ -149,11 +271,13 @@ impl Registry {
             .iter()
             .map(|e| matches!(&e.author, Author::Member(author) if *author != caller.member_id))
             .collect();
-        let committed = self
-            .sequencer
+        let mut committed = sequencer
             .submit(&caller.member_id, entries)
             .await
             .map_err(|e| e.in_field(field))?;
+        if self.policy.write_quorum > 0 {
+            committed.checkpoint = self.wait_for_quorum(&committed.checkpoint).await?;
+        }
         let store = self.store.clone();
         let relayer = caller.member_id.clone();
         self.blocking(move || receipts(&store, &committed, &relayed, relayer.as_str()))
@@ -162,7 +286,10 @@ impl Registry {
 
     /// The latest durable signed checkpoint, updated as the log grows.
     pub fn checkpoints(&self) -> tokio::sync::watch::Receiver<Arc<SignedCheckpoint>> {
-        self.sequencer.checkpoints()
+        match &self.writer {
+            Writer::Primary(sequencer) => sequencer.checkpoints(),
+            Writer::ReadOnly { checkpoints, .. } => checkpoints.clone(),
+        }
     }
 
     /// The store, for the log's read API.
@@ -224,7 +351,9 @@ impl Registry {
 
     /// Stops the sequencer after it has committed everything queued.
     pub async fn close(self) {
-        self.sequencer.close().await;
+        if let Writer::Primary(sequencer) = self.writer {
+            sequencer.close().await;
+        }
     }
 
     /// Runs blocking work (RocksDB reads, parsing, signature checks) on the blocking pool, in
@@ -246,6 +375,22 @@ impl Registry {
         .await
         .map_err(|e| ServiceError::Internal(format!("blocking task: {e}")))?
     }
+}
+
+/// The membership snapshot and the PDQ index of a store.
+fn views(store: &Store) -> std::io::Result<(Arc<ArcSwap<Directory>>, PdqIndex)> {
+    let directory = Directory::load(store).map_err(std::io::Error::other)?;
+    let directory = Arc::new(ArcSwap::from_pointee(directory));
+    let started = std::time::Instant::now();
+    let pdq = PdqIndex::build(state::pdq_view(store).map_err(std::io::Error::other)?);
+    tracing::info!(
+        hashes = pdq.len(),
+        bytes = pdq.memory_bytes(),
+        kernel = crate::pdq::index::level().name(),
+        ms = started.elapsed().as_millis() as u64,
+        "PDQ index built"
+    );
+    Ok((directory, pdq))
 }
 
 /// The receipts of a committed job: where each entry is, and its `tlog-proof` under the
@@ -599,6 +744,8 @@ mod tests {
             origin: ORIGIN.into(),
             admin_freshness: ADMIN_FRESHNESS,
             max_blocking: 4,
+            write_quorum: 0,
+            cosignature_timeout: Duration::from_secs(5),
         };
         let signer = LogSigner::new(ORIGIN, log_key).unwrap();
         let registry = Registry::start(store, policy, signer).expect("start");

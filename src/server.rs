@@ -9,6 +9,7 @@
 //! constants below.
 
 mod limits;
+mod replica;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -23,7 +24,7 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use self::limits::{BudgetLayer, Incoming};
 use crate::auth::AuthLayer;
-use crate::config::{Config, Limits};
+use crate::config::{Config, Limits, Mode};
 use crate::log::checkpoint::LogSigner;
 use crate::pb::server::admin_service_server::AdminServiceServer;
 use crate::pb::server::log_service_server::LogServiceServer;
@@ -69,22 +70,46 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // Shutdown is a token from here on: a replica's first catch-up waits on it too.
+    let shutting = CancellationToken::new();
+    {
+        let shutting = shutting.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            shutting.cancel();
+        });
+    }
     let store = Store::open(&config.data_dir)
         .with_context(|| format!("opening {}", config.data_dir.display()))?;
-    genesis::bootstrap(
-        &store,
-        &config.genesis,
-        &config.log_key.verifying_key(),
-        &config.origin,
-    )?;
     let policy = Policy {
         origin: config.origin.clone(),
         admin_freshness: config.limits.admin_statement_window,
         max_blocking: config.limits.max_requests,
+        write_quorum: 0,
+        cosignature_timeout: Duration::ZERO,
     };
-    let signer = LogSigner::new(&config.origin, config.log_key.clone())?;
-    tracing::info!(vkey = %signer.vkey(), "the log's verifier key (forum.vkey)");
-    let registry = Arc::new(Registry::start(store, policy, signer)?);
+    let policy = match &config.mode {
+        Mode::Primary { options, .. } => Policy {
+            write_quorum: options.write_quorum,
+            cosignature_timeout: options.cosignature_timeout,
+            ..policy
+        },
+        Mode::Replica(_) => policy,
+    };
+    let (registry, follower) = match &config.mode {
+        Mode::Primary {
+            log_key, genesis, ..
+        } => {
+            genesis::bootstrap(&store, genesis, &log_key.verifying_key(), &config.origin)?;
+            let signer = LogSigner::new(&config.origin, log_key.clone())?;
+            tracing::info!(vkey = %signer.vkey(), "the log's verifier key (forum.vkey)");
+            (Arc::new(Registry::start(store, policy, signer)?), None)
+        }
+        Mode::Replica(replica) => match replica::open(store, policy, replica, &shutting).await? {
+            Some((registry, follower)) => (Arc::new(registry), Some(follower)),
+            None => return Ok(()),
+        },
+    };
     let addr: SocketAddr = listener.local_addr()?;
     let limits = config.limits.clone();
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -93,6 +118,7 @@ pub async fn serve(
         .await;
     health.set_serving::<AdminServiceServer<AdminApi>>().await;
     health.set_serving::<LogServiceServer<LogApi>>().await;
+    let following = follower.map(|f| f.spawn(registry.failed().clone(), health.clone()));
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -127,7 +153,7 @@ pub async fn serve(
         .add_service(registry_svc)
         .add_service(admin_svc)
         .add_service(log_svc);
-    tracing::info!(%addr, origin = %config.origin, "serving");
+    tracing::info!(%addr, origin = %config.origin, primary = registry.primary(), "serving");
     let stopped = stop.clone();
     let mut server = tokio::spawn(
         router.serve_with_incoming_shutdown(incoming, async move { stopped.cancelled().await }),
@@ -135,7 +161,7 @@ pub async fn serve(
 
     let failed = registry.failed().clone();
     let (ended, store_failed) = tokio::select! {
-        () = shutdown => (None, false),
+        () = shutting.cancelled() => (None, false),
         () = failed.cancelled() => (None, true),
         // The server ends by itself only on an error: report it after closing the registry.
         ended = &mut server => (Some(ended), false),
@@ -143,6 +169,9 @@ pub async fn serve(
     tracing::info!(store_failed, "shutting down");
     not_serving(&health).await;
     stop.cancel();
+    if let Some(following) = following {
+        following.stop().await;
+    }
     let served = match ended {
         Some(ended) => joined(ended),
         None => drain(server, &abort, limits.shutdown_grace).await,
@@ -152,7 +181,7 @@ pub async fn serve(
     close(registry).await;
     tracing::info!("stopped");
     if store_failed {
-        anyhow::bail!("a group commit failed, so the server stopped (see the log for the cause)");
+        anyhow::bail!("the store failed, so the server stopped (see the log for the cause)");
     }
     served
 }

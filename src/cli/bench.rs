@@ -55,6 +55,8 @@ pub struct BenchArgs {
 pub enum OtherBench {
     /// PDQ matching: the index against a brute-force scan, in process and through gRPC.
     Pdq(super::bench_pdq::PdqBenchArgs),
+    /// Catch-up of a new replica and of `sync`, against in-process replay and verification.
+    Sync(super::bench_sync::SyncBenchArgs),
 }
 
 /// Runs the benchmark.
@@ -62,8 +64,10 @@ pub enum OtherBench {
 /// # Errors
 /// When the server cannot start or a call fails.
 pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
-    if let Some(OtherBench::Pdq(pdq)) = &args.other {
-        return super::bench_pdq::run(pdq).await;
+    match &args.other {
+        Some(OtherBench::Pdq(pdq)) => return super::bench_pdq::run(pdq).await,
+        Some(OtherBench::Sync(sync)) => return super::bench_sync::run(sync).await,
+        None => {}
     }
     anyhow::ensure!(
         args.rounds > 0 && args.batch > 0 && args.concurrency > 0,
@@ -116,6 +120,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
 /// A dev forum's server in this process on 127.0.0.1:0, and a client of its member `bench`.
 pub(super) struct BenchServer {
     dir: tempfile::TempDir,
+    /// The server's address.
+    pub(super) addr: String,
     /// A client of `bench` (a contributor and reader).
     pub(super) client: Client,
     /// `bench`'s identity.
@@ -127,13 +133,18 @@ pub(super) struct BenchServer {
 impl BenchServer {
     /// Creates the forum in a temporary directory and starts its server.
     pub(super) async fn start() -> anyhow::Result<Self> {
+        Self::start_with_replicas(0).await
+    }
+
+    /// The same, with the replica members (and configs) `replica-1`..`replica-N`.
+    pub(super) async fn start_with_replicas(replicas: u16) -> anyhow::Result<Self> {
         let tmp = tempfile::tempdir()?;
         let spec = ForumSpec {
             dir: tmp.path().to_owned(),
             listen: "127.0.0.1:0".parse()?,
             origin: DEV_ORIGIN.into(),
         };
-        forum::init_dev(&spec, &["bench".into()])?;
+        forum::init_dev(&spec, &["bench".into()], replicas)?;
         let config = Config::load(&tmp.path().join("server/hashforum.toml"))?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = format!("https://{}", listener.local_addr()?);
@@ -145,11 +156,17 @@ impl BenchServer {
         let client = Client::connect(&identity, Some(&addr)).await?;
         Ok(Self {
             dir: tmp,
+            addr,
             client,
             identity,
             stop,
             server,
         })
+    }
+
+    /// The forum's directory.
+    pub(super) fn dir(&self) -> &std::path::Path {
+        self.dir.path()
     }
 
     /// Stops the server; its data directory is kept until `keep` is dropped.
@@ -169,7 +186,7 @@ fn hash_value(i: usize) -> String {
     hex::encode(Sha256::digest((i as u64).to_be_bytes()))
 }
 
-fn presign(identity: &Identity, n: usize) -> Vec<pb::Envelope> {
+pub(super) fn presign(identity: &Identity, n: usize) -> Vec<pb::Envelope> {
     let signer = Signer::of(identity);
     (0..n)
         .into_par_iter()
@@ -187,7 +204,10 @@ fn presign(identity: &Identity, n: usize) -> Vec<pb::Envelope> {
         .collect()
 }
 
-async fn submit_batch(mut client: Client, envelopes: Vec<pb::Envelope>) -> anyhow::Result<()> {
+pub(super) async fn submit_batch(
+    mut client: Client,
+    envelopes: Vec<pb::Envelope>,
+) -> anyhow::Result<()> {
     let n = envelopes.len();
     let reply = client
         .registry
@@ -248,7 +268,7 @@ where
     Ok(())
 }
 
-fn median(v: &mut [f64]) -> f64 {
+pub(super) fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }

@@ -19,6 +19,10 @@ pub struct InitArgs {
     /// A member company to create (dev only; repeatable). Members get contributor and reader.
     #[arg(long = "member", value_name = "NAME", requires = "dev")]
     pub members: Vec<String>,
+    /// Also create N read replicas (dev only): members `replica-1`.. with the `replica` role,
+    /// each with a server config in DIR/replica-N listening on the ports after --listen's.
+    #[arg(long, value_name = "N", default_value_t = 0, requires = "dev")]
+    pub replicas: u16,
     /// The address the server will listen on.
     #[arg(long, default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
@@ -56,12 +60,20 @@ pub fn run(args: InitArgs) -> anyhow::Result<ExitCode> {
         origin: args.origin,
     };
     if args.dev {
-        forum::init_dev(&spec, &args.members)?;
+        forum::init_dev(&spec, &args.members, args.replicas)?;
         println!("created dev forum in {}", args.dir.display());
         println!(
             "  server config: {}",
             args.dir.join("server/hashforum.toml").display()
         );
+        for i in 1..=args.replicas {
+            println!(
+                "  replica {i}:     {}",
+                args.dir
+                    .join(format!("replica-{i}/hashforum.toml"))
+                    .display()
+            );
+        }
         println!("  identities:    {}", args.dir.join("identities").display());
     } else {
         // clap's `required_unless_present` guarantees these are set without --dev.

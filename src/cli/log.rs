@@ -102,6 +102,7 @@ pub async fn run(args: LogArgs) -> anyhow::Result<ExitCode> {
                 .log
                 .get_checkpoint(pb::GetCheckpointRequest {
                     size: size.unwrap_or(0),
+                    ..Default::default()
                 })
                 .await?
                 .into_inner()
@@ -182,7 +183,10 @@ const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STA
 async fn latest_size(client: &mut crate::client::Client) -> anyhow::Result<u64> {
     let note = client
         .log
-        .get_checkpoint(pb::GetCheckpointRequest { size: 0 })
+        .get_checkpoint(pb::GetCheckpointRequest {
+            size: 0,
+            ..Default::default()
+        })
         .await?
         .into_inner()
         .note;

@@ -7,7 +7,7 @@ use clap::Args;
 
 use super::input::{parse_lines, read_input};
 use super::output::{record_json, record_text};
-use super::{connect, ClientOpts};
+use super::ClientOpts;
 use crate::pb;
 use crate::registry::MAX_LOOKUP_BATCH;
 use crate::types::HashType;
@@ -29,6 +29,10 @@ pub struct LookupArgs {
     /// Include each submission's signed envelope (DSSE JSON) in the output.
     #[arg(long)]
     pub envelopes: bool,
+    /// Ask a local copy (`hashforum sync --out DIR`) instead of the server: same answers, no
+    /// network.
+    #[arg(long, value_name = "DIR")]
+    pub local: Option<PathBuf>,
 }
 
 /// Runs `lookup`. A single lookup exits 0 when found and 1 when not; a batch exits 0 and says
@@ -37,7 +41,7 @@ pub struct LookupArgs {
 /// # Errors
 /// Local input errors as `INVALID_ARGUMENT`, and whatever the server answers.
 pub async fn run(args: LookupArgs) -> anyhow::Result<ExitCode> {
-    let mut client = connect(&args.client).await?;
+    let mut client = super::connect_or_local(&args.client, args.local.as_deref()).await?;
     if let Some(path) = &args.batch {
         let queries = parse_lines(&read_input(path)?)?;
         for chunk in queries.chunks(MAX_LOOKUP_BATCH) {

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::input::{check_quality, read_input};
 use super::output::{record_json, record_status_name};
-use super::{connect, ClientOpts};
+use super::ClientOpts;
 use crate::pb;
 use crate::pdq::hasher::hash_file;
 use crate::pdq::{Dihedral, DEFAULT_MAX_DISTANCE};
@@ -45,6 +45,10 @@ pub struct MatchArgs {
     /// Match a file's PDQ hash even below quality 50 (such hashes match too much).
     #[arg(long)]
     pub allow_low_quality: bool,
+    /// Ask a local copy (`hashforum sync --out DIR`) instead of the server: same answers, no
+    /// network.
+    #[arg(long, value_name = "DIR")]
+    pub local: Option<PathBuf>,
 }
 
 /// One query: where it came from, its hash and which variant of the image it is.
@@ -63,7 +67,7 @@ pub async fn run(args: MatchArgs) -> anyhow::Result<ExitCode> {
     let hash_type = HashType::parse(&args.hash_type)
         .map_err(|e| tonic::Status::invalid_argument(format!("--type: {e}")))?;
     let queries = queries(&args)?;
-    let mut client = connect(&args.client).await?;
+    let mut client = super::connect_or_local(&args.client, args.local.as_deref()).await?;
     let mut any = false;
     let mut all = Vec::new();
     // Above the default distance the server takes at most 100 queries a call; and smaller

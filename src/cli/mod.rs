@@ -3,6 +3,8 @@
 mod admin;
 pub mod bench;
 pub mod bench_pdq;
+pub mod bench_sync;
+pub mod bootstrap;
 pub mod feedback;
 pub mod hash;
 pub mod identity;
@@ -17,7 +19,9 @@ pub mod member;
 pub mod output;
 pub mod provenance;
 pub mod serve;
+pub mod status;
 pub mod submit;
+pub mod sync;
 pub mod verify;
 
 use std::path::PathBuf;
@@ -71,6 +75,12 @@ pub enum Command {
     Log(log::LogArgs),
     /// Check receipts and whole logs offline, with the forum's verifier key alone.
     Verify(verify::VerifyArgs),
+    /// Keep a verified local copy of the log and its views (reader), for `--local` queries.
+    Sync(sync::SyncArgs),
+    /// What a server is and how far its log is; for a replica, its lag behind the primary.
+    Status(status::StatusArgs),
+    /// Start a new replica from a copied data directory, replayed and verified.
+    Bootstrap(bootstrap::BootstrapArgs),
     /// Measure ingest and lookup throughput against an in-process server.
     Bench(bench::BenchArgs),
 }
@@ -123,7 +133,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Provenance(args) => provenance::run(args).await,
         Command::Log(args) => log::run(args).await,
         Command::Verify(args) => verify::run(&args),
+        Command::Sync(args) => sync::run(args).await,
+        Command::Status(args) => status::run(args).await,
+        Command::Bootstrap(args) => bootstrap::run(args).await,
         Command::Bench(args) => bench::run(args).await,
+    }
+}
+
+/// A client of the local copy in `local`, or of the server.
+async fn connect_or_local(
+    opts: &ClientOpts,
+    local: Option<&std::path::Path>,
+) -> anyhow::Result<crate::client::Client> {
+    match local {
+        Some(dir) => crate::local::open(dir).await,
+        None => connect(opts).await,
     }
 }
 

@@ -61,7 +61,7 @@ fn dev_config() -> anyhow::Result<PathBuf> {
             listen: "127.0.0.1:50051".parse()?,
             origin: DEV_ORIGIN.into(),
         };
-        forum::init_dev(&spec, &["alpha".into(), "beta".into()])?;
+        forum::init_dev(&spec, &["alpha".into(), "beta".into()], 0)?;
         eprintln!(
             "created dev forum in ./{DEV_DIR} (identities: admin, alpha, beta in ./{DEV_DIR}/identities)"
         );

@@ -11,13 +11,14 @@ use serde_json::json;
 
 use super::output::format_ms;
 use crate::entry::action_name;
+use crate::follow::Evidence;
 use crate::log::checkpoint::LogVerifier;
 use crate::storage::Store;
 use crate::verify::{self, Entry, LogError};
 
 /// `hashforum verify --vkey FILE` and what to verify.
 #[derive(Debug, Args)]
-#[command(group = clap::ArgGroup::new("what").required(true).args(["receipt", "bundle", "data", "entries"]))]
+#[command(group = clap::ArgGroup::new("what").required(true).args(["receipt", "bundle", "data", "entries", "evidence"]))]
 pub struct VerifyArgs {
     /// The forum's verifier key (`forum.vkey`, written by `hashforum init`).
     #[arg(long, value_name = "FILE")]
@@ -44,6 +45,10 @@ pub struct VerifyArgs {
     /// (repeatable).
     #[arg(long = "checkpoint", value_name = "FILE")]
     pub checkpoints: Vec<PathBuf>,
+    /// Evidence a replica or `sync` kept against a log (a forked, rolled-back or tampered
+    /// one): shows the contradiction, checked again with --vkey.
+    #[arg(long, value_name = "FILE")]
+    pub evidence: Option<PathBuf>,
     /// Print machine-readable JSON.
     #[arg(long)]
     pub json: bool,
@@ -136,6 +141,41 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
                 ExitCode::SUCCESS
             }
             Err(e) => failed(args.json, &e, None),
+        });
+    }
+    if let Some(path) = &args.evidence {
+        let evidence: Evidence = serde_json::from_str(&read_text(path)?)
+            .with_context(|| format!("{} is not an evidence file", path.display()))?;
+        return Ok(match evidence.check(&verifier) {
+            Ok(proven) => {
+                if args.json {
+                    println!(
+                        "{}",
+                        json!({
+                            "proven": true,
+                            "kind": evidence.kind.name(),
+                            "what": proven,
+                            "reason": evidence.reason,
+                            "source": evidence.source,
+                            "found_at_unix_ms": evidence.found_at_unix_ms,
+                        })
+                    );
+                } else {
+                    println!("proven: {proven}");
+                    println!(
+                        "  kept by a follower of {} at {}: {}",
+                        evidence.source,
+                        format_ms(evidence.found_at_unix_ms),
+                        evidence.reason
+                    );
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => failed(
+                args.json,
+                &format!("the evidence proves nothing: {e}"),
+                None,
+            ),
         });
     }
     let report = if let Some(dir) = &args.data {

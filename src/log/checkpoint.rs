@@ -154,6 +154,7 @@ fn check_origin(origin: &str) -> Result<(), CheckpointError> {
 }
 
 /// Checks checkpoints with the log's verifier key alone.
+#[derive(Clone)]
 pub struct LogVerifier {
     origin: String,
     vkey: String,

@@ -13,6 +13,7 @@
 //! ([`proof`]).
 
 pub mod checkpoint;
+pub mod cosignature;
 pub mod proof;
 pub mod tree;
 

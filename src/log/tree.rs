@@ -78,6 +78,12 @@ impl Frontier {
         Ok(Self { size, last })
     }
 
+    /// The frontier of the tree of `size` leaves from its hashes, as [`stored`](Self::stored)
+    /// lists them; `None` when their number does not fit the size.
+    pub fn from_hashes(size: u64, last: Vec<Hash>) -> Option<Self> {
+        (last.len() as u32 == u64::BITS - size.leading_zeros()).then_some(Self { size, last })
+    }
+
     /// The number of leaves.
     pub fn size(&self) -> u64 {
         self.size

@@ -17,27 +17,34 @@ impl Registry {
         self.checkpoints().borrow().clone()
     }
 
-    /// The checkpoint signed at tree size `size`, or the latest when `size` is 0.
+    /// The checkpoint signed at tree size `size`, or the latest when `size` is 0. With
+    /// `at_most`, the largest one kept at a size of at most `size`.
     ///
     /// # Errors
-    /// `OUT_OF_RANGE` past the latest checkpoint; `NOT_FOUND` when no checkpoint was signed
-    /// at that size (the log signs one per group commit, not one per entry).
-    pub async fn checkpoint(&self, size: u64) -> Result<Vec<u8>, ServiceError> {
+    /// `NOT_FOUND` when no checkpoint was kept at that size (the log signs one per group
+    /// commit, not one per entry); `OUT_OF_RANGE` past the latest checkpoint, without
+    /// `at_most`.
+    pub async fn checkpoint(&self, size: u64, at_most: bool) -> Result<Vec<u8>, ServiceError> {
         let latest = self.latest_checkpoint();
-        if size == 0 || size == latest.head.size {
-            return Ok(latest.note.clone());
+        if size == 0 || size == latest.head.size || (at_most && size >= latest.head.size) {
+            return Ok(self.cosigned(latest.head.size, &latest.note));
         }
         within("size", size, latest.head.size)?;
         let store = self.store.clone();
-        self.blocking(move || {
-            store
-                .checkpoint(size)?
-                .ok_or_else(|| ServiceError::NotFound {
+        let (size, note) = self
+            .blocking(move || {
+                let found = if at_most {
+                    store.checkpoint_at_most(size)?
+                } else {
+                    store.checkpoint(size)?.map(|note| (size, note))
+                };
+                found.ok_or_else(|| ServiceError::NotFound {
                     reason: "NO_CHECKPOINT_AT_SIZE",
-                    message: format!("the log signed no checkpoint at size {size}"),
+                    message: format!("the log kept no checkpoint at size {size}"),
                 })
-        })
-        .await
+            })
+            .await?;
+        Ok(self.cosigned(size, &note))
     }
 
     /// The exact bytes of the entries `start..end` (at most [`ENTRY_CHUNK`] of them).

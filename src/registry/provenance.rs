@@ -34,7 +34,7 @@ impl Registry {
             let latest = self.latest_checkpoint();
             (latest.head.size, latest.note.clone())
         } else {
-            (tree_size, self.checkpoint(tree_size).await?)
+            (tree_size, self.checkpoint(tree_size, false).await?)
         };
         let store = self.store.clone();
         let directory = self.directory();

@@ -37,7 +37,8 @@ impl pb::server::log_service_server::LogService for LogApi {
         req: Request<pb::GetCheckpointRequest>,
     ) -> Result<Response<pb::GetCheckpointResponse>, Status> {
         caller(&req)?;
-        let note = self.registry.checkpoint(req.into_inner().size).await?;
+        let req = req.into_inner();
+        let note = self.registry.checkpoint(req.size, req.at_most).await?;
         Ok(Response::new(pb::GetCheckpointResponse { note }))
     }
 
@@ -115,6 +116,27 @@ impl pb::server::log_service_server::LogService for LogApi {
             new_size,
             hashes: proof.iter().map(|h| h.0.to_vec()).collect(),
         }))
+    }
+
+    async fn get_status(
+        &self,
+        req: Request<pb::GetStatusRequest>,
+    ) -> Result<Response<pb::GetStatusResponse>, Status> {
+        caller(&req)?;
+        Ok(Response::new(self.registry.status()))
+    }
+
+    async fn add_cosignature(
+        &self,
+        req: Request<pb::AddCosignatureRequest>,
+    ) -> Result<Response<pb::AddCosignatureResponse>, Status> {
+        let caller = caller(&req)?;
+        let req = req.into_inner();
+        let size = self
+            .registry
+            .add_cosignature(&caller, &req.checkpoint, &req.cosignature)
+            .await?;
+        Ok(Response::new(pb::AddCosignatureResponse { size }))
     }
 
     type WatchCheckpointsStream = Streamed<pb::WatchCheckpointsResponse>;

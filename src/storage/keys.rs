@@ -23,6 +23,9 @@ pub(super) const META_SIZE: &[u8] = b"size";
 
 /// `meta` key set once the `pdq` view has been filled from the records (value `1`).
 pub(super) const META_PDQ_VIEW: &[u8] = b"pdq_view";
+/// `meta`: present once a follower verified every entry the store holds (a replica's or a
+/// sync copy's own writes; a copied data directory has it only after a full replay).
+pub(super) const META_VERIFIED_COPY: &[u8] = b"verified_copy";
 
 /// The `entries` key of a log index.
 pub fn entry(index: u64) -> [u8; 8] {

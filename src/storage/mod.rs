@@ -266,6 +266,18 @@ impl Store {
             .is_none())
     }
 
+    /// Whether a follower verified every entry this store holds: its own writes, or a full
+    /// replay of a copied data directory.
+    ///
+    /// # Errors
+    /// When RocksDB fails.
+    pub fn verified_copy(&self) -> Result<bool, StorageError> {
+        Ok(self
+            .db
+            .get_cf(self.cf(CF_META), keys::META_VERIFIED_COPY)?
+            .is_some())
+    }
+
     /// Calls `each` with every PDQ hash record (hash, stored record bytes), in hash order: for
     /// filling the PDQ view.
     ///
@@ -390,6 +402,25 @@ impl Store {
         Ok(self
             .db
             .get_cf(self.cf(CF_CHECKPOINTS), size.to_be_bytes())?)
+    }
+
+    /// The checkpoint of the largest size of at most `size` that the log kept, and its size.
+    ///
+    /// # Errors
+    /// When RocksDB fails or a key is malformed.
+    pub fn checkpoint_at_most(&self, size: u64) -> Result<Option<(u64, Vec<u8>)>, StorageError> {
+        let start = size.to_be_bytes();
+        let mode = rocksdb::IteratorMode::From(&start, rocksdb::Direction::Reverse);
+        let mut iter = self.db.iterator_cf(self.cf(CF_CHECKPOINTS), mode);
+        match iter.next() {
+            None => Ok(None),
+            Some(item) => {
+                let (key, note) = item?;
+                let size = keys::decode_u64(&key)
+                    .ok_or_else(|| corrupt(CF_CHECKPOINTS, "a key is not 8 bytes"))?;
+                Ok(Some((size, note.to_vec())))
+            }
+        }
     }
 
     /// The latest signed checkpoint and its size.
@@ -540,6 +571,11 @@ impl Batch {
     /// filling), after which the sequencer keeps it current.
     pub fn put_pdq_view_filled(&mut self) {
         self.put(CF_META, keys::META_PDQ_VIEW, &[1]);
+    }
+
+    /// Marks the store a verified copy (see [`Store::verified_copy`]).
+    pub fn put_verified_copy(&mut self) {
+        self.put(CF_META, keys::META_VERIFIED_COPY, &[1]);
     }
 
     /// Sets the status of a PDQ hash in the PDQ view.

@@ -11,7 +11,7 @@ use crate::harness::{
 };
 
 /// `hashforum ARGS` as `member` of `server`, fed `stdin`.
-fn hf(server: &TestServer, member: &str, args: &[&str], stdin: &str) -> Output {
+pub(crate) fn hf(server: &TestServer, member: &str, args: &[&str], stdin: &str) -> Output {
     hf_as(
         &server.identity_dir(member),
         Some(&server.addr),
@@ -22,7 +22,7 @@ fn hf(server: &TestServer, member: &str, args: &[&str], stdin: &str) -> Output {
 
 /// `hashforum ARGS` with the identity directory `identity` (and `server` overriding its
 /// address), fed `stdin`.
-fn hf_as(identity: &Path, server: Option<&str>, args: &[&str], stdin: &str) -> Output {
+pub(crate) fn hf_as(identity: &Path, server: Option<&str>, args: &[&str], stdin: &str) -> Output {
     let mut cmd: Command = hashforum_bin();
     cmd.args(args)
         .env("HASHFORUM_IDENTITY", identity)
@@ -35,14 +35,14 @@ fn hf_as(identity: &Path, server: Option<&str>, args: &[&str], stdin: &str) -> O
 
 /// The stdout of a successful run.
 #[track_caller]
-fn ok(out: &Output) -> String {
+pub(crate) fn ok(out: &Output) -> String {
     assert!(out.status.success(), "{out:?}");
     String::from_utf8(out.stdout.clone()).unwrap()
 }
 
 /// The JSON printed by a successful run.
 #[track_caller]
-fn json(out: &Output) -> serde_json::Value {
+pub(crate) fn json(out: &Output) -> serde_json::Value {
     serde_json::from_str(&ok(out)).unwrap()
 }
 
@@ -915,7 +915,7 @@ async fn receipts_and_logs_verify_offline_through_the_cli() {
     let mut client = server.client("alpha").await;
     let served = client
         .log
-        .get_checkpoint(hashforum::pb::GetCheckpointRequest { size: 0 })
+        .get_checkpoint(hashforum::pb::GetCheckpointRequest::default())
         .await
         .unwrap()
         .into_inner()

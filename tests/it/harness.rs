@@ -32,9 +32,23 @@ pub(crate) struct TestServer {
     /// The runtime of the server and of the clients made by [`TestServer::connect`].
     rt: Option<tokio::runtime::Runtime>,
     running: Option<Running>,
-    /// Declared last, and removed only once the server has stopped and closed its database.
-    dir: tempfile::TempDir,
+    /// The config it runs, relative to the forum's directory.
+    config: &'static str,
+    /// For a replica: its primary's address, replacing the config's.
+    primary: Option<String>,
+    /// The port it listens on once started, kept across [`TestServer::restart_in_place`].
+    port: u16,
+    /// Declared last, and removed only once every server of the forum has stopped and closed
+    /// its database (replicas share their primary's forum).
+    dir: Arc<tempfile::TempDir>,
 }
+
+/// The configs `init --dev --replicas N` writes, by replica number (1-based).
+const REPLICA_CONFIGS: [&str; 3] = [
+    "replica-1/hashforum.toml",
+    "replica-2/hashforum.toml",
+    "replica-3/hashforum.toml",
+];
 
 /// The server task: how to stop it and where its result arrives.
 struct Running {
@@ -45,6 +59,11 @@ struct Running {
 /// A dev forum with `admin` and `members` in a new temporary directory, made in process
 /// (`forum::init_dev`); its config is `DIR/server/hashforum.toml`.
 pub(crate) fn dev_forum(members: &[&str]) -> tempfile::TempDir {
+    dev_forum_with_replicas(members, 0)
+}
+
+/// A dev forum with `admin`, `members` and `replicas` replicas (`init_dev`).
+fn dev_forum_with_replicas(members: &[&str], replicas: u16) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let spec = ForumSpec {
         dir: dir.path().to_owned(),
@@ -52,28 +71,53 @@ pub(crate) fn dev_forum(members: &[&str]) -> tempfile::TempDir {
         origin: DEV_ORIGIN.into(),
     };
     let members: Vec<String> = members.iter().map(|m| (*m).to_owned()).collect();
-    forum::init_dev(&spec, &members).unwrap();
+    forum::init_dev(&spec, &members, replicas).unwrap();
     dir
 }
 
 impl TestServer {
     /// Creates a dev forum with `admin` and `members`, and starts its server.
     pub(crate) async fn start(members: &[&str]) -> Self {
-        let dir = dev_forum(members);
+        Self::start_with_replicas(members, 0).await
+    }
+
+    /// Creates a dev forum with `admin`, `members` and the members `replica-1`..`replica-N`
+    /// (each with its replica config), and starts its primary.
+    pub(crate) async fn start_with_replicas(members: &[&str], replicas: u16) -> Self {
+        let dir = Arc::new(dev_forum_with_replicas(members, replicas));
+        let mut server = Self::new(dir, "server/hashforum.toml", None);
+        server.boot();
+        server
+    }
+
+    /// Starts replica `n` (1-based) of this forum, following this server. An empty replica
+    /// catches up before it serves; calls made meanwhile wait.
+    pub(crate) fn start_replica(&self, n: usize) -> Self {
+        let mut replica = Self::new(
+            self.dir.clone(),
+            REPLICA_CONFIGS[n - 1],
+            Some(self.addr.clone()),
+        );
+        replica.boot();
+        replica
+    }
+
+    fn new(dir: Arc<tempfile::TempDir>, config: &'static str, primary: Option<String>) -> Self {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("test-server")
             .enable_all()
             .build()
             .unwrap();
-        let mut server = Self {
+        Self {
             addr: String::new(),
             rt: Some(rt),
             running: None,
+            config,
+            primary,
+            port: 0,
             dir,
-        };
-        server.boot();
-        server
+        }
     }
 
     fn rt(&self) -> &tokio::runtime::Runtime {
@@ -83,9 +127,15 @@ impl TestServer {
     /// Starts serving on a new port. The port is bound before this returns, so clients may
     /// connect at once.
     fn boot(&mut self) {
-        let config = Config::load(&self.dir.path().join("server/hashforum.toml")).unwrap();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut config = Config::load(&self.dir.path().join(self.config)).unwrap();
+        if let (hashforum::config::Mode::Replica(replica), Some(primary)) =
+            (&mut config.mode, &self.primary)
+        {
+            replica.primary = primary.clone();
+        }
+        let listener = std::net::TcpListener::bind(("127.0.0.1", self.port)).unwrap();
         listener.set_nonblocking(true).unwrap();
+        self.port = listener.local_addr().unwrap().port();
         self.addr = format!("https://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel();
         let (done_tx, done) = mpsc::sync_channel(1);
@@ -128,7 +178,44 @@ impl TestServer {
     /// Stops and starts the server again over the same data directory (on a new port).
     pub(crate) async fn restart(&mut self) {
         self.stop().await;
+        self.port = 0;
         self.boot();
+    }
+
+    /// Stops and starts the server again over the same data directory, on the same port (so
+    /// that its replicas find it again).
+    pub(crate) async fn restart_in_place(&mut self) {
+        self.stop().await;
+        self.boot();
+    }
+
+    /// Waits for a server that stops by itself with an error; returns the error.
+    pub(crate) async fn stopped_with_error(&mut self) -> String {
+        let running = self.running.take().expect("a started server");
+        let result =
+            tokio::task::spawn_blocking(move || running.done.recv_timeout(STOP_TIMEOUT * 6))
+                .await
+                .unwrap();
+        match result {
+            Ok(Err(e)) => format!("{e:#}"),
+            Ok(Ok(())) => panic!("the server stopped without an error"),
+            Err(_) => panic!("the server did not stop"),
+        }
+    }
+
+    /// Starts a stopped server again, on the same port.
+    pub(crate) fn start_again(&mut self) {
+        self.boot();
+    }
+
+    /// The data directory of the server (its config's `data`).
+    pub(crate) fn data_dir(&self) -> PathBuf {
+        self.dir
+            .path()
+            .join(self.config)
+            .parent()
+            .unwrap()
+            .join("data")
     }
 
     /// The forum's directory.

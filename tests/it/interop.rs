@@ -70,7 +70,10 @@ async fn go_sumdb_verifies_checkpoints_receipts_and_proofs() {
     let signer = server.signer("alpha");
     let old = alpha
         .log
-        .get_checkpoint(pb::GetCheckpointRequest { size: 0 })
+        .get_checkpoint(pb::GetCheckpointRequest {
+            size: 0,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner()
@@ -81,7 +84,10 @@ async fn go_sumdb_verifies_checkpoints_receipts_and_proofs() {
     let receipts = submit_all(&mut alpha, envelopes.clone()).await.unwrap();
     let new = alpha
         .log
-        .get_checkpoint(pb::GetCheckpointRequest { size: 0 })
+        .get_checkpoint(pb::GetCheckpointRequest {
+            size: 0,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner()

@@ -3,6 +3,7 @@
 
 use hashforum::client::Client;
 use hashforum::identity::Identity;
+use hashforum::log::checkpoint::{LogVerifier, SignedCheckpoint};
 use hashforum::pb;
 use hashforum::statement::admin::{
     add_member, declare_incident, register_key, remove, set_roles, suspend, withdraw,
@@ -46,6 +47,9 @@ enum Rpc {
     GetInclusionProof,
     GetConsistencyProof,
     WatchCheckpoints,
+    /// `AddCosignature` of the latest checkpoint, cosigned with the caller's signing key.
+    AddCosignature,
+    GetStatus,
 }
 
 impl Rpc {
@@ -72,6 +76,8 @@ impl Rpc {
             Rpc::GetInclusionProof => "hashforum.v1.LogService/GetInclusionProof",
             Rpc::GetConsistencyProof => "hashforum.v1.LogService/GetConsistencyProof",
             Rpc::WatchCheckpoints => "hashforum.v1.LogService/WatchCheckpoints",
+            Rpc::AddCosignature => "hashforum.v1.LogService/AddCosignature",
+            Rpc::GetStatus => "hashforum.v1.LogService/GetStatus",
         }
     }
 }
@@ -96,7 +102,7 @@ const SUSPENDED: Want = (Code::Unauthenticated, "MEMBER_NOT_ACTIVE");
 const RETIRED: Want = (Code::Unauthenticated, "UNKNOWN_CERTIFICATE");
 
 /// One table: each RPC with the answer for each role.
-type Table = [(Rpc, [Want; 5]); 21];
+type Table = [(Rpc, [Want; 5]); 23];
 
 /// Active members, by role: admin, contributor, reader, observer, replica.
 const ACTIVE: Table = [
@@ -125,6 +131,12 @@ const ACTIVE: Table = [
     (Rpc::GetInclusionProof, [NO_ROLE, NO_ROLE, OK, OK, OK]),
     (Rpc::GetConsistencyProof, [NO_ROLE, NO_ROLE, OK, OK, OK]),
     (Rpc::WatchCheckpoints, [NO_ROLE, NO_ROLE, OK, OK, OK]),
+    // Replicas cosign what they verified; every member may ask what a server is.
+    (
+        Rpc::AddCosignature,
+        [NO_ROLE, NO_ROLE, NO_ROLE, NO_ROLE, OK],
+    ),
+    (Rpc::GetStatus, [OK, OK, OK, OK, OK]),
 ];
 
 /// Suspended members, by role: refused before any handler logic.
@@ -150,6 +162,8 @@ const SUSPENDED_TABLE: Table = [
     (Rpc::GetInclusionProof, [SUSPENDED; 5]),
     (Rpc::GetConsistencyProof, [SUSPENDED; 5]),
     (Rpc::WatchCheckpoints, [SUSPENDED; 5]),
+    (Rpc::AddCosignature, [SUSPENDED; 5]),
+    (Rpc::GetStatus, [SUSPENDED; 5]),
 ];
 
 /// Removed members, by role: their certificates authenticate nobody.
@@ -175,6 +189,8 @@ const REMOVED_TABLE: Table = [
     (Rpc::GetInclusionProof, [RETIRED; 5]),
     (Rpc::GetConsistencyProof, [RETIRED; 5]),
     (Rpc::WatchCheckpoints, [RETIRED; 5]),
+    (Rpc::AddCosignature, [RETIRED; 5]),
+    (Rpc::GetStatus, [RETIRED; 5]),
 ];
 
 const STATUSES: [(&str, &Table); 3] = [
@@ -207,7 +223,13 @@ fn content(n: u64) -> ContentHash {
 
 /// Calls `rpc` as `identity`; answers the code and the `ErrorInfo` reason, after checking
 /// that a refusal is a hashforum error without a `BadRequest`.
-async fn call(client: &mut Client, identity: &Identity, rpc: Rpc, n: u64) -> (Code, String) {
+async fn call(
+    client: &mut Client,
+    identity: &Identity,
+    checkpoint: &SignedCheckpoint,
+    rpc: Rpc,
+    n: u64,
+) -> (Code, String) {
     let signer = Signer::of(identity);
     let hash = || signer.submit(hash_submission(HashType::Sha256, &sha256_value(n)));
     let query = || pb::HashQuery {
@@ -312,7 +334,7 @@ async fn call(client: &mut Client, identity: &Identity, rpc: Rpc, n: u64) -> (Co
             .map(drop),
         Rpc::GetCheckpoint => client
             .log
-            .get_checkpoint(pb::GetCheckpointRequest { size: 0 })
+            .get_checkpoint(pb::GetCheckpointRequest::default())
             .await
             .map(drop),
         // A stream answers its first message, or its refusal, before anything else.
@@ -353,6 +375,26 @@ async fn call(client: &mut Client, identity: &Identity, rpc: Rpc, n: u64) -> (Co
             Ok(stream) => stream.into_inner().message().await.map(drop),
             Err(status) => Err(status),
         },
+        Rpc::AddCosignature => {
+            let cosigner = hashforum::log::cosignature::Cosigner::new(
+                &identity.file.member,
+                identity.signing_key.clone(),
+            )
+            .unwrap();
+            client
+                .log
+                .add_cosignature(pb::AddCosignatureRequest {
+                    cosignature: cosigner.cosign(checkpoint, hashforum::log::now_ms() / 1000),
+                    checkpoint: checkpoint.note.clone(),
+                })
+                .await
+                .map(drop)
+        }
+        Rpc::GetStatus => client
+            .log
+            .get_status(pb::GetStatusRequest {})
+            .await
+            .map(drop),
     };
     match result {
         Ok(()) => (Code::Ok, String::new()),
@@ -412,6 +454,19 @@ async fn every_rpc_for_every_role_and_status() {
         submit(&mut admin, admin_signer.admin(body)).await.unwrap();
     }
 
+    // A checkpoint of the log, which replicas cosign (it stays one as the log grows).
+    let note = admin
+        .log
+        .get_checkpoint(pb::GetCheckpointRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .note;
+    let vkey = std::fs::read_to_string(server.dir().join("forum.vkey")).unwrap();
+    let checkpoint = LogVerifier::from_vkey(&vkey)
+        .unwrap()
+        .verify(&note)
+        .unwrap();
     let mut n = 1;
     let mut wrong = Vec::new();
     for (status, table) in STATUSES {
@@ -420,7 +475,7 @@ async fn every_rpc_for_every_role_and_status() {
                 let id = format!("{}-{status}", role.name());
                 let (_, identity, client) = members.iter_mut().find(|(m, _, _)| *m == id).unwrap();
                 n += 1;
-                let got = call(client, identity, *rpc, n).await;
+                let got = call(client, identity, &checkpoint, *rpc, n).await;
                 if (got.0, got.1.as_str()) != *want {
                     wrong.push(format!("{rpc:?} by {id}: got {got:?}, want {want:?}"));
                 }

@@ -53,7 +53,10 @@ fn check_receipt(
 async fn latest(client: &mut Client, verifier: &LogVerifier) -> SignedCheckpoint {
     let note = client
         .log
-        .get_checkpoint(pb::GetCheckpointRequest { size: 0 })
+        .get_checkpoint(pb::GetCheckpointRequest {
+            size: 0,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner()
@@ -186,6 +189,7 @@ async fn the_log_api_serves_what_checkpoints_sign() {
             .log
             .get_checkpoint(pb::GetCheckpointRequest {
                 size: checkpoint.head.size,
+                ..Default::default()
             })
             .await
             .unwrap()
@@ -321,7 +325,10 @@ async fn the_log_api_serves_what_checkpoints_sign() {
         (
             alpha
                 .log
-                .get_checkpoint(pb::GetCheckpointRequest { size: 2 })
+                .get_checkpoint(pb::GetCheckpointRequest {
+                    size: 2,
+                    ..Default::default()
+                })
                 .await
                 .map(drop),
             Code::NotFound,
@@ -439,7 +446,10 @@ async fn a_crash_between_commit_and_checkpoint_loses_nothing() {
     for size in [1u64, 2, 3, 4, 5] {
         let note = client
             .log
-            .get_checkpoint(pb::GetCheckpointRequest { size })
+            .get_checkpoint(pb::GetCheckpointRequest {
+                size,
+                ..Default::default()
+            })
             .await
             .unwrap()
             .into_inner()
@@ -554,13 +564,15 @@ async fn a_log_of_every_kind_of_entry_replays() {
     for leaf in &leaves {
         frontier.append(leaf_hash(leaf));
     }
-    let signer = hashforum::log::checkpoint::LogSigner::new(
-        hashforum::forum::DEV_ORIGIN,
+    let hashforum::config::Mode::Primary { log_key, .. } =
         hashforum::config::Config::load(&server.dir().join("server/hashforum.toml"))
             .unwrap()
-            .log_key,
-    )
-    .unwrap();
+            .mode
+    else {
+        panic!("the dev server is a primary")
+    };
+    let signer =
+        hashforum::log::checkpoint::LogSigner::new(hashforum::forum::DEV_ORIGIN, log_key).unwrap();
     let forged = signer.sign(hashforum::log::checkpoint::TreeHead {
         size: 10,
         root: frontier.root(),

@@ -1,0 +1,412 @@
+//! The follow loop: a [`Follower`] fed from a primary's Log API over gRPC.
+//!
+//! The loop learns of new checkpoints from `WatchCheckpoints` and, when the stream is silent or
+//! broken, by polling `GetCheckpoint`. For each larger checkpoint it fetches the entries in
+//! units of at most [`MAX_UNIT`] entries, each ending at a checkpoint the primary kept, and
+//! applies them; the next unit is fetched while one is applied. Network errors are retried; a
+//! refusal ends the loop with the evidence.
+
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::{Evidence, EvidenceKind, FollowError, Follower, MAX_UNIT};
+use crate::client::Client;
+use crate::log::checkpoint::{LogVerifier, SignedCheckpoint};
+use crate::pb;
+
+/// Makes a follower's cosignature line on a checkpoint it verified.
+pub type Cosign = Box<dyn Fn(&SignedCheckpoint) -> String + Send + Sync>;
+
+/// How a follow loop runs.
+pub struct Options {
+    /// Keep following once caught up (a replica), or return then (`hashforum sync`).
+    pub follow: bool,
+    /// Retry when the source cannot be reached or fails, or return the error.
+    pub retry: bool,
+    /// How long a silent checkpoint stream is waited on before polling.
+    pub poll: Duration,
+    /// Cosigns each verified checkpoint, sent to the primary (replicas).
+    pub cosign: Option<Cosign>,
+}
+
+/// Where a follower stands, for status and progress.
+#[derive(Debug, Clone, Default)]
+pub struct FollowStatus {
+    /// The primary's address.
+    pub primary: String,
+    /// Verified entries held.
+    pub size: u64,
+    /// The largest size the primary has shown.
+    pub primary_size: u64,
+    /// Since when the follower holds less than the primary showed (`None`: caught up).
+    pub behind_since: Option<SystemTime>,
+    /// Set when following stopped on evidence: why.
+    pub halted: Option<String>,
+}
+
+impl FollowStatus {
+    /// Entries behind the primary.
+    pub fn lag_entries(&self) -> u64 {
+        self.primary_size.saturating_sub(self.size)
+    }
+
+    /// Seconds since the follower last held everything the primary had shown it.
+    pub fn lag_seconds(&self) -> u64 {
+        self.behind_since
+            .and_then(|t| t.elapsed().ok())
+            .map_or(0, |d| d.as_secs())
+    }
+}
+
+/// Follows `client`'s log until `stop` (or, without `opts.follow`, until caught up with the
+/// latest checkpoint seen first). Reports progress on `status`. Returns the follower.
+///
+/// # Errors
+/// `Refused` with the evidence (keep it, stop advancing); `Storage` when the local store
+/// fails; `Source` when the source fails and `opts.retry` is off (or a unit's task failed).
+pub async fn run(
+    mut follower: Follower,
+    client: Client,
+    opts: Options,
+    status: watch::Sender<FollowStatus>,
+    stop: CancellationToken,
+) -> Result<Follower, FollowError> {
+    let mut latest = Latest {
+        client: client.clone(),
+        stream: None,
+        poll: opts.poll,
+    };
+    status.send_modify(|s| s.size = follower.size());
+    let mut failures = 0u32;
+    loop {
+        let note = tokio::select! {
+            () = stop.cancelled() => return Ok(follower),
+            note = latest.next() => note,
+        };
+        let note = match note {
+            Ok(note) => {
+                failures = 0;
+                note
+            }
+            Err(e) if opts.retry => {
+                failures += 1;
+                if failures == 1 || failures % 30 == 0 {
+                    tracing::warn!(error = %e, "cannot reach the primary; retrying");
+                }
+                tokio::select! {
+                    () = stop.cancelled() => return Ok(follower),
+                    () = tokio::time::sleep(opts.poll.min(Duration::from_secs(1))) => {}
+                }
+                continue;
+            }
+            Err(e) => return Err(FollowError::Source(e)),
+        };
+        let target = match follower.examine_latest(&note) {
+            Ok(Some(target)) => target,
+            Ok(None) => {
+                status.send_modify(|s| {
+                    s.primary_size = s.primary_size.max(follower.size());
+                    s.behind_since = None;
+                });
+                if !opts.follow {
+                    return Ok(follower);
+                }
+                continue;
+            }
+            Err(FollowError::Refused(evidence)) => {
+                if evidence.kind == EvidenceKind::Rollback {
+                    tell_rolled_back(&follower, &client, opts.cosign.as_ref()).await;
+                }
+                return Err(FollowError::Refused(evidence));
+            }
+            Err(e) => return Err(e),
+        };
+        status.send_modify(|s| {
+            s.primary_size = s.primary_size.max(target.head.size);
+            s.behind_since.get_or_insert_with(SystemTime::now);
+        });
+        follower = match catch_up(follower, &client, &target, &opts, &status, &stop).await {
+            Ok(follower) => follower,
+            Err((Some(follower), FollowError::Source(e))) if opts.retry => {
+                tracing::warn!(error = %e, "fetching entries failed; retrying");
+                follower
+            }
+            Err((_, e)) => return Err(e),
+        };
+        if follower.size() >= target.head.size {
+            status.send_modify(|s| {
+                if follower.size() >= s.primary_size {
+                    s.behind_since = None;
+                }
+            });
+            if !opts.follow {
+                return Ok(follower);
+            }
+        }
+    }
+}
+
+/// A unit to apply: a checkpoint note and the entries up to its size.
+type Unit = Result<(Vec<u8>, Vec<Vec<u8>>), FollowError>;
+
+/// Fetches and applies units up to `target`, fetching the next while one is applied.
+async fn catch_up(
+    mut follower: Follower,
+    client: &Client,
+    target: &SignedCheckpoint,
+    opts: &Options,
+    status: &watch::Sender<FollowStatus>,
+    stop: &CancellationToken,
+) -> Result<Follower, (Option<Follower>, FollowError)> {
+    let (tx, mut rx) = mpsc::channel::<Unit>(1);
+    let fetcher = tokio::spawn(fetch_units(
+        client.clone(),
+        follower.verifier().clone(),
+        follower.size(),
+        target.clone(),
+        tx,
+    ));
+    let mut outcome = Ok(());
+    loop {
+        let unit = tokio::select! {
+            () = stop.cancelled() => break,
+            unit = rx.recv() => unit,
+        };
+        let Some(unit) = unit else { break };
+        let (note, leaves) = match unit {
+            Ok(unit) => unit,
+            Err(e) => {
+                outcome = Err(e);
+                break;
+            }
+        };
+        let checkpoint = match follower.examine_unit(&note) {
+            Ok(c) => c,
+            Err(e) => {
+                outcome = Err(e);
+                break;
+            }
+        };
+        let applied = tokio::task::spawn_blocking(move || {
+            let applied = follower.apply(&checkpoint, leaves);
+            (follower, checkpoint, applied)
+        })
+        .await;
+        let (back, checkpoint, applied) = match applied {
+            Ok(done) => done,
+            Err(e) => {
+                // The follower is lost with the task; its unit was not committed.
+                fetcher.abort();
+                let reason = format!("applying a unit failed: {e}");
+                return Err((None, FollowError::Source(reason)));
+            }
+        };
+        follower = back;
+        match applied {
+            Ok(applied) => {
+                status.send_modify(|s| s.size = applied.head.size);
+                if let Some(cosign) = &opts.cosign {
+                    send_cosignature(client, &checkpoint, cosign(&checkpoint));
+                }
+            }
+            Err(e) => {
+                outcome = Err(e);
+                break;
+            }
+        }
+    }
+    fetcher.abort();
+    match outcome {
+        Ok(()) => Ok(follower),
+        Err(e) => Err((Some(follower), e)),
+    }
+}
+
+/// Sends the units from `from` up to `target` on `tx`: each ends at the largest checkpoint
+/// the source kept within [`MAX_UNIT`] entries (or at `target`).
+async fn fetch_units(
+    mut client: Client,
+    verifier: LogVerifier,
+    mut from: u64,
+    target: SignedCheckpoint,
+    tx: mpsc::Sender<Unit>,
+) {
+    while from < target.head.size {
+        let unit = async {
+            let (note, size) = if target.head.size - from <= MAX_UNIT {
+                (target.note.clone(), target.head.size)
+            } else {
+                let note = client
+                    .log
+                    .get_checkpoint(pb::GetCheckpointRequest {
+                        size: from + MAX_UNIT,
+                        at_most: true,
+                    })
+                    .await
+                    .map_err(|s| source("GetCheckpoint", &s))?
+                    .into_inner()
+                    .note;
+                match verifier.verify(&note) {
+                    // The applier refuses it with the evidence.
+                    Err(_) => return Ok((note, Vec::new())),
+                    Ok(c) if c.head.size > from && c.head.size <= target.head.size => {
+                        (note, c.head.size)
+                    }
+                    // No checkpoint kept in between: the whole way in one unit.
+                    Ok(_) => (target.note.clone(), target.head.size),
+                }
+            };
+            let leaves = entries(&mut client, from, size).await?;
+            Ok((note, leaves))
+        }
+        .await;
+        let next = match &unit {
+            Ok((_, leaves)) if !leaves.is_empty() => from + leaves.len() as u64,
+            _ => target.head.size,
+        };
+        if tx.send(unit).await.is_err() {
+            return;
+        }
+        from = next;
+    }
+}
+
+/// The entries `start..end`, from as many `GetEntries` chunks as it takes.
+async fn entries(client: &mut Client, start: u64, end: u64) -> Result<Vec<Vec<u8>>, FollowError> {
+    let mut leaves = Vec::with_capacity((end - start) as usize);
+    let mut stream = client
+        .log
+        .get_entries(pb::GetEntriesRequest { start, end })
+        .await
+        .map_err(|s| source("GetEntries", &s))?
+        .into_inner();
+    while let Some(chunk) = stream
+        .message()
+        .await
+        .map_err(|s| source("GetEntries", &s))?
+    {
+        if chunk.start != start + leaves.len() as u64 {
+            return Err(FollowError::Source(format!(
+                "GetEntries sent a chunk at {}, expected {}",
+                chunk.start,
+                start + leaves.len() as u64
+            )));
+        }
+        leaves.extend(chunk.entries);
+        if start + leaves.len() as u64 > end {
+            return Err(FollowError::Source(
+                "GetEntries sent more entries than asked".into(),
+            ));
+        }
+    }
+    if start + leaves.len() as u64 != end {
+        return Err(FollowError::Source(format!(
+            "GetEntries ended at {}, expected {end}",
+            start + leaves.len() as u64
+        )));
+    }
+    Ok(leaves)
+}
+
+/// The source's latest checkpoints: from its stream, or polled.
+struct Latest {
+    client: Client,
+    stream: Option<tonic::Streaming<pb::WatchCheckpointsResponse>>,
+    poll: Duration,
+}
+
+impl Latest {
+    /// The next latest checkpoint note: the stream's next, or a poll when the stream is
+    /// silent for `poll` or broken.
+    async fn next(&mut self) -> Result<Vec<u8>, String> {
+        if self.stream.is_none() {
+            self.stream = self
+                .client
+                .log
+                .watch_checkpoints(pb::WatchCheckpointsRequest {})
+                .await
+                .ok()
+                .map(tonic::Response::into_inner);
+        }
+        if let Some(stream) = &mut self.stream {
+            match tokio::time::timeout(self.poll, stream.message()).await {
+                Ok(Ok(Some(m))) => return Ok(m.note),
+                Ok(_) => self.stream = None,
+                Err(_) => {}
+            }
+        }
+        self.client
+            .log
+            .get_checkpoint(pb::GetCheckpointRequest {
+                size: 0,
+                at_most: false,
+            })
+            .await
+            .map(|r| r.into_inner().note)
+            .map_err(|s| format!("GetCheckpoint: {}", s.message()))
+    }
+}
+
+/// Sends a cosignature to the primary in the background; a failure is logged (the next
+/// checkpoint's cosignature supersedes it).
+fn send_cosignature(client: &Client, checkpoint: &SignedCheckpoint, line: String) {
+    let mut client = client.clone();
+    let request = pb::AddCosignatureRequest {
+        checkpoint: checkpoint.note.clone(),
+        cosignature: line,
+    };
+    tokio::spawn(async move {
+        if let Err(status) = client.log.add_cosignature(request).await {
+            tracing::debug!(code = ?status.code(), message = status.message(), "cosignature not taken");
+        }
+    });
+}
+
+/// Tells a rolled-back primary what the log had signed: the follower's latest verified
+/// checkpoint with its cosignature. A primary that sees it refuses to sign again.
+async fn tell_rolled_back(follower: &Follower, client: &Client, cosign: Option<&Cosign>) {
+    let (Some(held), Some(cosign)) = (follower.latest(), cosign) else {
+        return;
+    };
+    let mut client = client.clone();
+    let request = pb::AddCosignatureRequest {
+        checkpoint: held.note.clone(),
+        cosignature: cosign(held),
+    };
+    match client.log.add_cosignature(request).await {
+        Ok(_) => tracing::warn!("the primary took a checkpoint larger than its log"),
+        Err(s) => {
+            tracing::info!(code = ?s.code(), message = s.message(), "told the primary its log was rolled back")
+        }
+    }
+}
+
+fn source(call: &str, status: &tonic::Status) -> FollowError {
+    FollowError::Source(format!("{call}: {:?}: {}", status.code(), status.message()))
+}
+
+/// Keeps `evidence` in `dir` and logs it; returns the file's path when it could be written.
+pub fn keep_evidence(evidence: &Evidence, dir: &std::path::Path) -> Option<std::path::PathBuf> {
+    match evidence.keep(dir) {
+        Ok(path) => {
+            tracing::error!(
+                kind = evidence.kind.name(),
+                reason = %evidence.reason,
+                evidence = %path.display(),
+                "refused the source's log; stopped advancing, evidence kept"
+            );
+            Some(path)
+        }
+        Err(e) => {
+            tracing::error!(
+                kind = evidence.kind.name(),
+                reason = %evidence.reason,
+                error = %e,
+                "refused the source's log; stopped advancing, but the evidence could not be written"
+            );
+            None
+        }
+    }
+}

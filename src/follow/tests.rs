@@ -1,0 +1,215 @@
+//! The follower against a primary's store, without a network: what it applies, and what it
+//! refuses with which evidence, each checked again by `Evidence::check`.
+
+use ed25519_dalek::SigningKey;
+
+use super::*;
+use crate::genesis::{self, Founder};
+use crate::log::checkpoint::LogSigner;
+use crate::registry::{Policy, Registry, ADMIN_FRESHNESS};
+use crate::state::Caller;
+use crate::statement::{hash_submission, Signer};
+use crate::types::{HashType, MemberId, Role};
+
+const ORIGIN: &str = "follow.test/forum";
+
+fn log_key() -> SigningKey {
+    SigningKey::from_bytes(&[7; 32])
+}
+
+fn verifier() -> LogVerifier {
+    LogVerifier::new(ORIGIN, &log_key().verifying_key()).unwrap()
+}
+
+/// A primary's store with the genesis and `count` SHA-256 submissions by `alpha`, in batches
+/// of 100 (one checkpoint each).
+async fn primary(count: u64) -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let alpha = SigningKey::from_bytes(&[9; 32]);
+    let founder = Founder {
+        member_id: "alpha".into(),
+        display_name: "alpha".into(),
+        roles: vec![Role::Admin, Role::Contributor, Role::Reader],
+        cert_der: vec![1],
+        signing_key: alpha.verifying_key(),
+    };
+    let leaf = genesis::create(&log_key(), ORIGIN, &[founder], 1);
+    genesis::bootstrap(&store, &leaf, &log_key().verifying_key(), ORIGIN).unwrap();
+    let policy = Policy {
+        origin: ORIGIN.into(),
+        admin_freshness: ADMIN_FRESHNESS,
+        max_blocking: 2,
+        write_quorum: 0,
+        cosignature_timeout: std::time::Duration::ZERO,
+    };
+    let registry = Registry::start(
+        store.clone(),
+        policy,
+        LogSigner::new(ORIGIN, log_key()).unwrap(),
+    )
+    .unwrap();
+    let signer = Signer::new(ORIGIN, "alpha", alpha);
+    let caller = Caller {
+        member_id: MemberId::parse("alpha").unwrap(),
+        roles: vec![Role::Admin, Role::Contributor, Role::Reader],
+    };
+    let values: Vec<String> = (0..count)
+        .map(|n| hex::encode(crate::crypto::sha256(&n.to_be_bytes())))
+        .collect();
+    for chunk in values.chunks(100) {
+        let envelopes = chunk
+            .iter()
+            .map(|v| signer.submit(hash_submission(HashType::Sha256, v)))
+            .collect();
+        registry
+            .submit(&caller, envelopes, |i| format!("envelopes[{i}]"))
+            .await
+            .unwrap();
+    }
+    registry.close().await;
+    (dir, store)
+}
+
+fn follower() -> (tempfile::TempDir, Follower) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    (
+        dir,
+        Follower::open(store, verifier(), "test", None).unwrap(),
+    )
+}
+
+fn refused(result: Result<impl std::fmt::Debug, FollowError>) -> Evidence {
+    match result {
+        Err(FollowError::Refused(evidence)) => *evidence,
+        other => panic!("not refused: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_replays_into_the_same_log_and_views() {
+    let (_p, primary) = primary(1_000).await;
+    let (_f, mut follower) = follower();
+    let mut seen = Vec::new();
+    let applied = follower
+        .replay_copy(&primary, |size, _| seen.push(size))
+        .unwrap();
+    assert_eq!(applied, primary.size().unwrap());
+    // Every kept checkpoint of the primary is within one unit, so the units end at its last.
+    assert_eq!(seen.last(), Some(&primary.size().unwrap()));
+    let (_, note) = primary.latest_checkpoint().unwrap().unwrap();
+    assert_eq!(follower.latest().unwrap().note, note);
+    let value = hex::encode(crate::crypto::sha256(&7u64.to_be_bytes()));
+    let hash = crate::types::ContentHash::parse(HashType::Sha256, &value).unwrap();
+    assert_eq!(
+        follower.store().records(&[&hash]).unwrap(),
+        primary.records(&[&hash]).unwrap()
+    );
+    // Examining the same checkpoint again asks for nothing.
+    assert!(follower.examine_latest(&note).unwrap().is_none());
+    // A reopened follower resumes from the verified size.
+    let store = follower.store().clone();
+    drop(follower);
+    let reopened = Follower::open(store, verifier(), "test", None).unwrap();
+    assert_eq!(reopened.size(), applied);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampered_entry_or_root_is_refused_and_nothing_is_written() {
+    let (_p, primary) = primary(300).await;
+    let (_f, mut follower) = follower();
+    let latest = verifier()
+        .verify(&primary.latest_checkpoint().unwrap().unwrap().1)
+        .unwrap();
+    let mut leaves = primary.entry_range(0, latest.head.size).unwrap();
+
+    // A signature byte changed: the entry is refused, with the key it failed.
+    let mut entry = StoredEntry::decode(&leaves[42]).unwrap();
+    entry.envelope.signatures[0].sig[3] ^= 0x10;
+    let good = std::mem::replace(
+        &mut leaves[42],
+        prost::Message::encode_to_vec(&crate::pb::LogEntry {
+            envelope: Some(entry.envelope),
+            sequenced_at_unix_ms: entry.sequenced_at_unix_ms,
+            relayed_by: entry.relayed_by,
+        }),
+    );
+    let evidence = refused(follower.apply(&latest, leaves.clone()));
+    assert_eq!(
+        (evidence.kind, evidence.bad_index),
+        (EvidenceKind::BadEntry, Some(42))
+    );
+    assert!(evidence
+        .check(&verifier())
+        .unwrap()
+        .contains("does not verify"));
+    assert_eq!(follower.store().size().unwrap(), 0, "nothing written");
+
+    // Two entries of one group swapped: each verifies, but the tree is not the signed one.
+    leaves[42] = good;
+    leaves.swap(50, 51);
+    let evidence = refused(follower.apply(&latest, leaves.clone()));
+    assert_eq!(evidence.kind, EvidenceKind::RootMismatch);
+    assert!(evidence
+        .check(&verifier())
+        .unwrap()
+        .starts_with("root mismatch"));
+    leaves.swap(50, 51);
+    follower.apply(&latest, leaves).unwrap();
+    assert_eq!(follower.size(), latest.head.size);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forks_rollbacks_and_bad_checkpoints_are_refused_with_proof() {
+    let (_p, primary) = primary(300).await;
+    let (_f, mut follower) = follower();
+    follower.replay_copy(&primary, |_, _| {}).unwrap();
+    let size = follower.size();
+    let signer = LogSigner::new(ORIGIN, log_key()).unwrap();
+
+    // Same size, another root: the log key signed two histories.
+    let other = signer.sign(TreeHead {
+        size,
+        root: crate::log::tree::Hash([1; 32]),
+    });
+    let evidence = refused(follower.examine_latest(&other.note));
+    assert_eq!(evidence.kind, EvidenceKind::Fork);
+    assert!(evidence.check(&verifier()).unwrap().starts_with("fork"));
+
+    // Smaller, and a prefix of the verified log: rolled back.
+    let (at, older) = primary.checkpoint_at_most(size - 1).unwrap().unwrap();
+    assert!(at < size);
+    let evidence = refused(follower.examine_latest(&older));
+    assert_eq!(evidence.kind, EvidenceKind::Rollback);
+    assert!(evidence.check(&verifier()).unwrap().starts_with("rollback"));
+
+    // Smaller, with a root the verified log does not have there: a fork.
+    let forked = signer.sign(TreeHead {
+        size: at,
+        root: crate::log::tree::Hash([2; 32]),
+    });
+    let evidence = refused(follower.examine_latest(&forked.note));
+    assert_eq!(evidence.kind, EvidenceKind::Fork);
+    assert!(evidence
+        .check(&verifier())
+        .unwrap()
+        .contains("also a checkpoint"));
+
+    // Signed by another key.
+    let stranger = LogSigner::new(ORIGIN, SigningKey::from_bytes(&[8; 32])).unwrap();
+    let bad = stranger.sign(TreeHead {
+        size: size + 5,
+        root: crate::log::tree::Hash([3; 32]),
+    });
+    let evidence = refused(follower.examine_latest(&bad.note));
+    assert_eq!(evidence.kind, EvidenceKind::BadCheckpoint);
+    assert!(evidence.check(&verifier()).is_ok());
+
+    // Evidence that proves nothing is refused by `check`: a rollback note that is the
+    // held one.
+    let mut forged = refused(follower.examine_latest(&older));
+    forged.served = follower.latest().unwrap().text().to_owned();
+    assert!(forged.check(&verifier()).is_err());
+    assert_eq!(follower.size(), size, "nothing changed");
+}
