@@ -3,6 +3,7 @@
 mod admin;
 pub mod bench;
 pub mod bench_pdq;
+pub mod export;
 pub mod feedback;
 pub mod hash;
 pub mod identity;
@@ -10,6 +11,7 @@ pub mod incident;
 pub mod init;
 mod input;
 pub mod key;
+pub mod local;
 pub mod log;
 pub mod lookup;
 pub mod matching;
@@ -71,6 +73,8 @@ pub enum Command {
     Log(log::LogArgs),
     /// Check receipts and whole logs offline, with the forum's verifier key alone.
     Verify(verify::VerifyArgs),
+    /// Write the live hashes of a local copy of the registry for another matcher (pytx).
+    Export(export::ExportArgs),
     /// Measure ingest and lookup throughput against an in-process server.
     Bench(bench::BenchArgs),
 }
@@ -123,6 +127,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Provenance(args) => provenance::run(args).await,
         Command::Log(args) => log::run(args).await,
         Command::Verify(args) => verify::run(&args),
+        Command::Export(args) => export::run(&args),
         Command::Bench(args) => bench::run(args).await,
     }
 }
