@@ -7,7 +7,7 @@
 //! cover exactly its entries (a sync copy always does). The registry's services then run over
 //! an in-memory connection, as a reader: no network, no certificates.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context;
 use hyper_util::rt::TokioIo;
@@ -25,16 +25,6 @@ use crate::state::Caller;
 use crate::storage::Store;
 use crate::types::{MemberId, Role};
 
-/// The directory holding a local copy's database: `DIR/db` when it exists, else `DIR`.
-pub fn database(dir: &Path) -> PathBuf {
-    let db = dir.join("db");
-    if db.is_dir() {
-        db
-    } else {
-        dir.to_owned()
-    }
-}
-
 /// The verifier key of a local copy: `DIR/forum.vkey`.
 ///
 /// # Errors
@@ -51,6 +41,33 @@ pub fn verifier(dir: &Path) -> anyhow::Result<LogVerifier> {
     LogVerifier::from_vkey(&text).with_context(|| path.display().to_string())
 }
 
+/// Opens a local copy of the registry read-only: `dir/db` when that directory exists, else
+/// `dir` itself (a server's data directory).
+///
+/// # Errors
+/// When the directory does not exist, holds no RocksDB database, or holds one that is not a
+/// registry's or that RocksDB cannot open; each message names the path.
+pub fn open_store(dir: &Path) -> anyhow::Result<Store> {
+    let nested = dir.join("db");
+    let db = if nested.is_dir() {
+        nested
+    } else {
+        dir.to_owned()
+    };
+    if !db.is_dir() {
+        anyhow::bail!("{}: no such directory", db.display());
+    }
+    // RocksDB's marker file: without it the directory is empty or something else.
+    if !db.join("CURRENT").is_file() {
+        anyhow::bail!(
+            "{} holds no registry database (expected DIR/db, as `hashforum sync --out DIR` \
+             writes it, or a server's data directory)",
+            db.display()
+        );
+    }
+    Store::open_read_only(&db).with_context(|| format!("opening {} read-only", db.display()))
+}
+
 /// Opens the local copy in `dir` and serves it in process; returns a client of it. The server
 /// runs on the current runtime until the client and its clones are dropped.
 ///
@@ -58,22 +75,14 @@ pub fn verifier(dir: &Path) -> anyhow::Result<LogVerifier> {
 /// When `dir` holds no verified copy of the log.
 pub async fn open(dir: &Path) -> anyhow::Result<Client> {
     let verifier = verifier(dir)?;
-    let db = database(dir);
-    if !db.join("CURRENT").is_file() {
-        anyhow::bail!(
-            "{}: no local copy here (make one with `hashforum sync --out {}`)",
-            db.display(),
-            dir.display()
-        );
-    }
-    let store = Store::open_read_only(&db).with_context(|| db.display().to_string())?;
+    let store = open_store(dir)?;
     let latest = {
         let follower = Follower::open(store.clone(), verifier.clone(), "local", None)
-            .with_context(|| format!("{}: not a verified copy", db.display()))?;
+            .with_context(|| format!("{}: not a verified copy", dir.display()))?;
         follower.latest().cloned().with_context(|| {
             format!(
                 "{}: the copy holds no verified checkpoint yet",
-                db.display()
+                dir.display()
             )
         })?
     };
@@ -121,4 +130,53 @@ pub async fn open(dir: &Path) -> anyhow::Result<Client> {
         }))
         .await?;
     Ok(Client::from_channel(channel))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(dir: &Path) -> String {
+        format!("{:#}", open_store(dir).err().expect("refused"))
+    }
+
+    /// A missing or empty directory, or a foreign RocksDB database, is refused with its path.
+    #[test]
+    fn refuses_what_is_not_a_registry_copy() {
+        let tmp = tempfile::tempdir().unwrap();
+        let missing = tmp.path().join("nowhere");
+        assert_eq!(
+            error(&missing),
+            format!("{}: no such directory", missing.display())
+        );
+        let empty = error(tmp.path());
+        assert!(
+            empty.starts_with(&format!(
+                "{} holds no registry database",
+                tmp.path().display()
+            )),
+            "{empty}"
+        );
+        let foreign = tmp.path().join("foreign");
+        let mut opts = rocksdb::Options::default();
+        opts.create_if_missing(true);
+        drop(rocksdb::DB::open(&opts, &foreign).unwrap());
+        let msg = error(&foreign);
+        assert!(
+            msg.starts_with(&format!("opening {} read-only: ", foreign.display()))
+                && msg.contains("not a registry database"),
+            "{msg}"
+        );
+    }
+
+    /// `DIR/db` is preferred to `DIR`; a data directory itself opens too.
+    #[test]
+    fn opens_dir_db_or_dir() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        drop(Store::open(&data).unwrap());
+        assert_eq!(open_store(&data).unwrap().size().unwrap(), 0);
+        drop(Store::open(&tmp.path().join("db")).unwrap());
+        assert_eq!(open_store(tmp.path()).unwrap().size().unwrap(), 0);
+    }
 }

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod bench_pdq;
 pub mod bench_sync;
 pub mod bootstrap;
+pub mod export;
 pub mod feedback;
 pub mod hash;
 pub mod identity;
@@ -81,6 +82,8 @@ pub enum Command {
     Status(status::StatusArgs),
     /// Start a new replica from a copied data directory, replayed and verified.
     Bootstrap(bootstrap::BootstrapArgs),
+    /// Write the live hashes of a local copy of the registry for another matcher (pytx).
+    Export(export::ExportArgs),
     /// Measure ingest and lookup throughput against an in-process server.
     Bench(bench::BenchArgs),
 }
@@ -136,6 +139,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sync(args) => sync::run(args).await,
         Command::Status(args) => status::run(args).await,
         Command::Bootstrap(args) => bootstrap::run(args).await,
+        Command::Export(args) => export::run(&args),
         Command::Bench(args) => bench::run(args).await,
     }
 }

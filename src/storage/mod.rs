@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::log::tree::{Hash, HashReader};
-use crate::types::{ContentHash, LeafHash, StatementDigest};
+use crate::types::{ContentHash, HashType, LeafHash, StatementDigest};
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, Options, WriteBatch,
     WriteOptions, DB,
@@ -115,12 +115,22 @@ impl Store {
     /// what offline verification reads.
     ///
     /// # Errors
-    /// When there is no database in `dir`, or RocksDB cannot open it.
+    /// When there is no database in `dir`, RocksDB cannot open it, or it is not a registry's
+    /// (it lacks one of the column families that every version has).
     pub fn open_read_only(dir: &Path) -> Result<Self, StorageError> {
         let opts = Options::default();
         // A database written by an earlier version lacks the newest views (`pdq`), which a
         // server creates when it next opens it; what reads them needs a writable store.
         let present = DB::list_cf(&opts, dir)?;
+        // Every version has these: a database without one is not a registry's (and `cf` would
+        // panic at the first read of it).
+        let first = [CF_ENTRIES, CF_DEDUP, CF_RECORDS, CF_MEMBERS, CF_META];
+        if let Some(missing) = first.iter().find(|cf| !present.iter().any(|p| p == *cf)) {
+            return Err(corrupt(
+                missing,
+                "not a registry database: no such column family",
+            ));
+        }
         let cfs = ALL_CFS.iter().filter(|cf| present.iter().any(|p| p == *cf));
         let db = DB::open_cf_for_read_only(&opts, dir, cfs, false)?;
         Ok(Self { db: Arc::new(db) })
@@ -287,16 +297,38 @@ impl Store {
         &self,
         mut each: impl FnMut(&[u8; 32], &[u8]) -> Result<(), StorageError>,
     ) -> Result<(), StorageError> {
-        let tag = [crate::types::HashType::Pdq.tag()];
-        let mode = rocksdb::IteratorMode::From(&tag, rocksdb::Direction::Forward);
-        for item in self.db.iterator_cf(self.cf(CF_RECORDS), mode) {
-            let (key, value) = item?;
-            let Some(bits) = key.strip_prefix(&tag) else {
-                break;
-            };
+        self.each_record_of(HashType::Pdq, |bits, record| {
+            // `each_record_of` checked the length: a PDQ key holds 32 bytes.
             let bits = <[u8; 32]>::try_from(bits)
                 .map_err(|_| corrupt(CF_RECORDS, "a PDQ key is not 32 bytes"))?;
-            each(&bits, &value)?;
+            each(&bits, record)
+        })
+    }
+
+    /// Calls `each` with every hash record of `hash_type` (the hash's raw bytes, the stored
+    /// record bytes), in hash order, one at a time from a RocksDB iterator: nothing is
+    /// collected. Called for each type of `HashType::ALL` in turn, it visits every record in
+    /// key order.
+    ///
+    /// # Errors
+    /// When RocksDB fails, a key is not as long as the type's hashes, or `each` fails.
+    pub fn each_record_of<E: From<StorageError>>(
+        &self,
+        hash_type: HashType,
+        mut each: impl FnMut(&[u8], &[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let tag = [hash_type.tag()];
+        let mode = rocksdb::IteratorMode::From(&tag, rocksdb::Direction::Forward);
+        for item in self.db.iterator_cf(self.cf(CF_RECORDS), mode) {
+            let (key, value) = item.map_err(StorageError::from)?;
+            let Some(bytes) = key.strip_prefix(&tag) else {
+                break;
+            };
+            if bytes.len() != hash_type.byte_len() {
+                let reason = format!("a {hash_type} key is not {} bytes", hash_type.byte_len());
+                return Err(corrupt(CF_RECORDS, &reason).into());
+            }
+            each(bytes, &value)?;
         }
         Ok(())
     }

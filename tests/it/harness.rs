@@ -622,6 +622,20 @@ pub(crate) fn run_with_timeout(mut cmd: Command, stdin: &[u8], timeout: Duration
     }
 }
 
+/// The Python of the test suite's virtual environment, which `deploy/setup.sh --test` makes
+/// (`HASHFORUM_PYENV`, or `/var/tmp/hashforum-pyenv`); fails the test when it is missing.
+pub(crate) fn pyenv_python() -> PathBuf {
+    let pyenv = std::env::var_os("HASHFORUM_PYENV")
+        .map_or_else(|| PathBuf::from("/var/tmp/hashforum-pyenv"), PathBuf::from);
+    let python = pyenv.join("bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run `bash deploy/setup.sh --test` first",
+        python.display()
+    );
+    python
+}
+
 /// Sends a signal (`TERM`, `KILL`) to a process; false if there was no such process.
 pub(crate) fn signal(pid: u32, name: &str) -> bool {
     Command::new("kill")

@@ -13,7 +13,9 @@ use hashforum::pb;
 use hashforum::statement::hash_submission;
 use hashforum::types::HashType;
 
-use crate::harness::{run_with_timeout, sha256_value, submit_all, TestServer, CHILD_TIMEOUT};
+use crate::harness::{
+    pyenv_python, run_with_timeout, sha256_value, submit_all, TestServer, CHILD_TIMEOUT,
+};
 
 /// Builds the Go verifier against the Debian packages' sources (GOPATH mode, offline).
 fn build_go_verifier(out: &Path) -> PathBuf {
@@ -204,15 +206,7 @@ fn server_head(note: &[u8]) -> (u64, String) {
 /// returns its record, and a bad value is refused with the field in the message.
 #[tokio::test(flavor = "multi_thread")]
 async fn python_grpcio_matches_and_looks_up_from_the_protos() {
-    let pyenv = std::env::var_os("HASHFORUM_PYENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/tmp/hashforum-pyenv"));
-    let python = pyenv.join("bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run `bash deploy/setup.sh --test` first",
-        python.display()
-    );
+    let python = pyenv_python();
     let server = TestServer::start(&["alpha"]).await;
     let mut client = server.client("alpha").await;
     let stored = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22";
