@@ -380,7 +380,9 @@ impl Follower {
         finished
             .batch
             .put_checkpoint(checkpoint.head.size, &checkpoint.note);
+        // A follower's store is built from entry 0 by this code, PDQ view included.
         finished.batch.put_verified_copy();
+        finished.batch.put_pdq_view_filled();
         self.store.commit(finished.batch)?;
         self.frontier = finished.frontier;
         self.last_ms = last_ms;
