@@ -7,7 +7,8 @@
 //! DIR/server/log.key, log.pub           the forum's Ed25519 log key
 //! DIR/server/genesis.entry              entry 0, signed by the log key
 //! DIR/identities/NAME/                  one identity per member (dev forums)
-//! DIR/replica-N/hashforum.toml           a replica's config, certificate and key (dev, `--replicas`)
+//! DIR/replica-N/hashforum.toml           a replica's config, certificate and key (dev, `--replicas`),
+//! DIR/replica-N/cosigner.vkey            and the verifier key of its cosignatures
 //! ```
 
 use std::net::SocketAddr;
@@ -146,6 +147,14 @@ fn write_dev_replica(spec: &ForumSpec, ca: &Ca, name: &str, i: u16) -> anyhow::R
         limits: Limits::default(),
     };
     std::fs::write(dir.join("hashforum.toml"), render_config(&config))?;
+    // What members pass to `verify --witness` to require this replica's cosignature.
+    let key = Identity::load(&spec.dir.join("identities").join(name))?
+        .signing_key
+        .verifying_key();
+    let vkey = crate::log::cosignature::WitnessVerifier::new(name, &key)
+        .map_err(|e| anyhow::anyhow!("{name}'s cosigner key: {e}"))?
+        .vkey();
+    std::fs::write(dir.join("cosigner.vkey"), format!("{vkey}\n"))?;
     Ok(())
 }
 

@@ -170,7 +170,27 @@ impl Registry {
         let needed = checkpoint.head.size;
         let mut told = self.cosigned_sizes.subscribe();
         let deadline = tokio::time::Instant::now() + self.policy.cosignature_timeout;
-        while self.held().held_by(k) < needed {
+        // Once k replicas hold the entries, wait a little more for k cosignatures on one
+        // checkpoint (replicas that cosigned different sizes converge on the next one).
+        let mut settle: Option<tokio::time::Instant> = None;
+        loop {
+            let (held, common) = {
+                let held = self.held();
+                (held.held_by(k), held.cosigned_from(needed, k).is_some())
+            };
+            if common {
+                break;
+            }
+            if held >= needed {
+                let until = *settle.get_or_insert_with(|| {
+                    tokio::time::Instant::now() + std::time::Duration::from_millis(200)
+                });
+                tokio::select! {
+                    changed = told.changed() => if changed.is_err() { break },
+                    () = tokio::time::sleep_until(until.min(deadline)) => break,
+                }
+                continue;
+            }
             tokio::select! {
                 changed = told.changed() => if changed.is_err() { break },
                 () = tokio::time::sleep_until(deadline) => {

@@ -14,7 +14,8 @@ use hashforum::types::HashType;
 use tonic::Code;
 
 use crate::harness::{
-    assert_refused, lookup, sha256_value, signed, submission, submit, submit_all, TestServer,
+    assert_refused, lookup, sha256_value, signed, submission, submit, submit_all, ServeProcess,
+    TestServer, CHILD_TIMEOUT,
 };
 
 /// How long a replica may take to show what the primary committed.
@@ -187,7 +188,7 @@ async fn replicas_follow_within_a_second_and_answer_like_the_primary() {
     drop(replicas);
 }
 
-/// A replica started after 100,000 entries catches up from entry 0; one stopped in the middle
+/// A replica started after 100,000 entries catches up from entry 0; one killed in the middle
 /// of a catch-up starts again from what it verified; both follow the primary across its
 /// restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -198,11 +199,16 @@ async fn replicas_catch_up_from_zero_resume_and_survive_a_primary_restart() {
     let size = status(&mut p).await.size;
     assert!(size > 100_000);
 
-    // Replica 2 is stopped in the middle of its catch-up and started again.
-    let mut interrupted = primary.start_replica(2);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    interrupted.stop().await;
-    let held = Store::open(&interrupted.data_dir())
+    // Replica 2 runs as a process of its own, killed (SIGKILL) in the middle of its catch-up.
+    let config = primary.dir().join("replica-2/hashforum.toml");
+    let mut file = hashforum::config::FileConfig::read(&config).unwrap();
+    file.replica.as_mut().unwrap().primary = primary.addr.clone();
+    std::fs::write(&config, toml::to_string(&file).unwrap()).unwrap();
+    let mut process = ServeProcess::start(&config).unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    process.signal("KILL");
+    tokio::task::block_in_place(|| process.wait(CHILD_TIMEOUT));
+    let held = Store::open(&primary.dir().join("replica-2/data"))
         .unwrap()
         .size()
         .unwrap();
@@ -216,7 +222,8 @@ async fn replicas_catch_up_from_zero_resume_and_survive_a_primary_restart() {
     let ours = status(&mut p).await.checkpoint;
     assert_eq!(checkpoint_body(&theirs), checkpoint_body(&ours));
 
-    interrupted.start_again();
+    // Started again (in process here), it resumes from what it verified.
+    let interrupted = primary.start_replica(2);
     let mut i = interrupted.client("alpha").await;
     assert!(status(&mut i).await.size >= held);
     wait_for_size(&mut i, size, CATCH_UP_WITHIN).await;
@@ -380,4 +387,61 @@ pub(crate) fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
             std::fs::copy(entry.path(), target).unwrap();
         }
     }
+}
+
+/// With `[primary] write-quorum = 2`, a write is answered only once both replicas hold it,
+/// and its receipt's checkpoint carries both cosignatures. Without replicas it times out as
+/// `UNAVAILABLE`, appended all the same: resubmitted later, it gets its original receipt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_quorum_waits_for_the_replicas_and_receipts_carry_their_cosignatures() {
+    let mut primary = TestServer::start_with_replicas(&["alpha"], 2).await;
+    primary.stop().await;
+    let config = primary.dir().join("server/hashforum.toml");
+    let mut file = hashforum::config::FileConfig::read(&config).unwrap();
+    file.primary = Some(hashforum::config::PrimaryOptions {
+        write_quorum: 2,
+        cosignature_timeout: Duration::from_secs(1),
+    });
+    std::fs::write(&config, toml::to_string(&file).unwrap()).unwrap();
+    primary.start_again();
+    let mut p = primary.client("alpha").await;
+    let alpha = primary.identity("alpha");
+    let first = signed(
+        &alpha,
+        &submission("alpha", HashType::Sha256, &sha256_value(1)),
+    );
+    let err = submit(&mut p, first.clone()).await.unwrap_err();
+    assert_refused(&err, Code::Unavailable, "COSIGNATURE_TIMEOUT");
+
+    let replicas = [primary.start_replica(1), primary.start_replica(2)];
+    let witnesses: Vec<WitnessVerifier> = ["replica-1", "replica-2"]
+        .iter()
+        .map(|name| {
+            let vkey = std::fs::read_to_string(primary.dir().join(name).join("cosigner.vkey"));
+            WitnessVerifier::from_vkey(&vkey.unwrap()).unwrap()
+        })
+        .collect();
+    let started = Instant::now();
+    let receipt = loop {
+        match submit(&mut p, first.clone()).await {
+            Ok(receipt) => break receipt,
+            Err(e) if e.code() == Code::Unavailable && started.elapsed() < CATCH_UP_WITHIN => {}
+            Err(e) => panic!("{e:?}"),
+        }
+    };
+    assert!(receipt.duplicate, "appended once, by the first call");
+    let cosigned = |receipt: &pb::Receipt| {
+        let parsed = hashforum::log::proof::Receipt::parse(&receipt.tlog_proof).unwrap();
+        hashforum::log::cosignature::quorum(&parsed.checkpoint, &witnesses, 2)
+    };
+    assert_eq!(cosigned(&receipt).unwrap().len(), 2);
+
+    let second = signed(
+        &alpha,
+        &submission("alpha", HashType::Sha256, &sha256_value(2)),
+    );
+    let receipt = submit(&mut p, second).await.unwrap();
+    assert!(!receipt.duplicate);
+    assert_eq!(cosigned(&receipt).unwrap().len(), 2);
+    drop(replicas);
 }
