@@ -27,16 +27,17 @@ fi
 command -v cargo >/dev/null 2>&1 || { echo "setup: cargo not found; install Rust (rustup)" >&2; exit 1; }
 
 # With --test: from PyPI, pinned, in a virtual environment outside the clone, what the test
-# suite runs as a member would: grpcio and grpcio-tools (a client built from proto/ alone), and
-# Meta's python-threatexchange with everything it pulls in (faiss-cpu is its PDQ index), which
-# loads and matches `hashforum export --format pytx` files.
+# suite runs as a member would: grpcio and grpcio-tools (a client built from proto/ alone),
+# cryptography (a stock Ed25519 verifier of cosignatures), and Meta's python-threatexchange with
+# everything it pulls in (faiss-cpu is its PDQ index), which loads and matches
+# `hashforum export --format pytx` files.
 if [ "${1:-}" = "--test" ]; then
   pyenv="${HASHFORUM_PYENV:-/var/tmp/hashforum-pyenv}"
   pip=("$pyenv/bin/pip" install -q --disable-pip-version-check)
   [ -x "$pyenv/bin/python" ] || python3 -m venv "$pyenv"
-  if ! "$pyenv/bin/python" -c 'import grpc, grpc_tools' >/dev/null 2>&1; then
-    echo "setup: installing grpcio and grpcio-tools in $pyenv" >&2
-    "${pip[@]}" grpcio==1.85.3 grpcio-tools==1.85.1
+  if ! "$pyenv/bin/python" -c 'import grpc, grpc_tools, cryptography' >/dev/null 2>&1; then
+    echo "setup: installing grpcio, grpcio-tools and cryptography in $pyenv" >&2
+    "${pip[@]}" grpcio==1.85.3 grpcio-tools==1.85.1 cryptography==48.0.0
   fi
   if ! "$pyenv/bin/python" -c 'import threatexchange.signal_type.pdq.signal' >/dev/null 2>&1; then
     echo "setup: installing threatexchange in $pyenv" >&2

@@ -475,3 +475,6 @@ pub fn quorum(
     }
     Ok(names)
 }
+
+#[cfg(test)]
+mod tests;

@@ -9,8 +9,8 @@
 //! ```
 //!
 //! Pure: no storage, no I/O. Beside it, also pure and shared by the server, the CLI's `verify`
-//! and replicas: the Merkle tree ([`tree`]), checkpoints ([`checkpoint`]) and receipts
-//! ([`proof`]).
+//! and replicas: the Merkle tree ([`tree`]), checkpoints ([`checkpoint`]), witnesses'
+//! cosignatures of them ([`cosignature`]) and receipts ([`proof`]).
 
 pub mod checkpoint;
 pub mod cosignature;

@@ -1078,6 +1078,222 @@ async fn receipts_and_logs_verify_offline_through_the_cli() {
     assert!(!other.status.success());
 }
 
+/// `verify --witness --quorum`: a real receipt whose checkpoint carries two cosignatures
+/// (made here with `Cosigner`) verifies with a quorum of them and lists who cosigned and when;
+/// an unmet quorum, a bad cosignature or none at all fail with exit 1 and the count; a
+/// checkpoint alone is checked the same way.
+#[tokio::test(flavor = "multi_thread")]
+async fn witness_quorums_verify_through_the_cli() {
+    use hashforum::log::checkpoint::LogVerifier;
+    use hashforum::log::cosignature::{with_lines, Cosigner};
+    use hashforum::log::proof::Receipt;
+
+    let server = TestServer::start(&["alpha"]).await;
+    let vkey = server.dir().join("forum.vkey");
+    let out = tempfile::tempdir().unwrap();
+    let path = |name: &str| out.path().join(name).to_str().unwrap().to_owned();
+    let write = |name: &str, bytes: &[u8]| {
+        std::fs::write(path(name), bytes).unwrap();
+        path(name)
+    };
+    let receipt = path("one.tlog-proof");
+    ok(&hf(
+        &server,
+        "alpha",
+        &[
+            "submit",
+            "--type",
+            "sha256",
+            "--value",
+            &sha256_value(1),
+            "--receipt",
+            &receipt,
+        ],
+        "",
+    ));
+    let entry = path("one.entry");
+    let mut parsed = Receipt::parse(&std::fs::read(&receipt).unwrap()).unwrap();
+    let checkpoint = LogVerifier::from_vkey(&std::fs::read_to_string(&vkey).unwrap())
+        .unwrap()
+        .verify(&parsed.checkpoint)
+        .unwrap();
+    let witness = |n: u8| {
+        Cosigner::new(
+            &format!("replica{n}.forum.example/witness"),
+            ed25519_dalek::SigningKey::from_bytes(&[n; 32]),
+        )
+        .unwrap()
+    };
+    let (w1, w2, w3) = (witness(1), witness(2), witness(3));
+    let note = with_lines(
+        &parsed.checkpoint,
+        &[
+            w1.cosign(&checkpoint, 1_764_300_000),
+            w2.cosign(&checkpoint, 1_764_300_060),
+        ],
+    );
+    parsed.checkpoint.clone_from(&note);
+    let cosigned = write("cosigned.tlog-proof", &parsed.encode());
+    let note_file = write("cosigned.note", &note);
+    let w1_file = write("w1.vkey", format!("{}\n", w1.vkey()).as_bytes());
+    let w3_file = write("w3.vkey", w3.vkey().as_bytes());
+    let w2_text = w2.vkey();
+    let verify = |what: &[&str], extra: &[&str]| {
+        let mut cmd = hashforum_bin();
+        cmd.args(["verify", "--vkey", vkey.to_str().unwrap()])
+            .args(what)
+            .args(extra)
+            .env("RUST_LOG", "off");
+        run_with_timeout(cmd, b"", CHILD_TIMEOUT)
+    };
+    let with_receipt = ["--receipt", cosigned.as_str(), "--entry", entry.as_str()];
+    let all = [
+        "--witness",
+        w1_file.as_str(),
+        "--witness",
+        w2_text.as_str(),
+        "--witness",
+        w3_file.as_str(),
+    ];
+
+    // Two of three, with --quorum 2: verified, and who cosigned when.
+    let two_of_three = [&all[..], &["--quorum", "2"]].concat();
+    let text = ok(&verify(&with_receipt, &two_of_three));
+    let mut lines = text.lines();
+    assert!(
+        lines.next().unwrap().starts_with("verified: entry 1 "),
+        "{text}"
+    );
+    assert_eq!(
+        lines.next().unwrap(),
+        "cosigned by 2 of 3 witnesses (2 required): replica1.forum.example/witness at \
+         2025-11-28T03:20:00Z, replica2.forum.example/witness at 2025-11-28T03:21:00Z"
+    );
+    let v = json(&verify(
+        &with_receipt,
+        &[&two_of_three[..], &["--json"]].concat(),
+    ));
+    assert_eq!(v["verified"], true);
+    assert_eq!(v["log_index"], 1);
+    assert_eq!(v["witnesses"]["required"], 2);
+    assert_eq!(v["witnesses"]["given"], 3);
+    assert_eq!(
+        v["witnesses"]["cosigned"],
+        serde_json::json!([
+            {"name": "replica1.forum.example/witness", "time": 1_764_300_000u64, "at": "2025-11-28T03:20:00Z"},
+            {"name": "replica2.forum.example/witness", "time": 1_764_300_060u64, "at": "2025-11-28T03:21:00Z"},
+        ])
+    );
+    // Without --witness the cosigned receipt verifies as before; --witness once and a repeat of
+    // one witness need that one.
+    let v = json(&verify(&with_receipt, &["--json"]));
+    assert_eq!(v["verified"], true);
+    assert!(v["witnesses"].is_null());
+    ok(&verify(
+        &with_receipt,
+        &["--witness", &w2_text, "--witness", &w2_text],
+    ));
+
+    // All three (the default quorum), or --quorum 3: not verified, exit 1, with the count.
+    let missing = verify(&with_receipt, &all);
+    assert_eq!(missing.status.code(), Some(1), "{missing:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&missing.stdout),
+        "NOT verified: checkpoint cosignatures: 2 of 3 witnesses cosigned the checkpoint \
+         (replica1.forum.example/witness, replica2.forum.example/witness), 3 required\n"
+    );
+    let v = failed_json(&verify(
+        &with_receipt,
+        &[&all[..], &["--quorum", "3", "--json"]].concat(),
+    ));
+    assert_eq!(v["verified"], false);
+    assert!(v["reason"].as_str().unwrap().contains("2 of 3"), "{v}");
+    // The receipt as the server wrote it carries no cosignature.
+    let plain = verify(
+        &["--receipt", &receipt, "--entry", &entry],
+        &["--witness", &w1_file],
+    );
+    assert_eq!(plain.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&plain.stdout).contains("0 of 1 witnesses"));
+    // A cosignature by witness 3 of another checkpoint fails the receipt, whatever the quorum.
+    let other = hashforum::log::checkpoint::SignedCheckpoint {
+        head: checkpoint.head,
+        note: String::from_utf8(checkpoint.note.clone())
+            .unwrap()
+            .replacen('\n', "x\n", 1)
+            .into_bytes(),
+    };
+    parsed.checkpoint = with_lines(&note, &[w3.cosign(&other, 1_764_300_000)]);
+    let bad = write("bad.tlog-proof", &parsed.encode());
+    let out3 = verify(
+        &["--receipt", &bad, "--entry", &entry],
+        &[&all[..], &["--quorum", "1"]].concat(),
+    );
+    assert_eq!(out3.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out3.stdout).contains("does not verify"),
+        "{out3:?}"
+    );
+
+    // A checkpoint alone.
+    let text = ok(&verify(
+        &["--checkpoint", &note_file],
+        &["--witness", &w1_file, "--witness", &w2_text],
+    ));
+    assert!(
+        text.starts_with("verified: the checkpoint of hashforum.dev/forum at tree size "),
+        "{text}"
+    );
+    assert!(
+        text.contains("cosigned by 2 of 2 witnesses (2 required)"),
+        "{text}"
+    );
+    let v = failed_json(&verify(
+        &["--checkpoint", &note_file],
+        &["--witness", &w3_file, "--json"],
+    ));
+    assert_eq!(
+        v["reason"],
+        "checkpoint cosignatures: 0 of 1 witnesses cosigned the checkpoint (none), 1 required"
+    );
+
+    // Usage errors: a quorum above the witnesses given, a bad vkey, --checkpoint alone without
+    // --witness, --witness with a log replay.
+    for (what, extra, expected) in [
+        (
+            &with_receipt[..],
+            &["--witness", w1_file.as_str(), "--quorum", "2"][..],
+            "--quorum 2",
+        ),
+        (
+            &with_receipt[..],
+            &["--witness", "nonsense"][..],
+            "--witness nonsense",
+        ),
+        (
+            &with_receipt[..],
+            &["--witness", vkey.to_str().unwrap()][..],
+            "0x01",
+        ),
+        (
+            &["--checkpoint", note_file.as_str()][..],
+            &[][..],
+            "--witness",
+        ),
+        (
+            &["--data", note_file.as_str()][..],
+            &["--witness", w1_file.as_str()][..],
+            "--witness",
+        ),
+    ] {
+        let out = verify(what, extra);
+        assert!(!out.status.success(), "{out:?}");
+        assert!(out.stdout.is_empty(), "{out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(expected), "{expected}: {err}");
+    }
+}
+
 /// Opinions, retractions, withdrawals and incidents with the CLI: each prints its log index,
 /// lookups show status, tallies, opinions, retractions, withdrawal and incident, refusals are
 /// one line with the code and reason.

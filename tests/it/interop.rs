@@ -2,7 +2,8 @@
 //! `sumdb/tlog` (Debian's `golang-go` and `golang-golang-x-mod-dev`, installed by
 //! `deploy/setup.sh --test`) check our checkpoints, receipts and consistency proofs, and refuse
 //! tampered ones. The Go program is `tests/interop/sumdb_verify.go`. A Python client built
-//! from `proto/` alone (`tests/interop/grpc_client.py`) calls the server over mTLS.
+//! from `proto/` alone (`tests/interop/grpc_client.py`) calls the server over mTLS, and
+//! Python's stock `cryptography` checks our cosignatures (`tests/interop/cosignature_verify.py`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -248,4 +249,97 @@ async fn python_grpcio_matches_and_looks_up_from_the_protos() {
     assert_eq!(v["refused"]["code"], "INVALID_ARGUMENT");
     let details = v["refused"]["details"].as_str().unwrap();
     assert!(details.starts_with("queries[0].value: "), "{details}");
+}
+
+/// Cosignatures of a real checkpoint, made with `Cosigner`, verify with Python's stock
+/// `cryptography` Ed25519 and a reading of C2SP tlog-cosignature alone
+/// (`tests/interop/cosignature_verify.py`), which recomputes the key id from the vkey; a
+/// changed body, a changed time, another key and a wrong key id in the vkey are refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn python_cryptography_verifies_our_cosignatures() {
+    use hashforum::log::checkpoint::LogVerifier;
+    use hashforum::log::cosignature::{with_lines, Cosigner};
+
+    let python = pyenv_python();
+    let server = TestServer::start(&["alpha"]).await;
+    let vkey = std::fs::read_to_string(server.dir().join("forum.vkey")).unwrap();
+    let mut alpha = server.client("alpha").await;
+    let note = alpha
+        .log
+        .get_checkpoint(pb::GetCheckpointRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .note;
+    let checkpoint = LogVerifier::from_vkey(&vkey)
+        .unwrap()
+        .verify(&note)
+        .unwrap();
+    let name = "replica1.forum.example/witness";
+    let witness = Cosigner::new(name, hashforum::crypto::generate_key()).unwrap();
+    let other = Cosigner::new(
+        "replica2.forum.example/witness",
+        hashforum::crypto::generate_key(),
+    )
+    .unwrap();
+    let time = 1_764_300_000;
+    let line = witness.cosign(&checkpoint, time);
+    let cosigned = with_lines(&note, &[other.cosign(&checkpoint, time + 1), line.clone()]);
+
+    let work = tempfile::tempdir().unwrap();
+    let file = |name: &str, bytes: &[u8]| {
+        let path = work.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    };
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/cosignature_verify.py");
+    let check = |vkey: &Path, note: &Path| -> Result<String, String> {
+        let mut cmd = Command::new(&python);
+        cmd.arg(&script).arg(vkey).arg(note);
+        let out = run_with_timeout(cmd, b"", CHILD_TIMEOUT);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.success() {
+            Ok(stdout)
+        } else {
+            assert!(stdout.starts_with("FAIL "), "{out:?}");
+            Err(stdout)
+        }
+    };
+    let witness_vkey = file("witness.vkey", witness.vkey().as_bytes());
+    let ok = check(&witness_vkey, &file("cosigned.note", &cosigned)).unwrap();
+    assert_eq!(ok, format!("ok {name} {time}\n"));
+
+    // Another body (the size changed), a changed time, another key, a wrong key id.
+    let text = String::from_utf8(cosigned.clone()).unwrap();
+    let size = checkpoint.head.size;
+    let resized = text.replacen(&format!("\n{size}\n"), &format!("\n{}\n", size + 1), 1);
+    assert!(check(&witness_vkey, &file("resized.note", resized.as_bytes())).is_err());
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut payload = b64
+        .decode(line.trim_end().rsplit(' ').next().unwrap())
+        .unwrap();
+    payload[11] ^= 1;
+    let retimed = with_lines(
+        &note,
+        &[format!("\u{2014} {name} {}\n", b64.encode(payload))],
+    );
+    let err = check(&witness_vkey, &file("retimed.note", &retimed)).unwrap_err();
+    assert!(err.contains("does not verify"), "{err}");
+    let stranger = Cosigner::new(name, hashforum::crypto::generate_key()).unwrap();
+    let err = check(
+        &file("stranger.vkey", stranger.vkey().as_bytes()),
+        &file("cosigned2.note", &cosigned),
+    )
+    .unwrap_err();
+    assert!(err.contains("no cosignature"), "{err}");
+    let vkey = witness.vkey();
+    let mut parts = vkey.splitn(3, '+');
+    let (name_part, _, key) = (parts.next().unwrap(), parts.next(), parts.next().unwrap());
+    let wrong_id = format!("{name_part}+00000000+{key}");
+    let err = check(
+        &file("wrong-id.vkey", wrong_id.as_bytes()),
+        &file("cosigned3.note", &cosigned),
+    )
+    .unwrap_err();
+    assert!(err.contains("key id"), "{err}");
 }
