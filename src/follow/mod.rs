@@ -286,6 +286,7 @@ impl Follower {
             )));
         }
         let origin = self.verifier.origin().to_owned();
+        let started = std::time::Instant::now();
         // Parse in parallel; an error names its index.
         let parsed: Vec<Result<(StoredEntry, ParsedEntry), String>> = leaves
             .par_iter()
@@ -310,6 +311,7 @@ impl Follower {
             }
         }
 
+        let parsed_at = started.elapsed();
         let mut pending = Pending::new(
             &self.store,
             None,
@@ -319,47 +321,58 @@ impl Follower {
         );
         let refs: Vec<&ParsedEntry> = entries.iter().map(|(_, e)| e).collect();
         pending.prefetch(&refs)?;
-        let mut keys: Vec<VerifyingKey> = Vec::with_capacity(entries.len());
-        let mut signed: Vec<(usize, Vec<u8>, Signature)> = Vec::with_capacity(entries.len());
-        let mut last_ms = self.last_ms;
-        for (i, ((stored, entry), leaf)) in entries.into_iter().zip(&leaves).enumerate() {
-            let index = first + i as u64;
-            let time_ms = stored.sequenced_at_unix_ms;
-            if time_ms < last_ms {
-                let reason =
-                    format!("sequenced at {time_ms} ms, before the entry before it ({last_ms} ms)");
-                return Err(self.bad_entry(index, reason, &leaves, None));
-            }
-            last_ms = time_ms;
-            if index == 0 {
-                pending.append_leaf(entry, Effect::Genesis, leaf)?;
-                continue;
-            }
-            let caller = match caller(&entry, &stored.relayed_by) {
-                Ok(caller) => caller,
-                Err(reason) => return Err(self.bad_entry(index, reason, &leaves, None)),
+        let prefetched_at = started.elapsed();
+        // Signatures are verified on the other cores while the replay goes on: each chunk as
+        // soon as the replay has found the keys valid at its entries' indexes.
+        let failed = std::sync::Mutex::new(None);
+        let replayed = rayon::scope(|scope| {
+            let mut chunk = Signatures::default();
+            let spawn = |chunk: Signatures| {
+                let failed = &failed;
+                scope.spawn(move |_| chunk.verify(failed));
             };
-            let message = entry.signed.clone();
-            let signature = entry.signature;
-            match pending.replay(entry, &caller, leaf, time_ms)? {
-                Ok(key) => {
-                    keys.push(key);
-                    signed.push((i, message, signature));
+            let mut last_ms = self.last_ms;
+            for (i, ((stored, entry), leaf)) in entries.into_iter().zip(&leaves).enumerate() {
+                let index = first + i as u64;
+                let time_ms = stored.sequenced_at_unix_ms;
+                if time_ms < last_ms {
+                    let reason = format!(
+                        "sequenced at {time_ms} ms, before the entry before it ({last_ms} ms)"
+                    );
+                    return Err(self.bad_entry(index, reason, &leaves, None));
                 }
-                Err(refused) => {
-                    return Err(self.bad_entry(index, refused.to_string(), &leaves, None))
+                last_ms = time_ms;
+                if index == 0 {
+                    pending.append_leaf(entry, Effect::Genesis, leaf)?;
+                    continue;
+                }
+                let caller = match caller(&entry, &stored.relayed_by) {
+                    Ok(caller) => caller,
+                    Err(reason) => return Err(self.bad_entry(index, reason, &leaves, None)),
+                };
+                let message = entry.signed.clone();
+                let signature = entry.signature;
+                match pending.replay(entry, &caller, leaf, time_ms)? {
+                    Ok(key) => chunk.push(i, key, message, signature),
+                    Err(refused) => {
+                        return Err(self.bad_entry(index, refused.to_string(), &leaves, None))
+                    }
+                }
+                if chunk.at.len() == VERIFY_CHUNK {
+                    spawn(std::mem::take(&mut chunk));
                 }
             }
-        }
-        let messages: Vec<&[u8]> = signed.iter().map(|(_, m, _)| m.as_slice()).collect();
-        let signatures: Vec<Signature> = signed.iter().map(|(_, _, s)| *s).collect();
-        if let Err(bad) = crypto::verify_all(&messages, &signatures, &keys) {
-            let i = signed[bad].0;
+            spawn(chunk);
+            Ok(last_ms)
+        });
+        let last_ms = replayed?;
+        let replayed_at = started.elapsed();
+        if let Some((i, key)) = failed.into_inner().unwrap_or_else(|e| e.into_inner()) {
             let reason = format!(
                 "the signature does not verify with the author's key {}",
-                crypto::key_id(&keys[bad])
+                crypto::key_id(&key)
             );
-            return Err(self.bad_entry(first + i as u64, reason, &leaves, Some(&keys[bad])));
+            return Err(self.bad_entry(first + i as u64, reason, &leaves, Some(&key)));
         }
         let mut finished = pending.finish();
         if finished.head.root != checkpoint.head.root {
@@ -383,7 +396,17 @@ impl Follower {
         // A follower's store is built from entry 0 by this code, PDQ view included.
         finished.batch.put_verified_copy();
         finished.batch.put_pdq_view_filled();
+        let finished_at = started.elapsed();
         self.store.commit(finished.batch)?;
+        tracing::debug!(
+            entries = count,
+            parse = ?parsed_at,
+            prefetch = ?(prefetched_at - parsed_at),
+            replay_and_verify = ?(replayed_at - prefetched_at),
+            finish = ?(finished_at - replayed_at),
+            commit = ?(started.elapsed() - finished_at),
+            "unit applied"
+        );
         self.frontier = finished.frontier;
         self.last_ms = last_ms;
         if let Some(dir) = finished.directory {
@@ -498,6 +521,40 @@ impl Follower {
             held: self.latest.as_ref().map(|c| c.text().to_owned()),
             ..evidence
         }))
+    }
+}
+
+/// Signatures verified per task.
+const VERIFY_CHUNK: usize = 2048;
+
+/// A chunk of a unit's signatures, with the keys the replay found valid for them.
+#[derive(Default)]
+struct Signatures {
+    /// Each one's position in the unit.
+    at: Vec<usize>,
+    keys: Vec<VerifyingKey>,
+    messages: Vec<Vec<u8>>,
+    signatures: Vec<Signature>,
+}
+
+impl Signatures {
+    fn push(&mut self, at: usize, key: VerifyingKey, message: Vec<u8>, signature: Signature) {
+        self.at.push(at);
+        self.keys.push(key);
+        self.messages.push(message);
+        self.signatures.push(signature);
+    }
+
+    /// Verifies them; keeps in `failed` the first in the unit that does not verify.
+    fn verify(self, failed: &std::sync::Mutex<Option<(usize, VerifyingKey)>>) {
+        let messages: Vec<&[u8]> = self.messages.iter().map(Vec::as_slice).collect();
+        if let Err(bad) = crypto::verify_all(&messages, &self.signatures, &self.keys) {
+            let found = (self.at[bad], self.keys[bad]);
+            let mut first = failed.lock().unwrap_or_else(|e| e.into_inner());
+            if first.is_none_or(|(at, _)| found.0 < at) {
+                *first = Some(found);
+            }
+        }
     }
 }
 
