@@ -377,6 +377,25 @@ impl Config {
             let p = base.join(p);
             std::fs::read(&p).map_err(|source| ConfigError::Io { path: p, source })
         };
+        let invalid = |key, reason| ConfigError::Invalid {
+            path: path.to_owned(),
+            key,
+            reason,
+        };
+        if file.replica.as_ref().is_some_and(|r| r.poll.is_zero()) {
+            return Err(invalid("replica.poll", "must be greater than zero"));
+        }
+        if let Some(primary) = &file.primary {
+            if file.replica.is_some() {
+                return Err(invalid("primary", "a replica has no [primary] options"));
+            }
+            if primary.write_quorum > 0 && primary.cosignature_timeout.is_zero() {
+                return Err(invalid(
+                    "primary.cosignature-timeout",
+                    "must be greater than zero with a write quorum",
+                ));
+            }
+        }
         let (origin, mode) = match (&file.log, &file.replica) {
             (Some(log), None) => (
                 log.origin.clone(),
@@ -492,5 +511,27 @@ genesis = "genesis.entry"
         let text = toml::to_string(&file).unwrap();
         let back: FileConfig = toml::from_str(&text).unwrap();
         assert_eq!(back.limits, file.limits);
+    }
+
+    /// `deploy/hashforum.example.toml` documents every key: it loads as a primary's file, and
+    /// its commented `[replica]` table, uncommented in place of `[log]`, as a replica's.
+    #[test]
+    fn the_example_config_parses_as_a_primary_and_as_a_replica() {
+        let text = include_str!("../deploy/hashforum.example.toml");
+        let primary: FileConfig = toml::from_str(text).unwrap();
+        assert!(primary.log.is_some() && primary.replica.is_none());
+        assert_eq!(primary.primary, Some(PrimaryOptions::default()));
+        let head = &text[..text.find("\n[log]").unwrap()];
+        let table: String = text[text.find("# [replica]").unwrap()..]
+            .lines()
+            .take_while(|l| l.starts_with('#'))
+            .map(|l| format!("{}\n", l.strip_prefix("# ").unwrap_or(l)))
+            .collect();
+        let replica: FileConfig = toml::from_str(&format!("{head}\n{table}")).unwrap();
+        let files = replica.replica.unwrap();
+        assert_eq!(files.primary, "https://primary.forum.example:50051");
+        assert_eq!(files.poll, default_poll());
+        assert_eq!(files.evidence_dir, default_evidence());
+        assert!(replica.log.is_none());
     }
 }

@@ -102,8 +102,9 @@ pub struct Registry {
     cosigned: std::sync::Mutex<cosigned::Cosignatures>,
     /// Told of each cosignature taken, for writes waiting on a quorum.
     cosigned_sizes: tokio::sync::watch::Sender<()>,
-    /// Set when a replica showed this primary that its log was rolled back: why.
-    rolled_back: std::sync::OnceLock<String>,
+    /// Set when a replica showed this primary that its log contradicts a checkpoint its key
+    /// signed (rolled back or forked): the reason code and why. Kept in the store.
+    halted: std::sync::OnceLock<(&'static str, String)>,
 }
 
 impl Registry {
@@ -115,15 +116,28 @@ impl Registry {
     pub fn start(store: Store, policy: Policy, signer: LogSigner) -> std::io::Result<Self> {
         let (directory, pdq) = views(&store)?;
         let verifier = signer.verifier();
+        let halted = store.halted().map_err(std::io::Error::other)?;
+        if store.verified_copy().map_err(std::io::Error::other)? {
+            // A promoted replica's store: what this primary appends is not a follower's.
+            let mut batch = store.batch();
+            batch.clear_verified_copy();
+            store.commit(batch).map_err(std::io::Error::other)?;
+        }
         let sequencer = Sequencer::start(store.clone(), directory.clone(), pdq.clone(), signer)?;
-        Ok(Self::new(
+        let registry = Self::new(
             store,
             policy,
             directory,
             pdq,
             Writer::Primary(sequencer),
             verifier,
-        ))
+        );
+        if let Some((reason, why)) = halted {
+            let reason = cosigned::halt_reason(&reason);
+            tracing::error!(reason, "{why}");
+            let _ = registry.halted.set((reason, why));
+        }
+        Ok(registry)
     }
 
     fn new(
@@ -144,7 +158,7 @@ impl Registry {
             verifier,
             cosigned: std::sync::Mutex::default(),
             cosigned_sizes: tokio::sync::watch::channel(()).0,
-            rolled_back: std::sync::OnceLock::new(),
+            halted: std::sync::OnceLock::new(),
         }
     }
 
@@ -252,10 +266,10 @@ impl Registry {
                 })
             }
         };
-        if let Some(why) = self.rolled_back() {
+        if let Some((reason, why)) = self.halted.get() {
             return Err(ServiceError::FailedPrecondition {
-                reason: "LOG_ROLLED_BACK",
-                message: why.to_owned(),
+                reason,
+                message: why.clone(),
             });
         }
         let admission = Admission {

@@ -178,10 +178,16 @@ pub async fn serve(
     };
     // Whatever is still connected now is past its grace.
     abort.cancel();
+    let is_primary = registry.is_primary();
     close(registry).await;
     tracing::info!("stopped");
     if store_failed {
-        anyhow::bail!("the store failed, so the server stopped (see the log for the cause)");
+        if is_primary {
+            anyhow::bail!(
+                "a group commit failed, so the server stopped (see the log for the cause)"
+            );
+        }
+        anyhow::bail!("the replica's store failed, so it stopped (see the log for the cause)");
     }
     served
 }

@@ -48,7 +48,9 @@ pub async fn run(args: BootstrapArgs) -> anyhow::Result<ExitCode> {
     }
     let source = format!("the copy {}", args.from.display());
     let mut follower = Follower::open(store, replica.verifier.clone(), &source, None)?;
-    let evidence_dir = replica.evidence_dir.clone();
+    // Not the replica's own evidence directory: a bad copy says nothing against the primary,
+    // and the replica may still catch up over the network.
+    let evidence_dir = replica.evidence_dir.join("copies");
     let started = Instant::now();
     let outcome = tokio::task::spawn_blocking(move || {
         let mut last = Instant::now();

@@ -89,10 +89,18 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
         poll: Duration::from_secs(2),
         cosign: None,
     };
-    let outcome = source::run(follower, client, options, status, stop).await;
+    let outcome = source::run(follower, client, options, status, stop.clone()).await;
     let _ = progress.await;
     let secs = started.elapsed().as_secs_f64();
     match outcome {
+        Ok(follower) if stop.is_cancelled() => {
+            eprintln!(
+                "interrupted: {} verified entries are kept in {}; run sync again to resume",
+                follower.size(),
+                args.out.display()
+            );
+            Ok(ExitCode::from(130))
+        }
         Ok(follower) => {
             let size = follower.size();
             let applied = size - start_size;

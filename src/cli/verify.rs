@@ -177,21 +177,24 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         let evidence: Evidence = serde_json::from_str(&read_text(path)?)
             .with_context(|| format!("{} is not an evidence file", path.display()))?;
         return Ok(match evidence.check(&verifier) {
-            Ok(proven) => {
+            Ok(finding) => {
                 if args.json {
                     println!(
                         "{}",
                         json!({
-                            "proven": true,
+                            "proven": finding.proven,
                             "kind": evidence.kind.name(),
-                            "what": proven,
+                            "what": finding.what,
                             "reason": evidence.reason,
                             "source": evidence.source,
                             "found_at_unix_ms": evidence.found_at_unix_ms,
                         })
                     );
                 } else {
-                    println!("proven: {proven}");
+                    // Only a fork is proven by the log's key alone; the rest is what the
+                    // follower reports it was served, consistent with the file.
+                    let how = if finding.proven { "proven" } else { "reported" };
+                    println!("{how}: {}", finding.what);
                     println!(
                         "  kept by a follower of {} at {}: {}",
                         evidence.source,
@@ -201,11 +204,7 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
                 }
                 ExitCode::SUCCESS
             }
-            Err(e) => failed(
-                args.json,
-                &format!("the evidence proves nothing: {e}"),
-                None,
-            ),
+            Err(e) => failed(args.json, &format!("the evidence shows nothing: {e}"), None),
         });
     }
     let report = if let Some(dir) = &args.data {

@@ -4,13 +4,20 @@
 //! An evidence file is JSON (`hashforum-evidence/v1`); binary fields are standard base64 and
 //! notes are their exact text. What it proves depends on its kind:
 //!
-//! | kind | holds | proves, with the log's verifier key alone |
+//! Only a fork is *proven* to anyone holding the log's verifier key: two notes the log key
+//! signed that no append-only log can both have. The other kinds are *reported*: `check`
+//! confirms that the file is consistent with what the follower says it was served (the notes
+//! verify, the entries do not lead to the signed root, the signature does not verify with the
+//! key named), but nothing in the file shows that the source, rather than whoever wrote the
+//! file, served it.
+//!
+//! | kind | holds | `check` |
 //! |---|---|---|
-//! | `fork` | two signed notes (`held`, `served`) | same size, two roots: the log key signed two histories; or a smaller `served` whose root is not the prefix of `held` (`prefix_root` and a consistency proof to `held`) |
-//! | `rollback` | two signed notes | the source served, as its latest, a smaller tree than one the log signed |
-//! | `root-mismatch` | a signed note, the entries, the verified frontier | the entries from the verified size do not lead to the signed root: the source served entries the log did not sign |
-//! | `bad-entry` | the entry | it could not be at its index (the reason; a failing signature is checked again with `key`) |
-//! | `bad-checkpoint` | a note | it does not verify with the log key |
+//! | `fork` | two signed notes (`held`, `served`) | proven: same size, two roots; or a smaller `served` whose root is not the prefix of `held` (`prefix_root` and a consistency proof to `held`) |
+//! | `rollback` | two signed notes | reported: a smaller tree than one the log signed, served as the latest |
+//! | `root-mismatch` | a signed note, the entries, the verified frontier | reported: the entries from the verified size do not lead to the signed root |
+//! | `bad-entry` | the entry | reported: it could not be at its index (the reason; a failing signature is checked again with `key`) |
+//! | `bad-checkpoint` | a note | reported: it does not verify with the log key |
 
 use std::path::{Path, PathBuf};
 
@@ -52,6 +59,16 @@ impl EvidenceKind {
             Self::BadCheckpoint => "bad-checkpoint",
         }
     }
+}
+
+/// What a kept evidence file shows, checked again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// Proven with the log's verifier key alone (a fork); otherwise consistent with the
+    /// follower's report, which the file alone cannot attribute to the source.
+    pub proven: bool,
+    /// What, in words.
+    pub what: String,
 }
 
 /// A follower's evidence against its source.
@@ -108,12 +125,14 @@ impl Evidence {
     /// When the file cannot be written.
     pub fn keep(&self, dir: &Path) -> std::io::Result<PathBuf> {
         std::fs::create_dir_all(dir)?;
-        let path = dir.join(format!(
-            "{}-{}.json",
-            self.found_at_unix_ms,
-            self.kind.name()
-        ));
         let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+        let stem = format!("{}-{}", self.found_at_unix_ms, self.kind.name());
+        let mut path = dir.join(format!("{stem}.json"));
+        let mut n = 1u32;
+        while path.exists() {
+            path = dir.join(format!("{stem}-{n}.json"));
+            n += 1;
+        }
         crate::fsutil::write_synced(&path, &json)?;
         Ok(path)
     }
@@ -131,14 +150,28 @@ impl Evidence {
         files
     }
 
-    /// Checks the evidence again with the log's verifier (not the key it names): returns what
-    /// it proves, in words.
+    /// Checks the evidence again with the log's verifier (not the key it names): what it
+    /// proves (a fork) or is consistent with (the other kinds), in words.
     ///
     /// # Errors
-    /// When it proves nothing: malformed, or its notes or entries do not show what it claims.
-    pub fn check(&self, verifier: &LogVerifier) -> Result<String, String> {
+    /// When it shows nothing: malformed, or its notes or entries do not show what it claims.
+    pub fn check(&self, verifier: &LogVerifier) -> Result<Finding, String> {
+        let what = self.what(verifier)?;
+        let proven = match self.kind {
+            EvidenceKind::Fork => true,
+            // Two signed roots for one size are a fork, whatever the file calls them.
+            EvidenceKind::Rollback => what.starts_with("fork"),
+            _ => false,
+        };
+        Ok(Finding { proven, what })
+    }
+
+    fn what(&self, verifier: &LogVerifier) -> Result<String, String> {
         if self.format != EVIDENCE_FORMAT {
             return Err(format!("format {:?} is not {EVIDENCE_FORMAT}", self.format));
+        }
+        if self.vkey.trim() != verifier.vkey() {
+            return Err("it was kept for another log (its vkey is not the one given)".into());
         }
         let note = |name: &str, text: &str| {
             verifier

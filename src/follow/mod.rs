@@ -25,7 +25,7 @@ use ed25519_dalek::{Signature, VerifyingKey};
 use rayon::prelude::*;
 use tokio::sync::watch;
 
-pub use evidence::{Evidence, EvidenceKind, EVIDENCE_FORMAT};
+pub use evidence::{Evidence, EvidenceKind, Finding, EVIDENCE_FORMAT};
 
 use crate::crypto;
 use crate::entry::{Author, ParsedEntry};
@@ -352,11 +352,17 @@ impl Follower {
                 };
                 let message = entry.signed.clone();
                 let signature = entry.signature;
-                match pending.replay(entry, &caller, leaf, time_ms)? {
-                    Ok(key) => chunk.push(i, key, message, signature),
-                    Err(refused) => {
+                match pending.replay(entry, &caller, leaf, time_ms) {
+                    Ok(Ok(key)) => chunk.push(i, key, message, signature),
+                    Ok(Err(refused)) => {
                         return Err(self.bad_entry(index, refused.to_string(), &leaves, None))
                     }
+                    // What the state code finds inconsistent in a replayed entry (a change its
+                    // record cannot take) is the entry's fault here, not the store's.
+                    Err(StorageError::Corrupt { reason, .. }) => {
+                        return Err(self.bad_entry(index, reason, &leaves, None))
+                    }
+                    Err(e) => return Err(e.into()),
                 }
                 if chunk.at.len() == VERIFY_CHUNK {
                     spawn(std::mem::take(&mut chunk));
@@ -441,25 +447,21 @@ impl Follower {
         mut progress: impl FnMut(u64, u64),
     ) -> Result<u64, FollowError> {
         let start = self.size();
-        let kept = copy.checkpoints(start + 1)?;
-        let Some(target) = kept.last().map(|(size, _)| *size) else {
+        let Some((target, _)) = copy.latest_checkpoint()? else {
             return Ok(0);
         };
-        let mut next = 0;
         while self.size() < target {
             let size = self.size();
-            // The largest kept checkpoint within a unit's reach, or the first past it.
-            let mut pick = next;
-            while kept
-                .get(pick + 1)
-                .is_some_and(|(s, _)| *s <= size + MAX_UNIT)
-            {
-                pick += 1;
-            }
-            let (at, note) = &kept[pick];
-            next = pick + 1;
-            let checkpoint = self.examine_unit(note)?;
-            if checkpoint.head.size != *at {
+            // The largest checkpoint the copy kept within a unit: units stay bounded.
+            let kept = copy.checkpoint_at_most(size + MAX_UNIT)?;
+            let Some((at, note)) = kept.filter(|(at, _)| *at > size) else {
+                return Err(corrupt(&format!(
+                    "the copy kept no checkpoint between {size} and {} entries",
+                    size + MAX_UNIT
+                )));
+            };
+            let checkpoint = self.examine_unit(&note)?;
+            if checkpoint.head.size != at {
                 return Err(self.refuse(
                     EvidenceKind::BadCheckpoint,
                     format!(
@@ -467,12 +469,12 @@ impl Follower {
                         checkpoint.head.size
                     ),
                     Evidence {
-                        served: text(note),
+                        served: text(&note),
                         ..Evidence::default()
                     },
                 ));
             }
-            let leaves = copy.entry_range(size, *at)?;
+            let leaves = copy.entry_range(size, at)?;
             if leaves.len() as u64 != at - size {
                 return Err(corrupt(&format!(
                     "the copy holds {} of the entries {size}..{at}",

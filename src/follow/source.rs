@@ -44,6 +44,8 @@ pub struct FollowStatus {
     pub behind_since: Option<SystemTime>,
     /// Set when following stopped on evidence: why.
     pub halted: Option<String>,
+    /// Since when the primary cannot be reached (`None`: it answers).
+    pub unreachable_since: Option<SystemTime>,
 }
 
 impl FollowStatus {
@@ -52,11 +54,17 @@ impl FollowStatus {
         self.primary_size.saturating_sub(self.size)
     }
 
-    /// Seconds since the follower last held everything the primary had shown it.
+    /// Seconds since the follower last held everything the primary had shown it, or since
+    /// the primary last answered, whichever is longer: a replica cut off from its primary lags
+    /// by as long as it cannot know.
     pub fn lag_seconds(&self) -> u64 {
-        self.behind_since
-            .and_then(|t| t.elapsed().ok())
-            .map_or(0, |d| d.as_secs())
+        [self.behind_since, self.unreachable_since]
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t.elapsed().ok())
+            .map(|d| d.as_secs())
+            .max()
+            .unwrap_or(0)
     }
 }
 
@@ -88,27 +96,44 @@ pub async fn run(
         let note = match note {
             Ok(note) => {
                 failures = 0;
+                status.send_modify(|s| s.unreachable_since = None);
                 note
             }
             Err(e) if opts.retry => {
                 failures += 1;
+                status.send_modify(|s| {
+                    s.unreachable_since.get_or_insert_with(SystemTime::now);
+                });
                 if failures == 1 || failures % 30 == 0 {
                     tracing::warn!(error = %e, "cannot reach the primary; retrying");
                 }
                 tokio::select! {
                     () = stop.cancelled() => return Ok(follower),
-                    () = tokio::time::sleep(opts.poll.min(Duration::from_secs(1))) => {}
+                    () = tokio::time::sleep(backoff(failures, opts.poll)) => {}
                 }
                 continue;
             }
             Err(e) => return Err(FollowError::Source(e)),
         };
-        let target = match follower.examine_latest(&note) {
+        let examined = match follower.examine_latest(&note) {
+            // A smaller checkpoint may be a stale message of the stream: only a fresh poll
+            // that says the same is a rollback.
+            Err(FollowError::Refused(e)) if e.kind == EvidenceKind::Rollback => {
+                match latest.poll().await {
+                    Ok(fresh) => follower.examine_latest(&fresh),
+                    Err(_) => Ok(None),
+                }
+            }
+            other => other,
+        };
+        let target = match examined {
             Ok(Some(target)) => target,
             Ok(None) => {
                 status.send_modify(|s| {
                     s.primary_size = s.primary_size.max(follower.size());
-                    s.behind_since = None;
+                    if follower.size() >= s.primary_size {
+                        s.behind_since = None;
+                    }
                 });
                 if !opts.follow {
                     return Ok(follower);
@@ -116,8 +141,12 @@ pub async fn run(
                 continue;
             }
             Err(FollowError::Refused(evidence)) => {
-                if evidence.kind == EvidenceKind::Rollback {
-                    tell_rolled_back(&follower, &client, opts.cosign.as_ref()).await;
+                // The primary must learn that its log contradicts what it signed before.
+                if matches!(
+                    evidence.kind,
+                    EvidenceKind::Rollback | EvidenceKind::Fork | EvidenceKind::RootMismatch
+                ) {
+                    tell_primary(&follower, &client, opts.cosign.as_ref()).await;
                 }
                 return Err(FollowError::Refused(evidence));
             }
@@ -130,8 +159,21 @@ pub async fn run(
         follower = match catch_up(follower, &client, &target, &opts, &status, &stop).await {
             Ok(follower) => follower,
             Err((Some(follower), FollowError::Source(e))) if opts.retry => {
-                tracing::warn!(error = %e, "fetching entries failed; retrying");
+                failures += 1;
+                if failures == 1 || failures % 30 == 0 {
+                    tracing::warn!(error = %e, "fetching entries failed; retrying");
+                }
+                tokio::select! {
+                    () = stop.cancelled() => return Ok(follower),
+                    () = tokio::time::sleep(backoff(failures, opts.poll)) => {}
+                }
                 follower
+            }
+            Err((Some(follower), FollowError::Refused(evidence))) => {
+                if evidence.kind == EvidenceKind::RootMismatch {
+                    tell_primary(&follower, &client, opts.cosign.as_ref()).await;
+                }
+                return Err(FollowError::Refused(evidence));
             }
             Err((_, e)) => return Err(e),
         };
@@ -207,8 +249,16 @@ async fn catch_up(
         match applied {
             Ok(applied) => {
                 status.send_modify(|s| s.size = applied.head.size);
-                if let Some(cosign) = &opts.cosign {
+                // A cosignature says "the largest tree I have seen": only the target's.
+                if let Some(cosign) = opts.cosign.as_ref().filter(|_| applied.head == target.head) {
                     send_cosignature(client, &checkpoint, cosign(&checkpoint));
+                }
+                if target.head.size - applied.head.size > MAX_UNIT {
+                    tracing::info!(
+                        size = applied.head.size,
+                        target = target.head.size,
+                        "unit verified, catching up"
+                    );
                 }
             }
             Err(e) => {
@@ -238,24 +288,29 @@ async fn fetch_units(
             let (note, size) = if target.head.size - from <= MAX_UNIT {
                 (target.note.clone(), target.head.size)
             } else {
-                let note = client
-                    .log
-                    .get_checkpoint(pb::GetCheckpointRequest {
-                        size: from + MAX_UNIT,
-                        at_most: true,
-                    })
-                    .await
-                    .map_err(|s| source("GetCheckpoint", &s))?
-                    .into_inner()
-                    .note;
+                let note = deadline(client.log.get_checkpoint(pb::GetCheckpointRequest {
+                    size: from + MAX_UNIT,
+                    at_most: true,
+                }))
+                .await
+                .map_err(|s| source("GetCheckpoint", &s))?
+                .into_inner()
+                .note;
                 match verifier.verify(&note) {
                     // The applier refuses it with the evidence.
                     Err(_) => return Ok((note, Vec::new())),
-                    Ok(c) if c.head.size > from && c.head.size <= target.head.size => {
+                    Ok(c) if c.head.size > from && c.head.size <= from + MAX_UNIT => {
                         (note, c.head.size)
                     }
-                    // No checkpoint kept in between: the whole way in one unit.
-                    Ok(_) => (target.note.clone(), target.head.size),
+                    // Units are bounded: a source that kept no checkpoint within one is not
+                    // followed (a primary keeps one per group commit, a replica one per unit).
+                    Ok(c) => {
+                        return Err(FollowError::Source(format!(
+                            "asked for a checkpoint of at most {} entries past {from}, the \
+                             source answered size {}",
+                            MAX_UNIT, c.head.size
+                        )))
+                    }
                 }
             };
             let leaves = entries(&mut client, from, size).await?;
@@ -275,15 +330,12 @@ async fn fetch_units(
 
 /// The entries `start..end`, from as many `GetEntries` chunks as it takes.
 async fn entries(client: &mut Client, start: u64, end: u64) -> Result<Vec<Vec<u8>>, FollowError> {
-    let mut leaves = Vec::with_capacity((end - start) as usize);
-    let mut stream = client
-        .log
-        .get_entries(pb::GetEntriesRequest { start, end })
+    let mut leaves = Vec::with_capacity((end - start).min(MAX_UNIT) as usize);
+    let mut stream = deadline(client.log.get_entries(pb::GetEntriesRequest { start, end }))
         .await
         .map_err(|s| source("GetEntries", &s))?
         .into_inner();
-    while let Some(chunk) = stream
-        .message()
+    while let Some(chunk) = deadline(stream.message())
         .await
         .map_err(|s| source("GetEntries", &s))?
     {
@@ -322,13 +374,20 @@ impl Latest {
     /// silent for `poll` or broken.
     async fn next(&mut self) -> Result<Vec<u8>, String> {
         if self.stream.is_none() {
-            self.stream = self
-                .client
-                .log
-                .watch_checkpoints(pb::WatchCheckpointsRequest {})
-                .await
-                .ok()
-                .map(tonic::Response::into_inner);
+            match deadline(
+                self.client
+                    .log
+                    .watch_checkpoints(pb::WatchCheckpointsRequest {}),
+            )
+            .await
+            {
+                Ok(stream) => self.stream = Some(stream.into_inner()),
+                Err(status) => {
+                    tracing::debug!(code = ?status.code(), message = status.message(), "no checkpoint stream; polling");
+                    // Without a stream, poll at the poll interval, not in a loop.
+                    tokio::time::sleep(self.poll).await;
+                }
+            }
         }
         if let Some(stream) = &mut self.stream {
             match tokio::time::timeout(self.poll, stream.message()).await {
@@ -337,16 +396,43 @@ impl Latest {
                 Err(_) => {}
             }
         }
-        self.client
-            .log
-            .get_checkpoint(pb::GetCheckpointRequest {
-                size: 0,
-                at_most: false,
-            })
-            .await
-            .map(|r| r.into_inner().note)
-            .map_err(|s| format!("GetCheckpoint: {}", s.message()))
+        self.poll().await
     }
+
+    /// The source's latest checkpoint, asked now (not from the stream).
+    async fn poll(&mut self) -> Result<Vec<u8>, String> {
+        deadline(self.client.log.get_checkpoint(pb::GetCheckpointRequest {
+            size: 0,
+            at_most: false,
+        }))
+        .await
+        .map(|r| r.into_inner().note)
+        .map_err(|s| format!("GetCheckpoint: {}", s.message()))
+    }
+}
+
+/// How long one call to the source, or one message of a stream, may take.
+const CALL_DEADLINE: Duration = Duration::from_secs(30);
+
+/// `call`, or `DEADLINE_EXCEEDED` after [`CALL_DEADLINE`]: a source that stops answering
+/// (a dead host, a partition without a reset) does not hang the follower.
+async fn deadline<T>(
+    call: impl std::future::Future<Output = Result<T, tonic::Status>>,
+) -> Result<T, tonic::Status> {
+    tokio::time::timeout(CALL_DEADLINE, call)
+        .await
+        .unwrap_or_else(|_| {
+            Err(tonic::Status::deadline_exceeded(
+                "the source did not answer",
+            ))
+        })
+}
+
+/// The wait before retry `n` (1-based): from a second, doubling, at most `poll` × 15.
+fn backoff(n: u32, poll: Duration) -> Duration {
+    let base = Duration::from_secs(1).min(poll.max(Duration::from_millis(100)));
+    base.saturating_mul(1 << n.min(5).saturating_sub(1))
+        .min(poll.max(Duration::from_secs(1)) * 15)
 }
 
 /// Sends a cosignature to the primary in the background; a failure is logged (the next
@@ -364,9 +450,11 @@ fn send_cosignature(client: &Client, checkpoint: &SignedCheckpoint, line: String
     });
 }
 
-/// Tells a rolled-back primary what the log had signed: the follower's latest verified
-/// checkpoint with its cosignature. A primary that sees it refuses to sign again.
-async fn tell_rolled_back(follower: &Follower, client: &Client, cosign: Option<&Cosign>) {
+/// Tells the primary what the log had signed, when what it serves now contradicts it: the
+/// follower's latest verified checkpoint with its cosignature. A primary whose log is smaller,
+/// or has another root at that size, then refuses to take writes. Bounded in time: evidence
+/// is kept whatever the primary does with it.
+async fn tell_primary(follower: &Follower, client: &Client, cosign: Option<&Cosign>) {
     let (Some(held), Some(cosign)) = (follower.latest(), cosign) else {
         return;
     };
@@ -375,11 +463,12 @@ async fn tell_rolled_back(follower: &Follower, client: &Client, cosign: Option<&
         checkpoint: held.note.clone(),
         cosignature: cosign(held),
     };
-    match client.log.add_cosignature(request).await {
-        Ok(_) => tracing::warn!("the primary took a checkpoint larger than its log"),
-        Err(s) => {
-            tracing::info!(code = ?s.code(), message = s.message(), "told the primary its log was rolled back")
+    match tokio::time::timeout(Duration::from_secs(5), client.log.add_cosignature(request)).await {
+        Ok(Ok(_)) => tracing::warn!("the primary took the replica's larger checkpoint"),
+        Ok(Err(s)) => {
+            tracing::info!(code = ?s.code(), message = s.message(), "told the primary its log contradicts what it signed")
         }
+        Err(_) => tracing::warn!("the primary did not answer the replica's checkpoint"),
     }
 }
 

@@ -140,10 +140,11 @@ async fn a_tampered_entry_or_root_is_refused_and_nothing_is_written() {
         (evidence.kind, evidence.bad_index),
         (EvidenceKind::BadEntry, Some(42))
     );
-    assert!(evidence
-        .check(&verifier())
-        .unwrap()
-        .contains("does not verify"));
+    let finding = evidence.check(&verifier()).unwrap();
+    assert!(
+        !finding.proven && finding.what.contains("does not verify"),
+        "{finding:?}"
+    );
     assert_eq!(follower.store().size().unwrap(), 0, "nothing written");
 
     // Two entries of one group swapped: each verifies, but the tree is not the signed one.
@@ -151,17 +152,18 @@ async fn a_tampered_entry_or_root_is_refused_and_nothing_is_written() {
     leaves.swap(50, 51);
     let evidence = refused(follower.apply(&latest, leaves.clone()));
     assert_eq!(evidence.kind, EvidenceKind::RootMismatch);
-    assert!(evidence
-        .check(&verifier())
-        .unwrap()
-        .starts_with("root mismatch"));
+    let finding = evidence.check(&verifier()).unwrap();
+    assert!(
+        !finding.proven && finding.what.starts_with("root mismatch"),
+        "{finding:?}"
+    );
     leaves.swap(50, 51);
     follower.apply(&latest, leaves).unwrap();
     assert_eq!(follower.size(), latest.head.size);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forks_rollbacks_and_bad_checkpoints_are_refused_with_proof() {
+async fn forks_rollbacks_and_bad_checkpoints_are_refused_with_evidence() {
     let (_p, primary) = primary(300).await;
     let (_f, mut follower) = follower();
     follower.replay_copy(&primary, |_, _| {}).unwrap();
@@ -175,14 +177,22 @@ async fn forks_rollbacks_and_bad_checkpoints_are_refused_with_proof() {
     });
     let evidence = refused(follower.examine_latest(&other.note));
     assert_eq!(evidence.kind, EvidenceKind::Fork);
-    assert!(evidence.check(&verifier()).unwrap().starts_with("fork"));
+    let finding = evidence.check(&verifier()).unwrap();
+    assert!(
+        finding.proven && finding.what.starts_with("fork"),
+        "{finding:?}"
+    );
 
     // Smaller, and a prefix of the verified log: rolled back.
     let (at, older) = primary.checkpoint_at_most(size - 1).unwrap().unwrap();
     assert!(at < size);
     let evidence = refused(follower.examine_latest(&older));
     assert_eq!(evidence.kind, EvidenceKind::Rollback);
-    assert!(evidence.check(&verifier()).unwrap().starts_with("rollback"));
+    let finding = evidence.check(&verifier()).unwrap();
+    assert!(
+        !finding.proven && finding.what.starts_with("rollback"),
+        "{finding:?}"
+    );
 
     // Smaller, with a root the verified log does not have there: a fork.
     let forked = signer.sign(TreeHead {
@@ -191,10 +201,11 @@ async fn forks_rollbacks_and_bad_checkpoints_are_refused_with_proof() {
     });
     let evidence = refused(follower.examine_latest(&forked.note));
     assert_eq!(evidence.kind, EvidenceKind::Fork);
-    assert!(evidence
-        .check(&verifier())
-        .unwrap()
-        .contains("also a checkpoint"));
+    let finding = evidence.check(&verifier()).unwrap();
+    assert!(
+        finding.proven && finding.what.contains("also a checkpoint"),
+        "{finding:?}"
+    );
 
     // Signed by another key.
     let stranger = LogSigner::new(ORIGIN, SigningKey::from_bytes(&[8; 32])).unwrap();
@@ -204,7 +215,11 @@ async fn forks_rollbacks_and_bad_checkpoints_are_refused_with_proof() {
     });
     let evidence = refused(follower.examine_latest(&bad.note));
     assert_eq!(evidence.kind, EvidenceKind::BadCheckpoint);
-    assert!(evidence.check(&verifier()).is_ok());
+    assert!(!evidence.check(&verifier()).unwrap().proven);
+    // Evidence kept for another log is refused, whatever it holds.
+    let other_key = SigningKey::from_bytes(&[8; 32]).verifying_key();
+    let other = LogVerifier::new(ORIGIN, &other_key).unwrap();
+    assert!(evidence.check(&other).is_err());
 
     // Evidence that proves nothing is refused by `check`: a rollback note that is the
     // held one.

@@ -36,9 +36,14 @@ impl Cosignatures {
         *held = (*held).max(size);
     }
 
-    /// The largest size that at least `k` replicas hold.
-    fn held_by(&self, k: usize) -> u64 {
-        let mut sizes: Vec<u64> = self.held.values().copied().collect();
+    /// The largest size that at least `k` of the replicas `counts` accepts hold.
+    fn held_by(&self, k: usize, counts: impl Fn(&str) -> bool) -> u64 {
+        let mut sizes: Vec<u64> = self
+            .held
+            .iter()
+            .filter(|(member, _)| counts(member))
+            .map(|(_, size)| *size)
+            .collect();
         sizes.sort_unstable_by(|a, b| b.cmp(a));
         k.checked_sub(1)
             .and_then(|i| sizes.get(i))
@@ -91,18 +96,12 @@ impl Registry {
             let why = format!(
                 "replica {} holds a checkpoint of {size} entries signed by this log, but this \
                  server's log has only {}: its data was rolled back (restored from an older \
-                 copy). It takes no more writes and signs nothing. Recover by stopping it and \
-                 promoting an up-to-date replica, or by copying a replica's data back (see \
-                 docs/operations.md, \"Recover a rolled-back primary\")",
+                 copy). It takes no more writes, so it signs nothing more. Recover by \
+                 replacing its data directory with an up-to-date replica's (docs/replicas.md, \
+                 \"Recover a rolled-back primary\")",
                 caller.member_id, latest.head.size
             );
-            if self.rolled_back.set(why.clone()).is_ok() {
-                tracing::error!(replica = %caller.member_id, size, ours = latest.head.size, "{why}");
-            }
-            return Err(ServiceError::FailedPrecondition {
-                reason: "LOG_ROLLED_BACK",
-                message: why,
-            });
+            return Err(self.halt("LOG_ROLLED_BACK", why).await);
         }
         let store = self.store.clone();
         let root = self
@@ -111,11 +110,15 @@ impl Registry {
             })
             .await?;
         if root != checkpoint.head.root {
-            tracing::error!(replica = %caller.member_id, size, "a replica cosigned a checkpoint of this log's key with another root");
-            return Err(ServiceError::FailedPrecondition {
-                reason: "NOT_THIS_LOG",
-                message: format!("the checkpoint of size {size} has another root than this log's"),
-            });
+            let why = format!(
+                "replica {} holds a checkpoint of size {size} signed by this log whose root is \
+                 not this server's log's at that size: this server's log forked from what its \
+                 key signed (restored from an older copy, then written to). It takes no more \
+                 writes. Recover by replacing its data directory with an up-to-date replica's \
+                 (docs/replicas.md, \"Recover a rolled-back primary\")",
+                caller.member_id
+            );
+            return Err(self.halt("LOG_FORKED", why).await);
         }
         let member = self.member(caller.member_id.as_str())?;
         let time = member
@@ -174,9 +177,21 @@ impl Registry {
         // checkpoint (replicas that cosigned different sizes converge on the next one).
         let mut settle: Option<tokio::time::Instant> = None;
         loop {
+            // Only members that are active replicas now count: a removed or suspended one
+            // holds nothing the forum can rely on.
+            let directory = self.directory();
+            let counts = |member: &str| {
+                directory.member(member).is_some_and(|m| {
+                    m.status == crate::pb::MemberStatus::Active as i32
+                        && crate::state::roles(m).contains(&crate::types::Role::Replica)
+                })
+            };
             let (held, common) = {
                 let held = self.held();
-                (held.held_by(k), held.cosigned_from(needed, k).is_some())
+                (
+                    held.held_by(k, counts),
+                    held.cosigned_from(needed, k).is_some(),
+                )
             };
             if common {
                 break;
@@ -253,8 +268,41 @@ impl Registry {
             .unwrap_or_default()
     }
 
-    /// Why this primary stopped taking writes, if it found its log rolled back.
-    pub fn rolled_back(&self) -> Option<&str> {
-        self.rolled_back.get().map(String::as_str)
+    /// Why this primary stopped taking writes, if a replica showed it that its log
+    /// contradicts a checkpoint its key signed.
+    pub fn halted(&self) -> Option<&str> {
+        self.halted.get().map(|(_, why)| why.as_str())
+    }
+
+    /// Stops taking writes for good (kept in the store, so a restart does not undo it), and
+    /// returns the refusal to answer with.
+    async fn halt(&self, reason: &'static str, why: String) -> ServiceError {
+        if self.halted.set((reason, why.clone())).is_ok() {
+            tracing::error!(reason, "{why}");
+            let store = self.store.clone();
+            let (r, w) = (reason, why.clone());
+            let kept = self
+                .blocking(move || {
+                    let mut batch = store.batch();
+                    batch.put_halted(r, &w);
+                    store.commit(batch).map_err(ServiceError::from)
+                })
+                .await;
+            if let Err(e) = kept {
+                tracing::error!(error = %e, "could not keep the halt in the store");
+            }
+        }
+        ServiceError::FailedPrecondition {
+            reason,
+            message: why,
+        }
+    }
+}
+
+/// The reason code of a halt kept in the store.
+pub(super) fn halt_reason(kept: &str) -> &'static str {
+    match kept {
+        "LOG_FORKED" => "LOG_FORKED",
+        _ => "LOG_ROLLED_BACK",
     }
 }

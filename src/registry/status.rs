@@ -18,7 +18,7 @@ impl Registry {
             Writer::Primary(_) => {
                 status.set_mode(pb::get_status_response::Mode::Primary);
                 status.cosigned_by = self.cosigners(latest.head.size);
-                status.halted = self.rolled_back().unwrap_or_default().to_owned();
+                status.halted = self.halted().unwrap_or_default().to_owned();
             }
             Writer::ReadOnly {
                 primary, follow, ..

@@ -26,6 +26,9 @@ pub(super) const META_PDQ_VIEW: &[u8] = b"pdq_view";
 /// `meta`: present once a follower verified every entry the store holds (a replica's or a
 /// sync copy's own writes; a copied data directory has it only after a full replay).
 pub(super) const META_VERIFIED_COPY: &[u8] = b"verified_copy";
+/// `meta`: why a primary stopped taking writes (its log contradicts a checkpoint its key
+/// signed): `REASON\nmessage`. Kept until the data directory is replaced.
+pub(super) const META_HALTED: &[u8] = b"halted";
 
 /// The `entries` key of a log index.
 pub fn entry(index: u64) -> [u8; 8] {

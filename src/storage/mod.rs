@@ -276,6 +276,24 @@ impl Store {
             .is_none())
     }
 
+    /// Why a primary over this store stopped taking writes, if it did: its reason code and
+    /// message. Kept until the data directory is replaced (docs/replicas.md).
+    ///
+    /// # Errors
+    /// When RocksDB fails.
+    pub fn halted(&self) -> Result<Option<(String, String)>, StorageError> {
+        Ok(self
+            .db
+            .get_cf(self.cf(CF_META), keys::META_HALTED)?
+            .map(|v| {
+                let text = String::from_utf8_lossy(&v).into_owned();
+                match text.split_once('\n') {
+                    Some((reason, message)) => (reason.to_owned(), message.to_owned()),
+                    None => (text, String::new()),
+                }
+            }))
+    }
+
     /// Whether a follower verified every entry this store holds: its own writes, or a full
     /// replay of a copied data directory.
     ///
@@ -603,6 +621,21 @@ impl Batch {
     /// filling), after which the sequencer keeps it current.
     pub fn put_pdq_view_filled(&mut self) {
         self.put(CF_META, keys::META_PDQ_VIEW, &[1]);
+    }
+
+    /// Records why the primary stopped taking writes (see [`Store::halted`]).
+    pub fn put_halted(&mut self, reason: &str, message: &str) {
+        self.put(
+            CF_META,
+            keys::META_HALTED,
+            format!("{reason}\n{message}").as_bytes(),
+        );
+    }
+
+    /// Unmarks a verified copy: a primary's own writes were not made by a follower.
+    pub fn clear_verified_copy(&mut self) {
+        self.batch
+            .delete_cf(self.store.cf(CF_META), keys::META_VERIFIED_COPY);
     }
 
     /// Marks the store a verified copy (see [`Store::verified_copy`]).

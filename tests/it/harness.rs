@@ -742,6 +742,21 @@ impl ServeProcess {
     }
 
     /// Everything it wrote to stderr so far.
+    /// Waits until its stderr shows a line containing `needle`: true, or false after
+    /// `timeout` or when it exits first.
+    pub(crate) fn wait_for_line(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while let Ok(line) = self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            if line.contains(needle) {
+                return true;
+            }
+        }
+        false
+    }
+
     pub(crate) fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }

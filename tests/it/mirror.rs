@@ -147,7 +147,7 @@ async fn a_mirror_syncs_resumes_answers_like_the_server_and_refuses_a_rollback()
         ],
         "",
     ));
-    assert!(proven.starts_with("proven: rollback"), "{proven}");
+    assert!(proven.starts_with("reported: rollback"), "{proven}");
     // It stays refused, and the copy still answers from what it verified.
     let again = hf(&server, "alpha", &["sync", "--out", out_s], "");
     assert!(!again.status.success());

@@ -205,14 +205,17 @@ async fn replicas_catch_up_from_zero_resume_and_survive_a_primary_restart() {
     file.replica.as_mut().unwrap().primary = primary.addr.clone();
     std::fs::write(&config, toml::to_string(&file).unwrap()).unwrap();
     let mut process = ServeProcess::start(&config).unwrap();
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Killed once it has verified and written a unit, before it is done.
+    let applied =
+        tokio::task::block_in_place(|| process.wait_for_line("unit verified", CATCH_UP_WITHIN));
+    assert!(applied, "{}", process.stderr());
     process.signal("KILL");
     tokio::task::block_in_place(|| process.wait(CHILD_TIMEOUT));
     let held = Store::open(&primary.dir().join("replica-2/data"))
         .unwrap()
         .size()
         .unwrap();
-    assert!(held < size, "caught up already: {held}");
+    assert!(held > 0 && held < size, "held {held} of {size}");
 
     let fresh = primary.start_replica(1);
     let mut f = fresh.client("alpha").await;
@@ -245,9 +248,10 @@ fn checkpoint_body(note: &[u8]) -> String {
 }
 
 /// A primary restored from an older copy of its data: its replica refuses the smaller log and
-/// keeps the evidence, which `verify` proves; told by the replica, the primary refuses writes.
-/// Then the primary grows a different history past the replica's size: a fresh look from
-/// the replica's copy is refused as a fork (entries that do not lead to the signed root).
+/// keeps the evidence, which `verify` checks; told by the replica, the primary refuses writes,
+/// also after a restart. Then the older copy, restored again, grows a different history past
+/// the replica's size: the replica refuses it (entries that do not lead to the signed root)
+/// and the primary, told, stops taking writes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolled_back_or_forked_primary_is_refused_with_evidence() {
     let mut primary = TestServer::start_with_replicas(&["alpha"], 1).await;
@@ -278,8 +282,8 @@ async fn a_rolled_back_or_forked_primary_is_refused_with_evidence() {
         serde_json::from_slice(&std::fs::read(&s.evidence[0]).unwrap()).unwrap();
     assert_eq!(evidence.kind, EvidenceKind::Rollback);
     let verifier = LogVerifier::from_vkey(&evidence.vkey).unwrap();
-    let proven = evidence.check(&verifier).unwrap();
-    assert!(proven.starts_with("rollback"), "{proven}");
+    let finding = evidence.check(&verifier).unwrap();
+    assert!(finding.what.starts_with("rollback"), "{finding:?}");
 
     // The replica told the primary: it refuses writes and says how to recover.
     let mut p = primary.client("alpha").await;
@@ -308,16 +312,36 @@ async fn a_rolled_back_or_forked_primary_is_refused_with_evidence() {
         "{}",
         refused.message()
     );
-    let ps = status(&mut p).await;
-    assert!(!ps.halted.is_empty());
-
-    // A forked history: the restored primary (restarted, so it signs again) appends other
-    // entries past the replica's size; a replica whose evidence was moved away checks again.
+    assert!(!status(&mut p).await.halted.is_empty());
+    // The halt is kept in the store: a restart does not undo it.
     primary.restart_in_place().await;
+    let mut p = primary.client("alpha").await;
+    let again = submit(
+        &mut p,
+        signed(
+            &alpha,
+            &submission("alpha", HashType::Sha256, &sha256_value(98)),
+        ),
+    )
+    .await;
+    assert_refused(
+        &again.unwrap_err(),
+        Code::FailedPrecondition,
+        "LOG_ROLLED_BACK",
+    );
+
+    // A forked history: the older copy, restored again (without the halt), takes other
+    // entries past the replica's size before any replica looks. The replica, its evidence
+    // moved away, checks again: the entries past its size do not lead to the signed root. It
+    // tells the primary, which stops taking writes.
+    replica.stop().await;
+    primary.stop().await;
+    std::fs::remove_dir_all(primary.data_dir()).unwrap();
+    copy_dir(backup.path(), &primary.data_dir());
+    primary.start_again();
     let mut p = primary.client("alpha").await;
     submit_many(&mut p, &primary, 1_000, 20).await;
     assert!(status(&mut p).await.size > size);
-    replica.stop().await;
     let moved = tempfile::tempdir().unwrap();
     std::fs::rename(&s.evidence[0], moved.path().join("rollback.json")).unwrap();
     replica.start_again();
@@ -332,8 +356,29 @@ async fn a_rolled_back_or_forked_primary_is_refused_with_evidence() {
         "{}",
         evidence.reason
     );
-    let proven = evidence.check(&verifier).unwrap();
-    assert!(proven.starts_with("root mismatch"), "{proven}");
+    let finding = evidence.check(&verifier).unwrap();
+    assert!(finding.what.starts_with("root mismatch"), "{finding:?}");
+    let started = Instant::now();
+    loop {
+        let write = submit(
+            &mut p,
+            signed(
+                &alpha,
+                &submission("alpha", HashType::Sha256, &sha256_value(97)),
+            ),
+        )
+        .await;
+        match write {
+            Err(e) => {
+                assert_refused(&e, Code::FailedPrecondition, "LOG_FORKED");
+                break;
+            }
+            Ok(_) if started.elapsed() < Duration::from_secs(10) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Ok(_) => panic!("the forked primary still takes writes"),
+        }
+    }
     drop(replica);
 }
 
@@ -371,8 +416,8 @@ async fn a_tampered_entry_is_refused_and_kept() {
     assert_eq!(evidence.kind, EvidenceKind::BadEntry);
     assert_eq!(evidence.bad_index, Some(5));
     let verifier = LogVerifier::from_vkey(&evidence.vkey).unwrap();
-    let proven = evidence.check(&verifier).unwrap();
-    assert!(proven.contains("does not verify"), "{proven}");
+    let finding = evidence.check(&verifier).unwrap();
+    assert!(finding.what.contains("does not verify"), "{finding:?}");
     assert_eq!(Store::open(&replica.data_dir()).unwrap().size().unwrap(), 0);
 }
 
