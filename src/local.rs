@@ -2,9 +2,10 @@
 //! `match --local DIR` ask, with the same code and the same answers as a server.
 //!
 //! `DIR` is what `hashforum sync --out DIR` keeps (`DIR/db`, `DIR/forum.vkey`), or a replica's
-//! or a stopped primary's data directory with the forum's `forum.vkey` copied beside its files.
+//! data directory with the forum's `forum.vkey` copied beside its files: a store a follower
+//! wrote (a primary's is refused by [`open`], though [`open_store`] reads it for `export`).
 //! The copy is opened read-only; its latest checkpoint must verify with the verifier key and
-//! cover exactly its entries (a sync copy always does). The registry's services then run over
+//! cover exactly its entries (a follower's store always does). The registry's services then run over
 //! an in-memory connection, as a reader: no network, no certificates.
 
 use std::path::Path;

@@ -25,10 +25,12 @@ pub(super) struct Cosignatures {
 
 impl Cosignatures {
     fn add(&mut self, size: u64, member: &str, line: String) {
-        self.by_size
-            .entry(size)
-            .or_default()
-            .insert(member.to_owned(), line);
+        let on = self.by_size.entry(size).or_default();
+        // A note has at most MAX_SIGNATURES lines, the log's own included: more would make
+        // every verifier refuse it.
+        if on.contains_key(member) || on.len() + 1 < cosignature::MAX_SIGNATURES {
+            on.insert(member.to_owned(), line);
+        }
         while self.by_size.len() > KEPT_SIZES {
             self.by_size.pop_first();
         }
@@ -70,10 +72,11 @@ impl Registry {
     /// Takes a replica's cosignature on a checkpoint of this log. Returns the log's size.
     ///
     /// # Errors
-    /// `FAILED_PRECONDITION` on a replica (`NOT_PRIMARY`), for a checkpoint that is not this
-    /// log's (`NOT_THIS_LOG`), or larger than the log (`LOG_ROLLED_BACK`: the primary then
-    /// refuses writes); `INVALID_ARGUMENT` when the checkpoint or the cosignature does not
-    /// verify with a key the caller registered.
+    /// `FAILED_PRECONDITION` on a replica (`NOT_PRIMARY`); for a checkpoint signed by the log
+    /// key that is larger than the log (`LOG_ROLLED_BACK`) or has another root at its size
+    /// (`LOG_FORKED`), after which the primary refuses writes (the log key's signature is the
+    /// proof: the cosignature need not verify); `INVALID_ARGUMENT` when the checkpoint does
+    /// not verify, or the cosignature does not with a key the caller registered.
     pub async fn add_cosignature(
         &self,
         caller: &Caller,
