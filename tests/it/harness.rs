@@ -433,6 +433,23 @@ pub(crate) async fn lookup(
         .map(|r| r.into_inner().record.unwrap())
 }
 
+/// The latest checkpoint note the server serves (with the cosignatures it holds on it).
+pub(crate) async fn latest_note(client: &mut Client) -> Vec<u8> {
+    client
+        .log
+        .get_checkpoint(pb::GetCheckpointRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .note
+}
+
+/// The forum's log verifier (`forum.vkey` in its directory).
+pub(crate) fn forum_verifier(forum: &Path) -> hashforum::log::checkpoint::LogVerifier {
+    let vkey = std::fs::read_to_string(forum.join("forum.vkey")).unwrap();
+    hashforum::log::checkpoint::LogVerifier::from_vkey(&vkey).unwrap()
+}
+
 /// The member directory.
 pub(crate) async fn members(client: &mut Client) -> Vec<pb::Member> {
     client

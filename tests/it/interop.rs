@@ -264,13 +264,7 @@ async fn python_cryptography_verifies_our_cosignatures() {
     let server = TestServer::start(&["alpha"]).await;
     let vkey = std::fs::read_to_string(server.dir().join("forum.vkey")).unwrap();
     let mut alpha = server.client("alpha").await;
-    let note = alpha
-        .log
-        .get_checkpoint(pb::GetCheckpointRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .note;
+    let note = crate::harness::latest_note(&mut alpha).await;
     let checkpoint = LogVerifier::from_vkey(&vkey)
         .unwrap()
         .verify(&note)

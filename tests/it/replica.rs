@@ -155,9 +155,7 @@ async fn replicas_follow_within_a_second_and_answer_like_the_primary() {
     }
 
     // Both replicas cosign the checkpoint they verified; the primary serves it cosigned.
-    let verifier =
-        LogVerifier::from_vkey(&std::fs::read_to_string(primary.dir().join("forum.vkey")).unwrap())
-            .unwrap();
+    let verifier = crate::harness::forum_verifier(primary.dir());
     let witnesses: Vec<WitnessVerifier> = ["replica-1", "replica-2"]
         .iter()
         .map(|name| {
@@ -167,13 +165,7 @@ async fn replicas_follow_within_a_second_and_answer_like_the_primary() {
         .collect();
     let started = Instant::now();
     let note = loop {
-        let note = p
-            .log
-            .get_checkpoint(pb::GetCheckpointRequest::default())
-            .await
-            .unwrap()
-            .into_inner()
-            .note;
+        let note = crate::harness::latest_note(&mut p).await;
         if hashforum::log::cosignature::quorum(&note, &witnesses, 2).is_ok() {
             break note;
         }

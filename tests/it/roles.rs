@@ -3,7 +3,7 @@
 
 use hashforum::client::Client;
 use hashforum::identity::Identity;
-use hashforum::log::checkpoint::{LogVerifier, SignedCheckpoint};
+use hashforum::log::checkpoint::SignedCheckpoint;
 use hashforum::pb;
 use hashforum::statement::admin::{
     add_member, declare_incident, register_key, remove, set_roles, suspend, withdraw,
@@ -455,16 +455,8 @@ async fn every_rpc_for_every_role_and_status() {
     }
 
     // A checkpoint of the log, which replicas cosign (it stays one as the log grows).
-    let note = admin
-        .log
-        .get_checkpoint(pb::GetCheckpointRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .note;
-    let vkey = std::fs::read_to_string(server.dir().join("forum.vkey")).unwrap();
-    let checkpoint = LogVerifier::from_vkey(&vkey)
-        .unwrap()
+    let note = crate::harness::latest_note(&mut admin).await;
+    let checkpoint = crate::harness::forum_verifier(server.dir())
         .verify(&note)
         .unwrap();
     let mut n = 1;
