@@ -167,7 +167,7 @@ impl Following {
                     if e.downcast_ref::<Halted>().is_some() {
                         super::not_serving(&health).await;
                     } else {
-                        tracing::error!(error = %e, "the replica's store failed; stopping");
+                        tracing::error!(error = %e, "the replica cannot follow; stopping");
                         failed.cancel();
                     }
                 }
