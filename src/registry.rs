@@ -114,7 +114,7 @@ impl Registry {
     /// # Errors
     /// When the store cannot be read or the sequencer thread cannot start.
     pub fn start(store: Store, policy: Policy, signer: LogSigner) -> std::io::Result<Self> {
-        let (directory, pdq) = views(&store)?;
+        let (directory, pdq) = views(&store, true)?;
         let verifier = signer.verifier();
         let halted = store.halted().map_err(std::io::Error::other)?;
         if store.verified_copy().map_err(std::io::Error::other)? {
@@ -176,7 +176,7 @@ impl Registry {
         primary: Option<String>,
         follow: Option<FollowWatch>,
     ) -> std::io::Result<(Self, crate::follow::Views)> {
-        let (directory, pdq) = views(&store)?;
+        let (directory, pdq) = views(&store, primary.is_some())?;
         let (tx, checkpoints) = tokio::sync::watch::channel(Arc::new(latest));
         let views = crate::follow::Views {
             directory: directory.clone(),
@@ -391,19 +391,24 @@ impl Registry {
     }
 }
 
-/// The membership snapshot and the PDQ index of a store.
-fn views(store: &Store) -> std::io::Result<(Arc<ArcSwap<Directory>>, PdqIndex)> {
+/// The membership snapshot and the PDQ index of a store. A server logs the index's size and
+/// build time (`announce`); a `--local` command says nothing unless asked.
+fn views(store: &Store, announce: bool) -> std::io::Result<(Arc<ArcSwap<Directory>>, PdqIndex)> {
     let directory = Directory::load(store).map_err(std::io::Error::other)?;
     let directory = Arc::new(ArcSwap::from_pointee(directory));
     let started = std::time::Instant::now();
     let pdq = PdqIndex::build(state::pdq_view(store).map_err(std::io::Error::other)?);
-    tracing::info!(
-        hashes = pdq.len(),
-        bytes = pdq.memory_bytes(),
-        kernel = crate::pdq::index::level().name(),
-        ms = started.elapsed().as_millis() as u64,
-        "PDQ index built"
+    let (hashes, bytes, ms) = (
+        pdq.len(),
+        pdq.memory_bytes(),
+        started.elapsed().as_millis() as u64,
     );
+    let kernel = crate::pdq::index::level().name();
+    if announce {
+        tracing::info!(hashes, bytes, kernel, ms, "PDQ index built");
+    } else {
+        tracing::debug!(hashes, bytes, kernel, ms, "PDQ index built");
+    }
     Ok((directory, pdq))
 }
 
