@@ -228,3 +228,50 @@ async fn forks_rollbacks_and_bad_checkpoints_are_refused_with_evidence() {
     assert!(forged.check(&verifier()).is_err());
     assert_eq!(follower.size(), size, "nothing changed");
 }
+
+/// Entries that the log could not hold are refused at their index, before anything is
+/// written: a sequencing time before the entry before it, and a relayer that is the author.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_the_log_could_not_hold_are_refused_at_their_index() {
+    let (_p, primary) = primary(150).await;
+    let (_f, mut follower) = follower();
+    let latest = verifier()
+        .verify(&primary.latest_checkpoint().unwrap().unwrap().1)
+        .unwrap();
+    let leaves = primary.entry_range(0, latest.head.size).unwrap();
+    let changed = |i: usize, change: &dyn Fn(&mut crate::pb::LogEntry)| {
+        let mut leaves = leaves.clone();
+        let stored = StoredEntry::decode(&leaves[i]).unwrap();
+        let mut entry = crate::pb::LogEntry {
+            envelope: Some(stored.envelope),
+            sequenced_at_unix_ms: stored.sequenced_at_unix_ms,
+            relayed_by: stored.relayed_by,
+        };
+        change(&mut entry);
+        leaves[i] = prost::Message::encode_to_vec(&entry);
+        leaves
+    };
+    let backwards = changed(120, &|e| e.sequenced_at_unix_ms = 1);
+    let evidence = refused(follower.apply(&latest, backwards));
+    assert_eq!(evidence.bad_index, Some(120));
+    assert!(
+        evidence.reason.contains("before the entry before it"),
+        "{}",
+        evidence.reason
+    );
+
+    let self_relayed = changed(7, &|e| e.relayed_by = "alpha".into());
+    let evidence = refused(follower.apply(&latest, self_relayed));
+    assert_eq!(evidence.bad_index, Some(7));
+    assert!(
+        evidence.reason.contains("its own author"),
+        "{}",
+        evidence.reason
+    );
+
+    let relayed_by_nobody = changed(9, &|e| e.relayed_by = "mallory".into());
+    let evidence = refused(follower.apply(&latest, relayed_by_nobody));
+    assert_eq!(evidence.bad_index, Some(9));
+    assert_eq!(follower.store().size().unwrap(), 0, "nothing written");
+    follower.apply(&latest, leaves).unwrap();
+}

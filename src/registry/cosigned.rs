@@ -100,7 +100,7 @@ impl Registry {
                 "replica {} holds a checkpoint of {size} entries signed by this log, but this \
                  server's log has only {}: its data was rolled back (restored from an older \
                  copy). It takes no more writes, so it signs nothing more. Recover by \
-                 replacing its data directory with an up-to-date replica's (docs/replicas.md, \
+                 replacing its data directory with an up-to-date replica's (docs/operations.md, \
                  \"Recover a rolled-back primary\")",
                 caller.member_id, latest.head.size
             );
@@ -118,7 +118,7 @@ impl Registry {
                  not this server's log's at that size: this server's log forked from what its \
                  key signed (restored from an older copy, then written to). It takes no more \
                  writes. Recover by replacing its data directory with an up-to-date replica's \
-                 (docs/replicas.md, \"Recover a rolled-back primary\")",
+                 (docs/operations.md, \"Recover a rolled-back primary\")",
                 caller.member_id
             );
             return Err(self.halt("LOG_FORKED", why).await);
