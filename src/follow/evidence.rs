@@ -13,7 +13,7 @@
 //!
 //! | kind | holds | `check` |
 //! |---|---|---|
-//! | `fork` | two signed notes (`held`, `served`) | proven: same size, two roots; or a smaller `served` whose root is not the prefix of `held` (`prefix_root` and a consistency proof to `held`) |
+//! | `fork` | two signed notes (`held`, `served`) | proven: same size, two roots; or a smaller `served` whose root is not the prefix of `held` (`prefix_root` and a consistency proof to `held`); or a larger `served` whose own consistency proof gives it another prefix than `held` |
 //! | `rollback` | two signed notes | reported: a smaller tree than one the log signed, served as the latest |
 //! | `root-mismatch` | a signed note, the entries, the verified frontier | reported: the entries from the verified size do not lead to the signed root |
 //! | `bad-entry` | the entry | reported: it could not be at its index (the reason; a failing signature is checked again with `key`) |
@@ -206,9 +206,6 @@ impl Evidence {
                         ))
                     };
                 }
-                if s.size > h.size {
-                    return Err("the served checkpoint is larger than the held one".into());
-                }
                 let prefix = hash(self.prefix_root.as_deref().unwrap_or_default())
                     .map_err(|e| format!("prefix_root: {e}"))?;
                 let proof = self
@@ -217,6 +214,28 @@ impl Evidence {
                     .map(|p| hash(p))
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| format!("consistency_proof: {e}"))?;
+                if s.size > h.size {
+                    // The served tree's own proof gives it another prefix than the held tree.
+                    tree::verify_consistency(&proof, h.size, prefix, s.size, s.root).map_err(
+                        |e| {
+                            format!(
+                                "the consistency proof does not lead to the served checkpoint: {e}"
+                            )
+                        },
+                    )?;
+                    if prefix == h.root {
+                        return Err("the served tree has the held one as its prefix".into());
+                    }
+                    return Ok(format!(
+                        "fork: the log signed {} entries with root {}, and {} entries whose \
+                         first {} have root {}",
+                        h.size,
+                        b64(&h.root.0),
+                        s.size,
+                        h.size,
+                        b64(&prefix.0)
+                    ));
+                }
                 tree::verify_consistency(&proof, s.size, prefix, h.size, h.root).map_err(|e| {
                     format!("the consistency proof does not lead to the held checkpoint: {e}")
                 })?;

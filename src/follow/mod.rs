@@ -243,6 +243,40 @@ impl Follower {
         }
     }
 
+    /// Checks a consistency proof the source gave from the verified checkpoint to a larger
+    /// `target` it served: when the proof leads to the target's root but implies another root
+    /// for the verified size, the log key signed two histories, and the proof shows it.
+    ///
+    /// # Errors
+    /// `Refused` with that proof (`fork`). A proof that does not lead to the target's root
+    /// proves nothing either way and is not an error: the entries are checked anyway.
+    pub fn examine_consistency(
+        &self,
+        target: &SignedCheckpoint,
+        proof: &[tree::Hash],
+    ) -> Result<(), FollowError> {
+        let Some(held) = &self.latest else {
+            return Ok(());
+        };
+        let (old, new) = (held.head.size, target.head.size);
+        match tree::consistency_prefix_root(proof, old, new, target.head.root) {
+            Some(prefix) if prefix != held.head.root => Err(self.refuse(
+                EvidenceKind::Fork,
+                format!(
+                    "the source's checkpoint of size {new} has, by its own consistency proof, \
+                     a first {old} entries other than the verified ones: the log forked"
+                ),
+                Evidence {
+                    served: target.text().to_owned(),
+                    prefix_root: Some(b64(&prefix.0)),
+                    consistency_proof: proof.iter().map(|h| b64(&h.0)).collect(),
+                    ..Evidence::default()
+                },
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Verifies a checkpoint the source served for a unit (at most its latest).
     ///
     /// # Errors

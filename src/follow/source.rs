@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Evidence, EvidenceKind, FollowError, Follower, MAX_UNIT};
 use crate::client::Client;
 use crate::log::checkpoint::{LogVerifier, SignedCheckpoint};
+use crate::log::tree::Hash;
 use crate::pb;
 
 /// Makes a follower's cosignature line on a checkpoint it verified.
@@ -152,6 +153,13 @@ pub async fn run(
             }
             Err(e) => return Err(e),
         };
+        // The source's own consistency proof from what is verified: a fork it shows is proven.
+        if let Err(FollowError::Refused(evidence)) =
+            check_consistency(&follower, &mut latest.client, &target).await
+        {
+            tell_primary(&follower, &client, opts.cosign.as_ref()).await;
+            return Err(FollowError::Refused(evidence));
+        }
         status.send_modify(|s| {
             s.primary_size = s.primary_size.max(target.head.size);
             s.behind_since.get_or_insert_with(SystemTime::now);
@@ -187,6 +195,36 @@ pub async fn run(
                 return Ok(follower);
             }
         }
+    }
+}
+
+/// Asks the source for its consistency proof from the verified checkpoint to `target`, and
+/// examines it. A proof that cannot be had, or does not lead to the target, proves nothing:
+/// the entries are checked against the target's root anyway.
+async fn check_consistency(
+    follower: &Follower,
+    client: &mut Client,
+    target: &SignedCheckpoint,
+) -> Result<(), FollowError> {
+    let Some(held) = follower.latest().filter(|h| h.head.size > 0) else {
+        return Ok(());
+    };
+    let request = pb::GetConsistencyProofRequest {
+        old_size: held.head.size,
+        new_size: target.head.size,
+    };
+    let Ok(reply) = deadline(client.log.get_consistency_proof(request)).await else {
+        return Ok(());
+    };
+    let proof: Option<Vec<Hash>> = reply
+        .into_inner()
+        .hashes
+        .into_iter()
+        .map(|h| <[u8; 32]>::try_from(h).ok().map(Hash))
+        .collect();
+    match proof {
+        Some(proof) => follower.examine_consistency(target, &proof),
+        None => Ok(()),
     }
 }
 

@@ -24,6 +24,11 @@ fn verifier() -> LogVerifier {
 /// A primary's store with the genesis and `count` SHA-256 submissions by `alpha`, in batches
 /// of 100 (one checkpoint each).
 async fn primary(count: u64) -> (tempfile::TempDir, Store) {
+    primary_of(count, 0).await
+}
+
+/// The same, with the hashes numbered from `first`: another history for another `first`.
+async fn primary_of(count: u64, first: u64) -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let alpha = SigningKey::from_bytes(&[9; 32]);
@@ -54,7 +59,7 @@ async fn primary(count: u64) -> (tempfile::TempDir, Store) {
         member_id: MemberId::parse("alpha").unwrap(),
         roles: vec![Role::Admin, Role::Contributor, Role::Reader],
     };
-    let values: Vec<String> = (0..count)
+    let values: Vec<String> = (first..first + count)
         .map(|n| hex::encode(crate::crypto::sha256(&n.to_be_bytes())))
         .collect();
     for chunk in values.chunks(100) {
@@ -274,4 +279,31 @@ async fn entries_the_log_could_not_hold_are_refused_at_their_index() {
     assert_eq!(evidence.bad_index, Some(9));
     assert_eq!(follower.store().size().unwrap(), 0, "nothing written");
     follower.apply(&latest, leaves).unwrap();
+}
+
+/// A larger checkpoint of another history, signed by the same log key: the source's own
+/// consistency proof from the verified size shows another prefix, which proves the fork.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_larger_fork_is_proven_by_its_own_consistency_proof() {
+    let (_p, primary) = primary(300).await;
+    let (_f, mut follower) = follower();
+    follower.replay_copy(&primary, |_, _| {}).unwrap();
+    let held = follower.latest().unwrap().head;
+    let (_o, other) = primary_of(400, 1_000_000).await;
+    let (_, note) = other.latest_checkpoint().unwrap().unwrap();
+    let target = follower.examine_latest(&note).unwrap().expect("larger");
+    let proof = crate::log::tree::consistency_proof(held.size, target.head.size, &other).unwrap();
+    let evidence = refused(follower.examine_consistency(&target, &proof));
+    assert_eq!(evidence.kind, EvidenceKind::Fork);
+    let finding = evidence.check(&verifier()).unwrap();
+    assert!(
+        finding.proven && finding.what.starts_with("fork"),
+        "{finding:?}"
+    );
+    // The honest log's proof shows nothing wrong.
+    let (_, ours) = primary.latest_checkpoint().unwrap().unwrap();
+    assert!(follower.examine_latest(&ours).unwrap().is_none());
+    let mut tampered = evidence.clone();
+    tampered.prefix_root = Some(b64(&held.root.0));
+    assert!(tampered.check(&verifier()).is_err());
 }

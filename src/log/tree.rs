@@ -407,6 +407,42 @@ pub fn verify_consistency(
     )?)
 }
 
+/// The root of the first `old` leaves that a consistency proof from `old` to `new` implies,
+/// when the proof leads to `new_root` (RFC 9162 §2.1.4.2, run without the old root): what the
+/// tree the proof is about has as its prefix. `None` when the proof does not lead to
+/// `new_root`, or cannot say (`old` is 0, equal to `new`, or a power of two: then the old root
+/// is a node the proof leaves out).
+pub fn consistency_prefix_root(proof: &[Hash], old: u64, new: u64, new_root: Hash) -> Option<Hash> {
+    if old == 0 || old >= new || old.is_power_of_two() || proof.len() > MAX_PROOF_HASHES {
+        return None;
+    }
+    let (first, rest) = proof.split_first()?;
+    let (mut f, mut n) = (old - 1, new - 1);
+    while f & 1 == 1 {
+        f >>= 1;
+        n >>= 1;
+    }
+    let (mut fr, mut sr) = (*first, *first);
+    for c in rest {
+        if n == 0 {
+            return None;
+        }
+        if f & 1 == 1 || f == n {
+            fr = tlog_tiles::node_hash(*c, fr);
+            sr = tlog_tiles::node_hash(*c, sr);
+            while f & 1 == 0 && f != 0 {
+                f >>= 1;
+                n >>= 1;
+            }
+        } else {
+            sr = tlog_tiles::node_hash(sr, *c);
+        }
+        f >>= 1;
+        n >>= 1;
+    }
+    (n == 0 && sr == new_root).then_some(fr)
+}
+
 fn check_inclusion_bounds(index: u64, size: u64) -> Result<(), ProofError> {
     if index >= size {
         return Err(ProofError::Impossible(format!(

@@ -242,8 +242,8 @@ fn checkpoint_body(note: &[u8]) -> String {
 /// A primary restored from an older copy of its data: its replica refuses the smaller log and
 /// keeps the evidence, which `verify` checks; told by the replica, the primary refuses writes,
 /// also after a restart. Then the older copy, restored again, grows a different history past
-/// the replica's size: the replica refuses it (entries that do not lead to the signed root)
-/// and the primary, told, stops taking writes.
+/// the replica's size: the replica refuses it, with the primary's own consistency proof as
+/// proof of the fork, and the primary, told, stops taking writes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolled_back_or_forked_primary_is_refused_with_evidence() {
     let mut primary = TestServer::start_with_replicas(&["alpha"], 1).await;
@@ -324,8 +324,8 @@ async fn a_rolled_back_or_forked_primary_is_refused_with_evidence() {
 
     // A forked history: the older copy, restored again (without the halt), takes other
     // entries past the replica's size before any replica looks. The replica, its evidence
-    // moved away, checks again: the entries past its size do not lead to the signed root. It
-    // tells the primary, which stops taking writes.
+    // moved away, checks again: the primary's consistency proof from the replica's size shows
+    // another prefix. It tells the primary, which stops taking writes.
     replica.stop().await;
     primary.stop().await;
     std::fs::remove_dir_all(primary.data_dir()).unwrap();
@@ -342,14 +342,13 @@ async fn a_rolled_back_or_forked_primary_is_refused_with_evidence() {
     assert_eq!(s.size, size);
     let evidence: Evidence =
         serde_json::from_slice(&std::fs::read(&s.evidence[0]).unwrap()).unwrap();
-    assert_eq!(
-        evidence.kind,
-        EvidenceKind::RootMismatch,
-        "{}",
-        evidence.reason
-    );
+    // The forked primary's own consistency proof from the replica's size proves the fork.
+    assert_eq!(evidence.kind, EvidenceKind::Fork, "{}", evidence.reason);
     let finding = evidence.check(&verifier).unwrap();
-    assert!(finding.what.starts_with("root mismatch"), "{finding:?}");
+    assert!(
+        finding.proven && finding.what.starts_with("fork"),
+        "{finding:?}"
+    );
     let started = Instant::now();
     loop {
         let write = submit(

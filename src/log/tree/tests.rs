@@ -339,3 +339,35 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// The prefix root a consistency proof implies is the old tree's root when the proof is
+    /// of the same tree; for a tree whose first `old` leaves differ, it is that tree's prefix
+    /// root, which is not the old tree's: the proof shows the fork.
+    #[test]
+    fn consistency_proofs_imply_the_prefix_root(old in 1u64..300, extra in 1u64..300, changed in any::<prop::sample::Index>()) {
+        let new = old + extra;
+        let leaves: Vec<LeafHash> = (0..new as u32).map(|i| leaf_hash(&i.to_le_bytes())).collect();
+        let (frontier, stored) = build(&leaves);
+        let (old_frontier, _) = build(&leaves[..old as usize]);
+        let proof = consistency_proof(old, new, &stored).unwrap();
+        let implied = consistency_prefix_root(&proof, old, new, frontier.root());
+        if old.is_power_of_two() {
+            prop_assert_eq!(implied, None);
+        } else {
+            prop_assert_eq!(implied, Some(old_frontier.root()));
+            prop_assert_eq!(consistency_prefix_root(&proof, old, new, Hash([9; 32])), None);
+            // Another history: one of the first `old` leaves differs.
+            let mut forked = leaves.clone();
+            forked[changed.index(old as usize)] = leaf_hash(b"another entry");
+            let (fork_frontier, fork_stored) = build(&forked);
+            let (fork_old, _) = build(&forked[..old as usize]);
+            let fork_proof = consistency_proof(old, new, &fork_stored).unwrap();
+            let implied = consistency_prefix_root(&fork_proof, old, new, fork_frontier.root());
+            prop_assert_eq!(implied, Some(fork_old.root()));
+            prop_assert_ne!(implied, Some(old_frontier.root()));
+        }
+    }
+}
