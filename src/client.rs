@@ -31,7 +31,13 @@ impl Client {
             .ca_certificate(Certificate::from_pem(&identity.ca_cert))
             .identity(TlsIdentity::from_pem(&identity.tls_cert, &identity.tls_key))
             .domain_name(identity.file.server_name.clone());
-        let addr = server.unwrap_or(&identity.file.server).to_owned();
+        let addr = server.unwrap_or(&identity.file.server);
+        // `host:port` as people type it: TLS is the only way in.
+        let addr = if addr.contains("://") {
+            addr.to_owned()
+        } else {
+            format!("https://{addr}")
+        };
         let endpoint = Channel::from_shared(addr.clone())
             .map_err(|e| ClientError::Address(format!("{addr:?}: {e}")))?;
         let channel = endpoint

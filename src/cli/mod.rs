@@ -94,7 +94,7 @@ pub struct ClientOpts {
     /// The identity directory (TLS certificate and key, signing key, CA, server address).
     #[arg(long, env = "HASHFORUM_IDENTITY", global = true)]
     pub identity: Option<PathBuf>,
-    /// The server address, e.g. https://127.0.0.1:50051 (default: the identity's).
+    /// The server address, `host:port` or `https://host:port` (default: the identity's).
     #[arg(long, env = "HASHFORUM_SERVER", global = true)]
     pub server: Option<String>,
     /// Print machine-readable JSON.

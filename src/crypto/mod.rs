@@ -126,12 +126,20 @@ pub fn read_signing_key(path: &Path) -> Result<SigningKey, KeyFileError> {
     SigningKey::from_pkcs8_pem(&pem).map_err(|e| format_err(path, e))
 }
 
-/// Writes a PKCS#8 PEM Ed25519 private key, readable by its owner only.
+/// Writes a PKCS#8 PEM Ed25519 private key, readable by its owner only, in the RFC 8410 form
+/// (PKCS#8 v1, the private key alone): what `openssl genpkey -algorithm ed25519` writes and
+/// what OpenSSL 3 and Python's `cryptography` read. (`ed25519-dalek` writes v2, with the public
+/// key inside, by default, which they refuse.)
 ///
 /// # Errors
 /// When the file cannot be written.
 pub fn write_signing_key(path: &Path, key: &SigningKey) -> Result<(), KeyFileError> {
-    let pem = key
+    use ed25519_dalek::pkcs8::KeypairBytes;
+    let v1 = KeypairBytes {
+        secret_key: key.to_bytes(),
+        public_key: None,
+    };
+    let pem = v1
         .to_pkcs8_pem(Default::default())
         .map_err(|e| format_err(path, e))?;
     crate::fsutil::write_private(path, pem.as_bytes()).map_err(io_err(path))

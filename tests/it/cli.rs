@@ -1452,3 +1452,18 @@ async fn feedback_and_incidents_through_the_cli() {
         Some("HASH_WITHDRAWN"),
     );
 }
+
+/// `--server host:port`, as people type it, without the scheme: the same server over TLS.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_address_without_a_scheme_is_taken() {
+    let server = TestServer::start(&["alpha"]).await;
+    let bare = server.addr.strip_prefix("https://").unwrap();
+    let out = hf_as(
+        &server.identity_dir("alpha"),
+        Some(bare),
+        &["status", "--json"],
+        "",
+    );
+    let status: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
+    assert_eq!(status["mode"], "primary");
+}

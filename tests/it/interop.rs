@@ -337,3 +337,39 @@ async fn python_cryptography_verifies_our_cosignatures() {
     .unwrap_err();
     assert!(err.contains("key id"), "{err}");
 }
+
+/// Every key file `init` and `identity new` write opens in OpenSSL 3 (`openssl pkey`), which
+/// refuses PKCS#8 v2 Ed25519 keys: they are RFC 8410 (PKCS#8 v1), and their public halves
+/// are the ones hashforum derives.
+#[test]
+fn openssl_reads_every_key_file_hashforum_writes() {
+    let forum = crate::harness::dev_forum(&["alpha"]);
+    let made = tempfile::tempdir().unwrap();
+    let mine = made.path().join("me");
+    let mut cmd = crate::harness::hashforum_bin();
+    cmd.args(["identity", "new"])
+        .arg(&mine)
+        .args(["--name", "gamma"]);
+    let out = run_with_timeout(cmd, b"", CHILD_TIMEOUT);
+    assert!(out.status.success(), "{out:?}");
+    let keys = [
+        forum.path().join("server/log.key"),
+        forum.path().join("identities/admin/signing.key"),
+        forum.path().join("identities/alpha/signing.key"),
+        mine.join("signing.key"),
+    ];
+    for key in &keys {
+        let mut cmd = std::process::Command::new("openssl");
+        cmd.args(["pkey", "-pubout", "-in"]).arg(key);
+        let out = run_with_timeout(cmd, b"", CHILD_TIMEOUT);
+        assert!(out.status.success(), "{}: {out:?}", key.display());
+        let theirs = String::from_utf8(out.stdout).unwrap();
+        let ours = hashforum::crypto::read_signing_key(key)
+            .unwrap()
+            .verifying_key();
+        let ours =
+            ed25519_dalek::pkcs8::EncodePublicKey::to_public_key_pem(&ours, Default::default())
+                .unwrap();
+        assert_eq!(theirs, ours, "{}", key.display());
+    }
+}
