@@ -60,7 +60,7 @@ const LOG_BULK: Access = Access::AnyRole(&[Role::Reader, Role::Replica]);
 
 /// Every callable method, by gRPC path. A path ending in `/` covers every method of that
 /// service (the stock services, whose method lists are not ours). Anything else is refused.
-pub const POLICY: [(&str, Access); 20] = [
+pub const POLICY: [(&str, Access); 21] = [
     ("/hashforum.v1.RegistryService/SubmitEntry", SUBMIT),
     ("/hashforum.v1.RegistryService/SubmitEntries", SUBMIT),
     ("/hashforum.v1.RegistryService/LookupHash", LOOKUP),
@@ -94,6 +94,10 @@ pub const POLICY: [(&str, Access); 20] = [
     ("/hashforum.v1.LogService/GetStatus", Access::AnyMember),
     ("/grpc.health.v1.Health/", Access::AnyPeer),
     ("/grpc.reflection.v1.ServerReflection/", Access::AnyPeer),
+    (
+        "/grpc.reflection.v1alpha.ServerReflection/",
+        Access::AnyPeer,
+    ),
 ];
 
 /// The access rule for a gRPC path, or `None` when the path is not in [`POLICY`].
@@ -403,7 +407,7 @@ mod tests {
             "/hashforum.v1.RegistryService/SubmitEntryX",
             "/grpc.health.v1.Health/",
             "/grpc.health.v1.Health/Check/x",
-            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+            "/grpc.reflection.v1beta.ServerReflection/ServerReflectionInfo",
             "/other.Service/Method",
             "",
         ] {
@@ -416,6 +420,7 @@ mod tests {
             "/grpc.health.v1.Health/Check",
             "/grpc.health.v1.Health/Watch",
             "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
         ] {
             assert_eq!(
                 admit(&Fixed, path, none).ok(),

@@ -119,10 +119,13 @@ pub async fn serve(
     health.set_serving::<AdminServiceServer<AdminApi>>().await;
     health.set_serving::<LogServiceServer<LogApi>>().await;
     let following = follower.map(|f| f.spawn(registry.failed().clone(), health.clone()));
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    // Reflection v1, and v1alpha for the tools that still speak only it (Python's
+    // grpcio-reflection client, several GUI clients).
+    let reflection_v1 = reflection()
         .build_v1()?
+        .max_decoding_message_size(MAX_SMALL_REQUEST);
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()?
         .max_decoding_message_size(MAX_SMALL_REQUEST);
     let health_service = health_service.max_decoding_message_size(MAX_SMALL_REQUEST);
     let registry_svc = RegistryServiceServer::new(RegistryApi::new(registry.clone()))
@@ -149,7 +152,8 @@ pub async fn serve(
             limits.request_timeout,
         ))
         .add_service(health_service)
-        .add_service(reflection)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(registry_svc)
         .add_service(admin_svc)
         .add_service(log_svc);
@@ -190,6 +194,13 @@ pub async fn serve(
         anyhow::bail!("the replica's store failed, so it stopped (see the log for the cause)");
     }
     served
+}
+
+/// Server reflection describing `hashforum.v1` and health.
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
 }
 
 type Served = Result<Result<(), tonic::transport::Error>, tokio::task::JoinError>;

@@ -208,7 +208,7 @@ async fn next_status(watch: &mut tonic::Streaming<tonic_health::pb::HealthCheckR
         .status
 }
 
-/// Reflection v1 lists and describes `hashforum.v1`, health and itself; `v1alpha` is not served.
+/// Reflection v1 lists and describes `hashforum.v1`, health and itself; so does v1alpha.
 #[tokio::test]
 async fn reflection_v1_describes_the_services() {
     let server = TestServer::start(&["alpha"]).await;
@@ -287,18 +287,32 @@ async fn reflection_v1_describes_the_services() {
             ),
         ),
     };
-    let status = match alpha_reflection
+    // v1alpha too, for the tools that speak only it: the same services.
+    let reply = alpha_reflection
         .server_reflection_info(tokio_stream::iter(vec![old]))
         .await
-    {
-        Err(status) => status,
-        Ok(reply) => reply
-            .into_inner()
-            .message()
-            .await
-            .expect_err("v1alpha is not served"),
+        .expect("v1alpha is served")
+        .into_inner()
+        .message()
+        .await
+        .unwrap()
+        .expect("a reply");
+    let Some(
+        tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse::ListServicesResponse(list),
+    ) = reply.message_response
+    else {
+        panic!("not a service list: {reply:?}");
     };
-    // Only the methods in the server's access table are served: v1alpha is not one of them.
-    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
-    assert_eq!(details(&status).reason.as_deref(), Some("UNKNOWN_METHOD"));
+    let mut old_services: Vec<&str> = list.service.iter().map(|s| s.name.as_str()).collect();
+    old_services.sort_unstable();
+    assert_eq!(
+        old_services,
+        [
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1alpha.ServerReflection",
+            "hashforum.v1.AdminService",
+            "hashforum.v1.LogService",
+            "hashforum.v1.RegistryService",
+        ]
+    );
 }
