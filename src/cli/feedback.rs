@@ -18,8 +18,8 @@ pub struct HashArgs {
     /// Hash type: pdq, md5, sha1, sha256 or url_md5.
     #[arg(long = "type", value_name = "TYPE")]
     pub hash_type: String,
-    /// The hash, lowercase hex.
-    #[arg(long)]
+    /// The hash, hex (typed in upper case, it is lowered).
+    #[arg(long, value_parser = super::input::hex_arg)]
     pub value: String,
 }
 

@@ -6,6 +6,18 @@ use crate::entry::parse_public_key;
 use crate::pb;
 use crate::types::{HashType, Role};
 
+/// A hash value as typed, lowered: hashes are hex, and the wire takes lowercase only, so
+/// `ABCDEF` typed or pasted from another tool means `abcdef`. Anything else is left for the
+/// server to refuse with its reason. (Also clap's value parser for every `--value`.)
+pub(super) fn hex_value(typed: &str) -> String {
+    typed.to_ascii_lowercase()
+}
+
+/// `hex_value` as a clap value parser.
+pub(super) fn hex_arg(typed: &str) -> Result<String, std::convert::Infallible> {
+    Ok(hex_value(typed))
+}
+
 /// Parses `type:value` lines (blank lines and `#` comments skipped).
 ///
 /// # Errors
@@ -22,7 +34,7 @@ pub(super) fn parse_lines(text: &str) -> Result<Vec<(HashType, String)>, tonic::
             .split_once(':')
             .ok_or_else(|| bad(format!("expected type:value, got {line:?}")))?;
         let t = HashType::parse(t.trim()).map_err(|e| bad(e.0))?;
-        out.push((t, v.trim().to_owned()));
+        out.push((t, hex_value(v.trim())));
     }
     if out.is_empty() {
         return Err(tonic::Status::invalid_argument(

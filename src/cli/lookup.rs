@@ -20,8 +20,8 @@ pub struct LookupArgs {
     /// Hash type: pdq, md5, sha1, sha256 or url_md5.
     #[arg(long = "type", value_name = "TYPE", required_unless_present = "batch")]
     pub hash_type: Option<String>,
-    /// The hash, lowercase hex.
-    #[arg(long, required_unless_present = "batch", conflicts_with = "batch")]
+    /// The hash, hex (typed in upper case, it is lowered).
+    #[arg(long, value_parser = super::input::hex_arg, required_unless_present = "batch", conflicts_with = "batch")]
     pub value: Option<String>,
     /// Read `type:value` lines from FILE (`-` for stdin); prints one result per line.
     #[arg(long, value_name = "FILE")]

@@ -23,8 +23,8 @@ pub struct MatchArgs {
     /// Hash type: pdq (the one type matched by distance).
     #[arg(long = "type", value_name = "TYPE", default_value = "pdq")]
     pub hash_type: String,
-    /// The PDQ hash, 64 lowercase hex characters.
-    #[arg(long, conflicts_with_all = ["batch", "files"])]
+    /// The PDQ hash, 64 hex characters (typed in upper case, it is lowered).
+    #[arg(long, value_parser = super::input::hex_arg, conflicts_with_all = ["batch", "files"])]
     pub value: Option<String>,
     /// Read PDQ hashes from FILE (`-` for stdin), one per line, bare or as `pdq:HEX`.
     #[arg(long, value_name = "FILE", conflicts_with = "files")]
@@ -133,10 +133,10 @@ fn queries(args: &MatchArgs) -> anyhow::Result<Vec<Query>> {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let value = line.strip_prefix("pdq:").unwrap_or(line);
+            let value = super::input::hex_value(line.strip_prefix("pdq:").unwrap_or(line));
             out.push(Query {
                 source: format!("{}:{}", path.display(), n + 1),
-                value: value.to_owned(),
+                value,
                 variant: Dihedral::Original,
             });
         }

@@ -25,8 +25,8 @@ pub struct ProvenanceArgs {
     /// Hash type: pdq, md5, sha1, sha256 or url_md5.
     #[arg(long = "type", value_name = "TYPE")]
     pub hash_type: String,
-    /// The hash, lowercase hex.
-    #[arg(long)]
+    /// The hash, hex (typed in upper case, it is lowered).
+    #[arg(long, value_parser = super::input::hex_arg)]
     pub value: String,
     /// Write the provenance bundle (JSON) to FILE, for `hashforum verify --bundle`.
     #[arg(long, value_name = "FILE")]

@@ -28,8 +28,8 @@ pub struct SubmitArgs {
     /// Hash type: pdq, md5, sha1, sha256 or url_md5.
     #[arg(long = "type", value_name = "TYPE", required_unless_present_any = ["batch", "files"])]
     pub hash_type: Option<String>,
-    /// The hash, lowercase hex.
-    #[arg(long, required_unless_present_any = ["batch", "files"], conflicts_with_all = ["batch", "files"])]
+    /// The hash, hex (typed in upper case, it is lowered).
+    #[arg(long, value_parser = super::input::hex_arg, required_unless_present_any = ["batch", "files"], conflicts_with_all = ["batch", "files"])]
     pub value: Option<String>,
     /// Read `type:value` lines from FILE (`-` for stdin) and submit them all.
     #[arg(long, value_name = "FILE", conflicts_with = "files")]

@@ -1467,3 +1467,37 @@ async fn a_server_address_without_a_scheme_is_taken() {
     let status: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
     assert_eq!(status["mode"], "primary");
 }
+
+/// Hex typed or pasted in upper case is lowered by the CLI (the wire takes lowercase only):
+/// as `--value`, and in batch lines.
+#[tokio::test(flavor = "multi_thread")]
+async fn hex_in_upper_case_is_lowered() {
+    let server = TestServer::start(&["alpha"]).await;
+    let upper = "0123456789ABCDEF0123456789ABCDEF";
+    let lower = upper.to_ascii_lowercase();
+    ok(&hf(
+        &server,
+        "alpha",
+        &["submit", "--type", "md5", "--value", upper],
+        "",
+    ));
+    let found = json(&hf(
+        &server,
+        "alpha",
+        &["lookup", "--type", "md5", "--value", &lower, "--json"],
+        "",
+    ));
+    assert_eq!(found["found"], true, "{found}");
+    assert_eq!(found["value"], lower.as_str());
+    let batch = ok(&hf(
+        &server,
+        "alpha",
+        &["lookup", "--batch", "-", "--json"],
+        &format!("md5:{upper}\n"),
+    ));
+    let line: serde_json::Value = serde_json::from_str(batch.trim()).unwrap();
+    assert_eq!(
+        (line["found"].as_bool(), line["value"].as_str()),
+        (Some(true), Some(lower.as_str()))
+    );
+}
