@@ -528,8 +528,9 @@ async fn cli_submits_and_matches_local_files() {
     ]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
 
-    // A bad value is refused locally by the server with the field.
-    let out = run(vec!["match".into(), "--value".into(), "AB".repeat(32)]);
+    // A bad value (not hex; upper case would be lowered) is refused by the server with the
+    // field.
+    let out = run(vec!["match".into(), "--value".into(), "zz".repeat(32)]);
     assert!(!out.status.success());
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(
