@@ -340,7 +340,8 @@ impl Evidence {
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
-fn b64(bytes: &[u8]) -> String {
+/// Standard base64, as evidence files hold binary fields.
+pub(super) fn b64(bytes: &[u8]) -> String {
     B64.encode(bytes)
 }
 

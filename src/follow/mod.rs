@@ -25,6 +25,7 @@ use ed25519_dalek::{Signature, VerifyingKey};
 use rayon::prelude::*;
 use tokio::sync::watch;
 
+use evidence::b64;
 pub use evidence::{Evidence, EvidenceKind, Finding, EVIDENCE_FORMAT};
 
 use crate::crypto;
@@ -615,11 +616,6 @@ fn corrupt(reason: &str) -> FollowError {
 
 fn text(note: &[u8]) -> String {
     String::from_utf8_lossy(note).into_owned()
-}
-
-fn b64(bytes: &[u8]) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 #[cfg(test)]

@@ -478,18 +478,7 @@ impl Store {
     /// # Errors
     /// When RocksDB fails or a key is malformed.
     pub fn latest_checkpoint(&self) -> Result<Option<(u64, Vec<u8>)>, StorageError> {
-        let mut iter = self
-            .db
-            .iterator_cf(self.cf(CF_CHECKPOINTS), rocksdb::IteratorMode::End);
-        match iter.next() {
-            None => Ok(None),
-            Some(item) => {
-                let (key, note) = item?;
-                let size = keys::decode_u64(&key)
-                    .ok_or_else(|| corrupt(CF_CHECKPOINTS, "a key is not 8 bytes"))?;
-                Ok(Some((size, note.to_vec())))
-            }
-        }
+        self.checkpoint_at_most(u64::MAX)
     }
 
     /// Every signed checkpoint of size `from` or more, in size order.

@@ -135,18 +135,13 @@ async fn a_mirror_syncs_resumes_answers_like_the_server_and_refuses_a_rollback()
     assert!(stderr.contains("rolled back"), "{stderr}");
     let kept = hashforum::follow::Evidence::kept(&out.join("evidence"));
     assert_eq!(kept.len(), 1);
-    let proven = ok(&hf(
-        &server,
-        "alpha",
-        &[
-            "verify",
-            "--vkey",
-            vkey.to_str().unwrap(),
-            "--evidence",
-            kept[0].to_str().unwrap(),
-        ],
-        "",
-    ));
+    let verify_evidence = |file: &std::path::Path| {
+        let args = ["verify", "--vkey", vkey.to_str().unwrap(), "--evidence"];
+        let mut args: Vec<&str> = args.to_vec();
+        args.push(file.to_str().unwrap());
+        hf(&server, "alpha", &args, "")
+    };
+    let proven = ok(&verify_evidence(&kept[0]));
     assert!(proven.starts_with("reported: rollback"), "{proven}");
     // It stays refused, and the copy still answers from what it verified.
     let again = hf(&server, "alpha", &["sync", "--out", out_s], "");
@@ -173,18 +168,7 @@ async fn a_mirror_syncs_resumes_answers_like_the_server_and_refuses_a_rollback()
     evidence["served"] = evidence["held"].clone();
     let forged = mirror.path().join("forged.json");
     std::fs::write(&forged, evidence.to_string()).unwrap();
-    let out = hf(
-        &server,
-        "alpha",
-        &[
-            "verify",
-            "--vkey",
-            vkey.to_str().unwrap(),
-            "--evidence",
-            forged.to_str().unwrap(),
-        ],
-        "",
-    );
+    let out = verify_evidence(&forged);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("NOT verified"));
 }
