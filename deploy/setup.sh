@@ -30,7 +30,7 @@ command -v cargo >/dev/null 2>&1 || { echo "setup: cargo not found; install Rust
 # suite runs as a member would: grpcio and grpcio-tools (a client built from proto/ alone),
 # cryptography (a stock Ed25519 verifier of cosignatures), and Meta's python-threatexchange with
 # everything it pulls in (faiss-cpu is its PDQ index), which loads and matches
-# `hashforum export --format pytx` files.
+# `hashforum export --format pytx` files; and prometheus-client, whose parser reads `/metrics`.
 if [ "${1:-}" = "--test" ]; then
   pyenv="${HASHFORUM_PYENV:-/var/tmp/hashforum-pyenv}"
   pip=("$pyenv/bin/pip" install -q --disable-pip-version-check)
@@ -46,5 +46,9 @@ if [ "${1:-}" = "--test" ]; then
       pillow==13.0.0 python-dateutil==4.0.0 requests==2.34.2 \
       types-python-dateutil==2.9.0.20261116 tzdata==2026.6 urllib3==2.8.0 \
       weighted-levenshtein==0.2.2
+  fi
+  if ! "$pyenv/bin/python" -c 'import prometheus_client' >/dev/null 2>&1; then
+    echo "setup: installing prometheus-client in $pyenv" >&2
+    "${pip[@]}" prometheus-client==0.26.0
   fi
 fi

@@ -176,6 +176,11 @@ pub fn admit(
     Ok(Admitted::Member(caller))
 }
 
+/// Who made an admitted member call, on its response: for the layers outside this one
+/// (metrics and call logs), which cannot see the request's extensions.
+#[derive(Clone, Debug)]
+pub struct CalledBy(pub Arc<str>);
+
 /// The tower layer that runs [`admit`] on every call.
 #[derive(Clone)]
 pub struct AuthLayer {
@@ -241,7 +246,11 @@ where
                 Ok(Admitted::Peer) => {}
                 Ok(Admitted::Member(caller)) => {
                     tracing::Span::current().record("member", caller.member_id.as_str());
+                    let member = CalledBy(caller.member_id.as_str().into());
                     req.extensions_mut().insert(caller);
+                    let mut response = inner.oneshot(req).await?;
+                    response.extensions_mut().insert(member);
+                    return Ok(response);
                 }
                 Err(err) => {
                     tracing::debug!(reason = err.reason(), "call refused before its body");

@@ -50,6 +50,16 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// Likewise, at a key named by the file's own contents (a role or member).
+    #[error("{path}: {key}: {reason}")]
+    InvalidAt {
+        /// The file.
+        path: PathBuf,
+        /// The key, e.g. `quotas.members.alpha.concurrent-calls`.
+        key: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
 }
 
 /// `hashforum.toml`, as written.
@@ -77,7 +87,95 @@ pub struct FileConfig {
     /// Resource limits. Omitted (all defaults) in the files `init` writes.
     #[serde(default, skip_serializing_if = "Limits::is_default")]
     pub limits: Limits,
+    /// Per-member quotas. Omitted: none.
+    #[serde(default, skip_serializing_if = "QuotaConfig::is_empty")]
+    pub quotas: QuotaConfig,
+    /// The Prometheus endpoint. Omitted: off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<MetricsConfig>,
 }
+
+/// `[metrics]`: where `/metrics` is served, over plain HTTP (keep it on loopback or a
+/// management network; see `docs/operations.md`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct MetricsConfig {
+    /// The address to serve on.
+    pub listen: SocketAddr,
+}
+
+/// One member's allowance. A field left out sets no limit at this level (a broader level's,
+/// if any, applies).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Quota {
+    /// Entries submitted per second, on average; a call may take up to a second's worth
+    /// beyond what is left (then the member waits until its debt is paid).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entries_per_second: Option<u32>,
+    /// Hashes looked up or matched per second, likewise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lookups_per_second: Option<u32>,
+    /// `hashforum.v1` calls in progress at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concurrent_calls: Option<u32>,
+}
+
+impl Quota {
+    fn zero(&self) -> Option<&'static str> {
+        [
+            ("entries-per-second", self.entries_per_second),
+            ("lookups-per-second", self.lookups_per_second),
+            ("concurrent-calls", self.concurrent_calls),
+        ]
+        .into_iter()
+        .find_map(|(key, value)| (value == Some(0)).then_some(key))
+    }
+}
+
+/// `[quotas]`: per-member allowances, so that one member's runaway pipeline cannot starve the
+/// others. For each limit a member's own entry wins; else the most generous of its roles'
+/// entries; else `default`; else none.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct QuotaConfig {
+    /// Every member.
+    pub default: Quota,
+    /// By role name (`admin`, `contributor`, `reader`, `observer`, `replica`).
+    pub roles: std::collections::BTreeMap<String, Quota>,
+    /// By member id.
+    pub members: std::collections::BTreeMap<String, Quota>,
+}
+
+impl QuotaConfig {
+    /// Whether no quota is set at all.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// The first invalid key: a zero limit or an unknown role.
+    fn invalid(&self) -> Option<(String, &'static str)> {
+        if let Some(key) = self.default.zero() {
+            return Some((format!("quotas.default.{key}"), ZERO_QUOTA));
+        }
+        for (role, quota) in &self.roles {
+            if crate::types::Role::parse(role).is_err() {
+                return Some((format!("quotas.roles.{role}"), "not a role"));
+            }
+            if let Some(key) = quota.zero() {
+                return Some((format!("quotas.roles.{role}.{key}"), ZERO_QUOTA));
+            }
+        }
+        for (member, quota) in &self.members {
+            if let Some(key) = quota.zero() {
+                return Some((format!("quotas.members.{member}.{key}"), ZERO_QUOTA));
+            }
+        }
+        None
+    }
+}
+
+const ZERO_QUOTA: &str = "must be greater than zero (leave it out for no limit)";
 
 /// `[limits]`: what one server commits to its peers. Each bounds memory, file descriptors or
 /// time that a client (authenticated or not) could otherwise hold; `docs/operations.md` derives
@@ -100,6 +198,11 @@ pub struct Limits {
     /// applies too. Health `Watch` and reflection streams are exempt.
     #[serde(with = "human_duration")]
     pub request_timeout: Duration,
+    /// How long an admitted call waits for one of the `max-requests` slots before it is
+    /// refused `UNAVAILABLE` (`OVERLOADED`, with a `RetryInfo`): past the machine's capacity,
+    /// callers learn so quickly instead of queueing until their deadline.
+    #[serde(with = "human_duration")]
+    pub max_queue_wait: Duration,
     /// The TLS handshake, from TCP accept.
     #[serde(with = "human_duration")]
     pub tls_handshake_timeout: Duration,
@@ -130,6 +233,7 @@ impl Default for Limits {
             max_requests_per_connection: 8,
             max_requests: 16,
             request_timeout: Duration::from_secs(60),
+            max_queue_wait: Duration::from_secs(2),
             tls_handshake_timeout: Duration::from_secs(10),
             http2_keepalive_interval: Duration::from_secs(30),
             http2_keepalive_timeout: Duration::from_secs(20),
@@ -175,6 +279,7 @@ impl Limits {
             ("limits.tcp-keepalive", self.tcp_keepalive),
             ("limits.shutdown-grace", self.shutdown_grace),
             ("limits.admin-statement-window", self.admin_statement_window),
+            ("limits.max-queue-wait", self.max_queue_wait),
         ];
         counts
             .into_iter()
@@ -304,10 +409,17 @@ pub struct Config {
     pub client_ca: Vec<u8>,
     /// Log origin.
     pub origin: String,
+    /// The TLS files' paths, for reloading them (`tls_cert`, `tls_key` and `client_ca` are
+    /// what they held at start).
+    pub tls_files: TlsFiles,
     /// Primary or replica, with what each needs.
     pub mode: Mode,
     /// Resource limits, none of them zero.
     pub limits: Limits,
+    /// Per-member quotas, none of them zero.
+    pub quotas: QuotaConfig,
+    /// Where `/metrics` is served, if anywhere.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// What a server is.
@@ -382,6 +494,13 @@ impl Config {
             key,
             reason,
         };
+        if let Some((key, reason)) = file.quotas.invalid() {
+            return Err(ConfigError::InvalidAt {
+                path: path.to_owned(),
+                key,
+                reason,
+            });
+        }
         if file.replica.as_ref().is_some_and(|r| r.poll.is_zero()) {
             return Err(invalid("replica.poll", "must be greater than zero"));
         }
@@ -458,9 +577,16 @@ impl Config {
                     .map_err(|source| ConfigError::Io { path: p, source })?
             },
             client_ca: read(&file.tls.client_ca)?,
+            tls_files: TlsFiles {
+                cert: base.join(&file.tls.cert),
+                key: base.join(&file.tls.key),
+                client_ca: base.join(&file.tls.client_ca),
+            },
             origin,
             mode,
             limits: file.limits,
+            quotas: file.quotas,
+            metrics: file.metrics.map(|m| m.listen),
         })
     }
 }
@@ -521,6 +647,14 @@ genesis = "genesis.entry"
         let primary: FileConfig = toml::from_str(text).unwrap();
         assert!(primary.log.is_some() && primary.replica.is_none());
         assert_eq!(primary.primary, Some(PrimaryOptions::default()));
+        assert_eq!(primary.limits, Limits::default());
+        assert!(primary.quotas.invalid().is_none());
+        assert_eq!(primary.quotas.default.concurrent_calls, Some(4));
+        assert_eq!(
+            primary.quotas.members["bigplatform"].entries_per_second,
+            Some(10_000)
+        );
+        assert!(primary.metrics.is_some());
         let head = &text[..text.find("\n[log]").unwrap()];
         let table: String = text[text.find("# [replica]").unwrap()..]
             .lines()

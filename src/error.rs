@@ -88,6 +88,25 @@ pub enum ServiceError {
         /// For humans.
         message: String,
     },
+    /// Over a member's quota (`RESOURCE_EXHAUSTED`, `QUOTA_EXCEEDED`), with a `RetryInfo`.
+    #[error("{message}")]
+    QuotaExceeded {
+        /// Which quota: `entries`, `lookups` or `calls` (in the `ErrorInfo` metadata).
+        quota: &'static str,
+        /// For humans.
+        message: String,
+        /// When to retry.
+        retry_after: std::time::Duration,
+    },
+    /// The server stayed at its call budget (`UNAVAILABLE`, `OVERLOADED`), with a
+    /// `RetryInfo`.
+    #[error("the server is overloaded: no call slot came free within {waited:?}; retry later")]
+    Overloaded {
+        /// How long the call waited for a slot.
+        waited: std::time::Duration,
+        /// When to retry.
+        retry_after: std::time::Duration,
+    },
     /// The server is shutting down (`UNAVAILABLE`); retry elsewhere or later.
     #[error("server is shutting down")]
     ShuttingDown,
@@ -188,6 +207,8 @@ impl ServiceError {
             | Self::Unavailable { reason, .. }
             | Self::OutOfRange { reason, .. } => Some(reason),
             Self::ShuttingDown => Some("SHUTTING_DOWN"),
+            Self::QuotaExceeded { .. } => Some("QUOTA_EXCEEDED"),
+            Self::Overloaded { .. } => Some("OVERLOADED"),
             Self::At { error, .. } => error.reason(),
             Self::Storage(_) | Self::Internal(_) => None,
         }
@@ -203,9 +224,13 @@ impl ServiceError {
             ServiceError::NotFound { .. } => Code::NotFound,
             ServiceError::AlreadyExists { .. } => Code::AlreadyExists,
             ServiceError::FailedPrecondition { .. } => Code::FailedPrecondition,
-            ServiceError::ResourceExhausted { .. } => Code::ResourceExhausted,
+            ServiceError::ResourceExhausted { .. } | ServiceError::QuotaExceeded { .. } => {
+                Code::ResourceExhausted
+            }
             ServiceError::OutOfRange { .. } => Code::OutOfRange,
-            ServiceError::ShuttingDown | ServiceError::Unavailable { .. } => Code::Unavailable,
+            ServiceError::ShuttingDown
+            | ServiceError::Unavailable { .. }
+            | ServiceError::Overloaded { .. } => Code::Unavailable,
             ServiceError::At { error, .. } => error.code(),
             ServiceError::Storage(_) | ServiceError::Internal(_) => Code::Internal,
         }
@@ -224,9 +249,17 @@ impl From<ServiceError> for Status {
             ServiceError::At { field, .. } | ServiceError::OutOfRange { field, .. } => {
                 metadata.insert("field".to_owned(), field.clone());
             }
+            ServiceError::QuotaExceeded { quota, .. } => {
+                metadata.insert("quota".to_owned(), (*quota).to_owned());
+            }
             _ => {}
         }
         let mut details = ErrorDetails::with_error_info(reason, ERROR_DOMAIN, metadata);
+        if let ServiceError::QuotaExceeded { retry_after, .. }
+        | ServiceError::Overloaded { retry_after, .. } = &err
+        {
+            details.set_retry_info(Some(*retry_after));
+        }
         if let ServiceError::Invalid { field, message, .. } = &err {
             details.add_bad_request_violation(field.clone(), message.clone());
         }

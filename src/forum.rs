@@ -18,7 +18,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context};
 use ed25519_dalek::VerifyingKey;
 
-use crate::config::{DevFiles, FileConfig, Limits, LogFiles, ReplicaFiles, TlsFiles};
+use crate::config::{
+    DevFiles, FileConfig, Limits, LogFiles, MetricsConfig, QuotaConfig, ReplicaFiles, TlsFiles,
+};
 use crate::identity::{Identity, IdentityFile};
 use crate::log::checkpoint::LogSigner;
 use crate::pki::{self, Ca};
@@ -99,6 +101,7 @@ pub fn init_dev(spec: &ForumSpec, members: &[String], replicas: u16) -> anyhow::
         &server_cert,
         &ca.certified.cert_pem,
         &founders,
+        Some(dev_metrics(spec, 0)?),
     )?;
     let mut config = FileConfig::read(&server_dir.join("hashforum.toml"))?;
     config.dev = Some(DevFiles {
@@ -145,6 +148,8 @@ fn write_dev_replica(spec: &ForumSpec, ca: &Ca, name: &str, i: u16) -> anyhow::R
         primary: None,
         dev: None,
         limits: Limits::default(),
+        quotas: QuotaConfig::default(),
+        metrics: Some(dev_metrics(spec, i)?),
     };
     std::fs::write(dir.join("hashforum.toml"), render_config(&config))?;
     // What members pass to `verify --witness` to require this replica's cosignature.
@@ -232,7 +237,7 @@ pub fn init_production(spec: &ForumSpec, prod: &ProductionSpec) -> anyhow::Resul
         cert_der: admin_der,
         signing_key: admin_key,
     };
-    write_server(spec, &server_dir, &server_cert, &ca_pem, &[founder])
+    write_server(spec, &server_dir, &server_cert, &ca_pem, &[founder], None)
 }
 
 fn prepare(dir: &Path) -> anyhow::Result<PathBuf> {
@@ -251,6 +256,7 @@ fn write_server(
     cert: &pki::CertifiedKey,
     ca_pem: &str,
     founders: &[genesis::Founder],
+    metrics: Option<MetricsConfig>,
 ) -> anyhow::Result<()> {
     std::fs::write(server_dir.join("tls.crt"), &cert.cert_pem)?;
     fsutil::write_private(&server_dir.join("tls.key"), cert.key_pem.as_bytes())?;
@@ -281,9 +287,29 @@ fn write_server(
         primary: None,
         dev: None,
         limits: Limits::default(),
+        quotas: QuotaConfig::default(),
+        metrics,
     };
     std::fs::write(server_dir.join("hashforum.toml"), render_config(&config))?;
     Ok(())
+}
+
+/// The first metrics port of a dev forum: the primary's; replica `i` has this + `i`.
+pub const DEV_METRICS_PORT: u16 = 9464;
+
+/// A dev server's `[metrics]`: on the forum's loopback address, at [`DEV_METRICS_PORT`] + `i`
+/// (`i` = 0 for the primary); at any free port when the forum's own port is (tests).
+fn dev_metrics(spec: &ForumSpec, i: u16) -> anyhow::Result<MetricsConfig> {
+    let port = if spec.listen.port() == 0 {
+        0
+    } else {
+        DEV_METRICS_PORT
+            .checked_add(i)
+            .context("the replicas' metrics ports would pass 65535")?
+    };
+    Ok(MetricsConfig {
+        listen: SocketAddr::new(spec.listen.ip(), port),
+    })
 }
 
 fn render_config(config: &FileConfig) -> String {

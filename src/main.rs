@@ -2,8 +2,6 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 /// mimalloc instead of the system allocator: the write path allocates on request threads and
 /// frees on the sequencer thread, which glibc's per-thread arenas handle poorly.
 #[global_allocator]
@@ -11,14 +9,22 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,hashforum=info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let cli = hashforum::cli::Cli::parse();
+    let cli = hashforum::cli::Cli::parse_args();
+    // A server logs each call (`hashforum::call`); commands that serve in process for
+    // themselves (`bench`, `--local` queries) do not.
+    let default = match cli.command {
+        hashforum::cli::Command::Serve(_) => "warn,hashforum=info",
+        _ => "warn,hashforum=info,hashforum::call=off",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        hashforum::cli::LogFormat::Text => logs.init(),
+        hashforum::cli::LogFormat::Json => logs.json().with_current_span(false).init(),
+    }
     match hashforum::cli::run(cli).await {
         Ok(code) => code,
         Err(err) => {

@@ -193,6 +193,20 @@ impl Registry {
         Ok((registry, views))
     }
 
+    /// PDQ hashes in the matching index.
+    pub fn pdq_len(&self) -> usize {
+        self.pdq.len()
+    }
+
+    /// Submissions queued for the sequencer or being committed, and their payload bytes
+    /// (none on a read-only registry).
+    pub fn queued(&self) -> (usize, usize) {
+        match &self.writer {
+            Writer::Primary(sequencer) => sequencer.queued(),
+            Writer::ReadOnly { .. } => (0, 0),
+        }
+    }
+
     /// The primary's address when this registry is a replica (`None` on the primary and on
     /// a local copy).
     pub fn primary(&self) -> Option<&str> {

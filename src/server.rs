@@ -9,7 +9,9 @@
 //! constants below.
 
 mod limits;
+mod observe;
 mod replica;
+mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -20,9 +22,11 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic::transport::Server;
 
 use self::limits::{BudgetLayer, Incoming};
+use self::observe::ObserveLayer;
+use self::tls::{Tls, TlsIncoming};
 use crate::auth::AuthLayer;
 use crate::config::{Config, Limits, Mode};
 use crate::log::checkpoint::LogSigner;
@@ -138,18 +142,34 @@ pub async fn serve(
 
     let stop = CancellationToken::new();
     let abort = CancellationToken::new();
-    let incoming = Incoming::new(
-        TcpIncoming::from(listener)
-            .with_nodelay(Some(true))
-            .with_keepalive(Some(limits.tcp_keepalive)),
-        limits.max_connections,
-        abort.clone(),
+    let tls = Tls::load(config.tls_files.clone())?;
+    tls.watch(stop.clone());
+    let incoming = TlsIncoming::new(
+        Incoming::new(
+            TcpIncoming::from(listener)
+                .with_nodelay(Some(true))
+                .with_keepalive(Some(limits.tcp_keepalive)),
+            limits.max_connections,
+            abort.clone(),
+        ),
+        tls,
+        limits.tls_handshake_timeout,
     );
-    let router = builder(&config, &limits)?
+    if let Some(listen) = config.metrics {
+        let metrics = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("binding the metrics address {listen}"))?;
+        let at = crate::metrics::spawn(metrics, registry.clone(), stop.clone())?;
+        tracing::info!(addr = %at, "metrics on http://{at}/metrics");
+    }
+    let router = builder(&limits)
+        .layer(ObserveLayer)
         .layer(AuthLayer::new(registry.clone()))
         .layer(BudgetLayer::new(
             limits.max_requests,
             limits.request_timeout,
+            limits.max_queue_wait,
+            crate::quota::Quotas::new(config.quotas.clone()),
         ))
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -227,14 +247,9 @@ async fn not_serving(health: &tonic_health::server::HealthReporter) {
     }
 }
 
-/// The transport settings from `[limits]` and TLS.
-fn builder(config: &Config, limits: &Limits) -> anyhow::Result<Server> {
-    let tls = ServerTlsConfig::new()
-        .identity(Identity::from_pem(&config.tls_cert, &config.tls_key))
-        .client_ca_root(Certificate::from_pem(&config.client_ca))
-        .timeout(limits.tls_handshake_timeout);
-    Ok(Server::builder()
-        .tls_config(tls)?
+/// The transport settings from `[limits]` (TLS is `tls`'s, on the incoming connections).
+fn builder(limits: &Limits) -> Server {
+    Server::builder()
         .initial_stream_window_size(WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
         .max_concurrent_streams(limits.max_streams_per_connection)
@@ -244,7 +259,7 @@ fn builder(config: &Config, limits: &Limits) -> anyhow::Result<Server> {
         .http2_keepalive_timeout(Some(limits.http2_keepalive_timeout))
         .trace_fn(|req| {
             tracing::info_span!("rpc", path = %req.uri().path(), member = tracing::field::Empty)
-        }))
+        })
 }
 
 /// Waits up to `grace` for tonic's graceful drain (every connection closed), then aborts what

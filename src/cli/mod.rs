@@ -34,11 +34,35 @@ pub use output::report_error;
 
 /// hashforum: a shared, signed, verifiable hash registry.
 #[derive(Debug, Parser)]
-#[command(name = "hashforum", version, about)]
+#[command(
+    name = "hashforum",
+    version,
+    about,
+    after_help = "Client options (--identity, --server, --json) may also come before the subcommand."
+)]
 pub struct Cli {
+    /// How log lines (stderr) are written: `text` for people, `json` (one object a line)
+    /// for log collectors.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t = LogFormat::Text,
+        env = "HASHFORUM_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The format of log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object a line: time, level, target, message, fields and spans.
+    Json,
 }
 
 /// Subcommands.
@@ -86,6 +110,54 @@ pub enum Command {
     Export(export::ExportArgs),
     /// Measure ingest and lookup throughput against an in-process server.
     Bench(bench::BenchArgs),
+}
+
+impl Cli {
+    /// Parses the process's command line, taking client options written before the
+    /// subcommand too (see [`hoist_client_options`]). Exits with clap's message on an error.
+    pub fn parse_args() -> Self {
+        Self::parse_from(hoist_client_options(std::env::args_os().collect()))
+    }
+}
+
+/// Moves [`ClientOpts`] written before the subcommand (`hashforum --identity DIR submit ...`)
+/// to just after it, where the subcommand's parser takes them (they are `global` below it, so
+/// `hashforum member --json list` works as well). Anything else before the subcommand is
+/// left where it is, for clap to judge; a subcommand without client options refuses them.
+pub fn hoist_client_options(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    const WITH_VALUE: [&str; 2] = ["--identity", "--server"];
+    const FLAGS: [&str; 1] = ["--json"];
+    let mut rest = args.into_iter();
+    let mut out: Vec<std::ffi::OsString> = rest.next().into_iter().collect();
+    let mut hoisted = Vec::new();
+    while let Some(arg) = rest.next() {
+        let Some(text) = arg.to_str() else {
+            out.push(arg);
+            break;
+        };
+        let name = text.split_once('=').map_or(text, |(name, _)| name);
+        if WITH_VALUE.contains(&name) {
+            let inline = text.contains('=');
+            hoisted.push(arg);
+            if !inline {
+                hoisted.extend(rest.next());
+            }
+        } else if FLAGS.contains(&text) {
+            hoisted.push(arg);
+        } else {
+            // The subcommand (or an option clap handles itself, like --help): client options
+            // go right after it.
+            let subcommand = !text.starts_with('-');
+            out.push(arg);
+            if subcommand {
+                out.append(&mut hoisted);
+            }
+            break;
+        }
+    }
+    out.append(&mut hoisted);
+    out.extend(rest);
+    out
 }
 
 /// Options every client command takes (before or after a subcommand).
@@ -158,4 +230,43 @@ async fn connect_or_local(
 async fn connect(opts: &ClientOpts) -> anyhow::Result<crate::client::Client> {
     let identity = crate::identity::Identity::load(opts.identity_dir()?)?;
     Ok(crate::client::Client::connect(&identity, opts.server.as_deref()).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hoist_client_options;
+
+    fn hoist(line: &str) -> String {
+        let args = line.split(' ').map(Into::into).collect();
+        let out: Vec<String> = hoist_client_options(args)
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect();
+        out.join(" ")
+    }
+
+    #[test]
+    fn client_options_before_the_subcommand_move_after_it() {
+        assert_eq!(
+            hoist("hashforum --identity D --json submit sha256:ab"),
+            "hashforum submit --identity D --json sha256:ab"
+        );
+        assert_eq!(
+            hoist("hashforum --server=h:1 member list"),
+            "hashforum member --server=h:1 list"
+        );
+        // Already after: unchanged.
+        assert_eq!(
+            hoist("hashforum lookup --identity D sha256:ab"),
+            "hashforum lookup --identity D sha256:ab"
+        );
+        // Other options before the subcommand are clap's to judge.
+        assert_eq!(hoist("hashforum --help"), "hashforum --help");
+        assert_eq!(
+            hoist("hashforum --json --version"),
+            "hashforum --version --json"
+        );
+        // Nothing after them: left for clap to refuse.
+        assert_eq!(hoist("hashforum --identity"), "hashforum --identity");
+    }
 }

@@ -439,6 +439,11 @@ impl Follower {
         finished.batch.put_pdq_view_filled();
         let finished_at = started.elapsed();
         self.store.commit(finished.batch)?;
+        let metrics = crate::metrics::global();
+        metrics.entries_appended.inc_by(count);
+        metrics
+            .commit_seconds
+            .observe((started.elapsed() - finished_at).as_secs_f64());
         tracing::debug!(
             entries = count,
             parse = ?parsed_at,

@@ -171,6 +171,13 @@ impl Sequencer {
         self.checkpoints.clone()
     }
 
+    /// Submissions queued or being committed, and their payload bytes.
+    pub fn queued(&self) -> (usize, usize) {
+        let jobs = self.tx.max_capacity() - self.tx.capacity();
+        let bytes = QUEUE_BYTES.saturating_sub(self.room.available_permits());
+        (jobs, bytes)
+    }
+
     /// Cancelled when a commit failed and the sequencer stopped for good.
     pub fn failed(&self) -> &CancellationToken {
         &self.failed
@@ -277,12 +284,14 @@ impl Writer {
         let (to_committer, staged_rx) = std::sync::mpsc::sync_channel::<Staged>(1);
         let (done_tx, done_rx) = std::sync::mpsc::channel::<bool>();
         let committer = {
+            let size = checkpoints.borrow().head.size;
             let committer = Committer {
                 store: self.store.clone(),
                 directory: self.directory.clone(),
                 pdq: self.pdq.clone(),
                 failed: self.failed.clone(),
                 signer,
+                size,
                 checkpoints,
                 signing: None,
             };
@@ -472,6 +481,8 @@ struct Committer {
     signer: LogSigner,
     checkpoints: watch::Sender<Arc<SignedCheckpoint>>,
     signing: Option<Signing>,
+    /// The log's size after the last committed group, for metrics.
+    size: u64,
 }
 
 impl Committer {
@@ -512,6 +523,7 @@ impl Committer {
             if staged.group.head.size > self.checkpoints.borrow().head.size {
                 crate::failpoint::hit("after-commit");
             }
+            self.count(staged.group.head.size);
             if let Some(dir) = staged.directory {
                 self.directory.store(Arc::new(dir));
             }
@@ -525,13 +537,29 @@ impl Committer {
         }
     }
 
+    /// Counts a committed group that grew the log to `size`.
+    fn count(&mut self, size: u64) {
+        let appended = size.saturating_sub(self.size);
+        self.size = self.size.max(size);
+        if appended > 0 {
+            let metrics = crate::metrics::global();
+            metrics.entries_appended.inc_by(appended);
+            #[allow(clippy::cast_precision_loss)] // a group is at most a few thousand entries
+            metrics.group_entries.observe(appended as f64);
+        }
+    }
+
     /// Commits `batch` with the waiting checkpoint and answers its callers.
     fn commit(&mut self, mut batch: Batch) -> Result<(), StorageError> {
         if let Some(signing) = &self.signing {
             let checkpoint = &signing.checkpoint;
             batch.put_checkpoint(checkpoint.head.size, &checkpoint.note);
         }
+        let started = std::time::Instant::now();
         self.store.commit(batch)?;
+        crate::metrics::global()
+            .commit_seconds
+            .observe(started.elapsed().as_secs_f64());
         if let Some(signing) = self.signing.take() {
             self.checkpoints.send_replace(signing.checkpoint.clone());
             for group in signing.groups {

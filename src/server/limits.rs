@@ -12,7 +12,10 @@
 //!   A permit is taken after admission (so refused callers never hold one) and released only
 //!   when the reply body is finished or dropped, so a reply that its client does not read
 //!   keeps counting against the budget; the `request-timeout` deadline also covers the reply
-//!   body, so such a reply is abandoned (the stream reset) once it passes.
+//!   body, so such a reply is abandoned (the stream reset) once it passes. A call that finds
+//!   no permit within `max-queue-wait` is refused `OVERLOADED`. Before that, a member with a
+//!   `concurrent-calls` quota takes one of its own slots (refused `QUOTA_EXCEEDED` when none
+//!   is free), and its quota goes on the request for the handlers to charge (`quota`).
 //!
 //! Invariant: a member call's request buffer, decoded request, handler work and reply all exist
 //! within one budget permit; everything else a connection holds is bounded by its HTTP/2 flow
@@ -37,7 +40,12 @@ use tonic::body::Body;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 use tower::{Layer, Service, ServiceExt};
 
+use crate::error::ServiceError;
+use crate::quota::Quotas;
 use crate::state::Caller;
+
+/// How long a call refused as `OVERLOADED` is told to wait.
+const OVERLOAD_RETRY: Duration = Duration::from_secs(1);
 
 /// Accepted TCP connections, at most as many at once as the semaphore has permits.
 pub(super) struct Incoming<S> {
@@ -188,14 +196,25 @@ impl AsyncWrite for Conn {
 pub(super) struct BudgetLayer {
     permits: Arc<Semaphore>,
     timeout: Duration,
+    queue_wait: Duration,
+    quotas: Option<Arc<Quotas>>,
 }
 
 impl BudgetLayer {
-    /// At most `max` member calls at once, each within `timeout` including its reply.
-    pub(super) fn new(max: usize, timeout: Duration) -> Self {
+    /// At most `max` member calls at once, each within `timeout` including its reply; a call
+    /// that finds no slot within `queue_wait` is refused, and so is one over its member's
+    /// calls-in-progress quota.
+    pub(super) fn new(
+        max: usize,
+        timeout: Duration,
+        queue_wait: Duration,
+        quotas: Option<Arc<Quotas>>,
+    ) -> Self {
         Self {
             permits: Arc::new(Semaphore::new(max)),
             timeout,
+            queue_wait,
+            quotas,
         }
     }
 }
@@ -233,26 +252,50 @@ where
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, mut req: http::Request<ReqBody>) -> Self::Future {
         let inner = self.inner.clone();
         // Only admitted member calls carry a `Caller`; health and reflection are not rationed
         // (their requests are a few bytes, and `Watch` streams live as long as they like).
-        if req.extensions().get::<Caller>().is_none() {
+        let Some(caller) = req.extensions().get::<Caller>() else {
             return Box::pin(inner.oneshot(req));
+        };
+        // The member's own share first, so that a member at its quota never takes (or waits
+        // for) one of the slots the others share.
+        let quota = self.layer.quotas.as_ref().map(|quotas| quotas.of(caller));
+        let member_permit = match quota.as_ref().map(|quota| quota.enter()).transpose() {
+            Ok(permit) => permit.flatten(),
+            Err(refused) => {
+                return Box::pin(async move { Ok(tonic::Status::from(refused).into_http()) })
+            }
+        };
+        if let Some(quota) = quota {
+            // For the handlers, which charge entries and lookups once they know the count.
+            req.extensions_mut().insert(quota);
         }
         let deadline = Instant::now() + self.layer.timeout;
         let permits = self.layer.permits.clone();
+        let queue_wait = self.layer.queue_wait;
         Box::pin(async move {
-            // Never closed, so `acquire_owned` cannot fail; tonic's request timeout (started
-            // before this layer) bounds the wait.
-            let Ok(permit) = permits.acquire_owned().await else {
-                return Ok(tonic::Status::unavailable("the server is shutting down").into_http());
+            let permit = match tokio::time::timeout(queue_wait, permits.acquire_owned()).await {
+                Ok(Ok(permit)) => permit,
+                // Never closed.
+                Ok(Err(_)) => {
+                    return Ok(tonic::Status::from(ServiceError::ShuttingDown).into_http())
+                }
+                Err(_) => {
+                    crate::metrics::global().overloaded.inc();
+                    let refused = ServiceError::Overloaded {
+                        waited: queue_wait,
+                        retry_after: OVERLOAD_RETRY,
+                    };
+                    return Ok(tonic::Status::from(refused).into_http());
+                }
             };
             let response = inner.oneshot(req).await?;
             Ok(response.map(|body| {
                 Body::new(Metered {
                     body,
-                    _permit: permit,
+                    _permits: (permit, member_permit),
                     deadline: Box::pin(tokio::time::sleep_until(deadline)),
                 })
             }))
@@ -263,7 +306,8 @@ where
 /// A reply body that holds its call's budget permit and fails at the call's deadline.
 struct Metered {
     body: Body,
-    _permit: OwnedSemaphorePermit,
+    /// The server-wide slot and the member's own, if it has a calls quota.
+    _permits: (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>),
     deadline: Pin<Box<Sleep>>,
 }
 

@@ -24,3 +24,15 @@ fn caller<T>(req: &Request<T>) -> Result<Caller, ServiceError> {
         ServiceError::Internal("no admitted caller: the auth layer is not mounted".into())
     })
 }
+
+/// Charges the caller's quota (put on the request by the server's budget layer) `n` entries
+/// or lookups; without quotas, free.
+fn charge<T>(req: &Request<T>, kind: crate::quota::Kind, n: usize) -> Result<(), ServiceError> {
+    match req
+        .extensions()
+        .get::<std::sync::Arc<crate::quota::MemberQuota>>()
+    {
+        Some(quota) => quota.charge(kind, n),
+        None => Ok(()),
+    }
+}

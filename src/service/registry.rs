@@ -5,10 +5,11 @@ use std::sync::Arc;
 use prost::Message;
 use tonic::{Request, Response, Status};
 
-use super::caller;
+use super::{caller, charge};
 use crate::error::ServiceError;
 use crate::pb;
 use crate::pdq::{self, Bits, Dihedral};
+use crate::quota::Kind;
 use crate::registry::{
     MatchOptions, Registry, MAX_LOOKUP_BATCH, MAX_MATCH_BATCH, MAX_SUBMIT_BATCH,
     MAX_WIDE_MATCH_BATCH,
@@ -39,6 +40,7 @@ impl pb::server::registry_service_server::RegistryService for RegistryApi {
         req: Request<SubmitEntryRequest>,
     ) -> Result<Response<pb::SubmitEntryResponse>, Status> {
         let caller = caller(&req)?;
+        charge(&req, Kind::Entries, 1)?;
         let envelope = req.into_inner().envelope.ok_or_else(|| {
             ServiceError::invalid("envelope", "MISSING_FIELD", "an envelope is required")
         })?;
@@ -55,8 +57,9 @@ impl pb::server::registry_service_server::RegistryService for RegistryApi {
         req: Request<SubmitEntriesRequest>,
     ) -> Result<Response<pb::SubmitEntriesResponse>, Status> {
         let caller = caller(&req)?;
+        check_batch("envelopes", req.get_ref().len(), MAX_SUBMIT_BATCH)?;
+        charge(&req, Kind::Entries, req.get_ref().len())?;
         let req = req.into_inner();
-        check_batch("envelopes", req.len(), MAX_SUBMIT_BATCH)?;
         let envelopes = req.envelopes;
         let receipts = self
             .registry
@@ -70,6 +73,7 @@ impl pb::server::registry_service_server::RegistryService for RegistryApi {
         req: Request<pb::GetProvenanceRequest>,
     ) -> Result<Response<pb::GetProvenanceResponse>, Status> {
         caller(&req)?;
+        charge(&req, Kind::Lookups, 1)?;
         let req = req.into_inner();
         let query = req.query.unwrap_or_default();
         let hash = parse_query(&query).map_err(|e| e.in_field("query"))?;
@@ -85,6 +89,7 @@ impl pb::server::registry_service_server::RegistryService for RegistryApi {
         req: Request<pb::LookupHashRequest>,
     ) -> Result<Response<pb::LookupHashResponse>, Status> {
         caller(&req)?;
+        charge(&req, Kind::Lookups, 1)?;
         let req = req.into_inner();
         let query = req.query.unwrap_or_default();
         let hash = parse_query(&query).map_err(|e| e.in_field("query"))?;
@@ -121,8 +126,9 @@ impl pb::server::registry_service_server::RegistryService for RegistryApi {
         req: Request<LookupHashesRequest>,
     ) -> Result<Response<LookupHashesReply>, Status> {
         caller(&req)?;
+        check_batch("queries", req.get_ref().len(), MAX_LOOKUP_BATCH)?;
+        charge(&req, Kind::Lookups, req.get_ref().len())?;
         let req = req.into_inner();
-        check_batch("queries", req.len(), MAX_LOOKUP_BATCH)?;
         let hashes = req
             .queries
             .iter()
@@ -138,8 +144,8 @@ impl pb::server::registry_service_server::RegistryService for RegistryApi {
         req: Request<MatchHashesRequest>,
     ) -> Result<Response<pb::MatchHashesResponse>, Status> {
         caller(&req)?;
-        let req = req.into_inner();
-        let (queries, options) = parse_match(&req)?;
+        let (queries, options) = parse_match(req.get_ref())?;
+        charge(&req, Kind::Lookups, queries.len())?;
         let results = self.registry.match_pdq(queries, options).await?;
         Ok(Response::new(pb::MatchHashesResponse { results }))
     }

@@ -136,6 +136,49 @@ impl Store {
         Ok(Self { db: Arc::new(db) })
     }
 
+    /// RocksDB's key figures, for metrics: `(property, column family, value)`, the column
+    /// family empty for database-wide figures. Properties RocksDB does not report are left out.
+    pub fn figures(&self) -> Vec<(&'static str, &'static str, u64)> {
+        // Per column family: memory, disk, and how far compaction is behind.
+        const PER_CF: [&str; 6] = [
+            "cur-size-all-mem-tables",
+            "num-immutable-mem-table",
+            "estimate-num-keys",
+            "total-sst-files-size",
+            "estimate-pending-compaction-bytes",
+            "num-files-at-level0",
+        ];
+        // Shared by every column family (one block cache, one set of background jobs).
+        const WIDE: [&str; 5] = [
+            "block-cache-usage",
+            "block-cache-pinned-usage",
+            "num-running-compactions",
+            "num-running-flushes",
+            "background-errors",
+        ];
+        let mut figures = Vec::new();
+        let mut read =
+            |cf: &'static str, handle: &rocksdb::ColumnFamily, property: &'static str| {
+                let name = format!("rocksdb.{property}");
+                if let Ok(Some(value)) = self.db.property_int_value_cf(handle, name.as_str()) {
+                    figures.push((property, cf, value));
+                }
+            };
+        for cf in ALL_CFS {
+            if let Some(handle) = self.db.cf_handle(cf) {
+                for property in PER_CF {
+                    read(cf, handle, property);
+                }
+            }
+        }
+        if let Some(handle) = self.db.cf_handle(CF_META) {
+            for property in WIDE {
+                read("", handle, property);
+            }
+        }
+        figures
+    }
+
     fn cf(&self, name: &'static str) -> &rocksdb::ColumnFamily {
         // Every name in ALL_CFS is created by `open`, and only those names are passed here. A
         // read-only store of an older version may lack the newest (`pdq`): only the server,

@@ -1501,3 +1501,58 @@ async fn hex_in_upper_case_is_lowered() {
         (Some(true), Some(lower.as_str()))
     );
 }
+
+/// Client options work before the subcommand as well as after it, and override the
+/// environment either way.
+#[tokio::test(flavor = "multi_thread")]
+async fn client_options_before_the_subcommand_are_taken() {
+    let server = TestServer::start(&["alpha"]).await;
+    let alpha = server.identity_dir("alpha");
+    let alpha = alpha.to_str().unwrap();
+    let value = "ab".repeat(32);
+    // The environment names no server that answers; --server before the subcommand does.
+    let mut cmd: Command = hashforum_bin();
+    cmd.args([
+        "--identity",
+        alpha,
+        "--server",
+        &server.addr,
+        "--json",
+        "submit",
+        "--type",
+        "sha256",
+        "--value",
+        &value,
+    ])
+    .env("HASHFORUM_SERVER", "127.0.0.1:1")
+    .env_remove("HASHFORUM_IDENTITY")
+    .env("RUST_LOG", "off");
+    let out = ok(&run_with_timeout(cmd, b"", CHILD_TIMEOUT));
+    let receipt: serde_json::Value = serde_json::from_str(out.trim()).expect("--json took");
+    assert!(receipt.is_object(), "{receipt}");
+    let mut cmd: Command = hashforum_bin();
+    cmd.args([
+        &format!("--server={}", server.addr),
+        "lookup",
+        "--identity",
+        alpha,
+        "--type",
+        "sha256",
+        "--value",
+        &value,
+        "--json",
+    ])
+    .env("HASHFORUM_SERVER", "127.0.0.1:1")
+    .env("RUST_LOG", "off");
+    let found = json(&run_with_timeout(cmd, b"", CHILD_TIMEOUT));
+    assert_eq!(found["found"], true, "{found}");
+    // A subcommand that takes no client options refuses them before it too.
+    let mut cmd: Command = hashforum_bin();
+    cmd.args(["--identity", alpha, "hash", "Cargo.toml"]);
+    let out = run_with_timeout(cmd, b"", CHILD_TIMEOUT);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--identity"),
+        "{out:?}"
+    );
+}

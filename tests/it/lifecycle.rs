@@ -23,7 +23,9 @@ use crate::harness::{
 fn init_dev(members: &[&str]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = hashforum_bin();
-    cmd.args(["init", "--dev"]).arg(dir.path().join("forum"));
+    // Port 0: the metrics endpoint too takes any free port (a dev forum's is 9464).
+    cmd.args(["init", "--dev", "--listen", "127.0.0.1:0"])
+        .arg(dir.path().join("forum"));
     for m in members {
         cmd.args(["--member", m]);
     }
