@@ -109,8 +109,9 @@ pub struct MetricsConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Quota {
-    /// Entries submitted per second, on average; a call may take up to a second's worth
-    /// beyond what is left (then the member waits until its debt is paid).
+    /// Entries submitted per second, on average. A call is admitted whenever the member is
+    /// not in debt, whatever its size, and charged in full; the member's next calls wait until
+    /// the debt is paid.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub entries_per_second: Option<u32>,
     /// Hashes looked up or matched per second, likewise.

@@ -285,10 +285,11 @@ impl Published {
     }
 }
 
-/// Serves `/metrics` for `registry` on `listener` until `stop`.
+/// Serves `/metrics` for `registry` on `listener` until `stop`. It holds the registry weakly:
+/// a scrape in progress at shutdown does not keep the registry from closing (it gets a 503).
 pub fn spawn(
     listener: tokio::net::TcpListener,
-    registry: Arc<Registry>,
+    registry: &Arc<Registry>,
     stop: CancellationToken,
 ) -> std::io::Result<SocketAddr> {
     let addr = listener.local_addr()?;
@@ -313,6 +314,7 @@ pub fn spawn(
             }
         });
     }
+    let registry = Arc::downgrade(registry);
     let app = axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || {
@@ -320,17 +322,28 @@ pub fn spawn(
             let published = published.clone();
             async move {
                 // RocksDB property reads are quick but blocking: off the async threads.
-                let text =
-                    tokio::task::spawn_blocking(move || global().render(&registry, &published))
-                        .await
-                        .unwrap_or_default();
-                (
-                    [(
-                        http::header::CONTENT_TYPE,
-                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    )],
-                    text,
-                )
+                let text = tokio::task::spawn_blocking(move || {
+                    let registry = registry.upgrade()?;
+                    Some(global().render(&registry, &published))
+                })
+                .await
+                .ok()
+                .flatten();
+                match text {
+                    Some(text) => (
+                        http::StatusCode::OK,
+                        [(
+                            http::header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        text,
+                    ),
+                    None => (
+                        http::StatusCode::SERVICE_UNAVAILABLE,
+                        [(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                        "the server is shutting down\n".to_owned(),
+                    ),
+                }
             }
         }),
     );

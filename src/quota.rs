@@ -72,12 +72,14 @@ impl Quotas {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(quota) = members.get(id) {
-            if quota.roles == caller.roles {
+            // Same roles, or other roles with the same limits: the same buckets and slots,
+            // so that a role change cannot pay a member's debt or free its slots.
+            if quota.roles == caller.roles || quota.limits == self.resolve(id, &caller.roles) {
                 return quota.clone();
             }
         }
         let limits = self.resolve(id, &caller.roles);
-        let quota = Arc::new(MemberQuota::new(id, caller.roles.clone(), &limits));
+        let quota = Arc::new(MemberQuota::new(id, caller.roles.clone(), limits));
         members.insert(id.to_owned(), quota.clone());
         quota
     }
@@ -106,8 +108,9 @@ impl Quotas {
 /// One member's quotas.
 pub struct MemberQuota {
     member: String,
-    /// The roles these were resolved for.
+    /// The roles these were resolved for, and what they came to.
     roles: Vec<Role>,
+    limits: Quota,
     entries: Option<Mutex<Bucket>>,
     lookups: Option<Mutex<Bucket>>,
     calls: Option<Arc<Semaphore>>,
@@ -115,11 +118,12 @@ pub struct MemberQuota {
 }
 
 impl MemberQuota {
-    fn new(member: &str, roles: Vec<Role>, limits: &Quota) -> Self {
+    fn new(member: &str, roles: Vec<Role>, limits: Quota) -> Self {
         let now = Instant::now();
         Self {
             member: member.to_owned(),
             roles,
+            limits,
             entries: limits
                 .entries_per_second
                 .map(|rate| Mutex::new(Bucket::new(rate, now))),

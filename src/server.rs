@@ -159,7 +159,7 @@ pub async fn serve(
         let metrics = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("binding the metrics address {listen}"))?;
-        let at = crate::metrics::spawn(metrics, registry.clone(), stop.clone())?;
+        let at = crate::metrics::spawn(metrics, &registry, stop.clone())?;
         tracing::info!(addr = %at, "metrics on http://{at}/metrics");
     }
     let router = builder(&limits)

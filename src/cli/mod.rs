@@ -136,7 +136,14 @@ pub fn hoist_client_options(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsSt
             break;
         };
         let name = text.split_once('=').map_or(text, |(name, _)| name);
-        if WITH_VALUE.contains(&name) {
+        if name == "--log-format" {
+            // The top level's own option: it stays where it is, with its value.
+            let inline = text.contains('=');
+            out.push(arg);
+            if !inline {
+                out.extend(rest.next());
+            }
+        } else if WITH_VALUE.contains(&name) {
             let inline = text.contains('=');
             hoisted.push(arg);
             if !inline {
@@ -254,6 +261,15 @@ mod tests {
         assert_eq!(
             hoist("hashforum --server=h:1 member list"),
             "hashforum member --server=h:1 list"
+        );
+        // The top level's --log-format stays before the subcommand, with its value.
+        assert_eq!(
+            hoist("hashforum --identity D --log-format json submit x"),
+            "hashforum --log-format json submit --identity D x"
+        );
+        assert_eq!(
+            hoist("hashforum --log-format=json --json status"),
+            "hashforum --log-format=json status --json"
         );
         // Already after: unchanged.
         assert_eq!(

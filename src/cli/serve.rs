@@ -32,6 +32,12 @@ pub struct ServeArgs {
 /// # Errors
 /// When the config is invalid or the server fails to start.
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    // SIGHUP reloads the TLS files once the server serves; from now on it must never take the
+    // default action (terminate), which a `systemctl reload` during a long start-up (a replica
+    // catching up) would otherwise trigger. tokio keeps the handler for the process's life.
+    #[cfg(unix)]
+    let _hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("installing the SIGHUP handler")?;
     let path = match (&args.config, args.dev) {
         (Some(path), _) => path.clone(),
         (None, _) => dev_config()?,

@@ -483,7 +483,18 @@ fn send_cosignature(client: &Client, checkpoint: &SignedCheckpoint, line: String
     };
     tokio::spawn(async move {
         if let Err(status) = client.log.add_cosignature(request).await {
-            tracing::debug!(code = ?status.code(), message = status.message(), "cosignature not taken");
+            use tonic::Code;
+            // Refused for who the replica is or what it may do (a quota, a role): the
+            // operator must act, or a write quorum waits in vain. Anything else (the primary
+            // restarting, a checkpoint it moved past) passes with the next one.
+            if matches!(
+                status.code(),
+                Code::ResourceExhausted | Code::PermissionDenied | Code::Unauthenticated
+            ) {
+                tracing::warn!(code = ?status.code(), message = status.message(), "cosignature refused");
+            } else {
+                tracing::debug!(code = ?status.code(), message = status.message(), "cosignature not taken");
+            }
         }
     });
 }

@@ -53,32 +53,50 @@ where
     }
 
     fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
-        let started = Instant::now();
-        // Only the methods the policy knows get their own label: any TLS peer can send any
-        // path, and labels must stay few.
-        let path = req.uri().path();
-        let rpc: Arc<str> = match crate::auth::access(path) {
-            Some(_) => rpc_name(path).into(),
-            None => "unknown".into(),
+        // The record exists from arrival: a call dropped before its reply head (tonic's
+        // timeout, a client reset) is recorded as it drops, `CANCELLED`.
+        let mut call = Call {
+            rpc: rpc_label(req.uri().path()),
+            member: None,
+            started: Instant::now(),
+            code: None,
         };
         let future = self.inner.call(req);
         Box::pin(async move {
             let response = future.await?;
-            let member = response
+            call.member = response
                 .extensions()
                 .get::<CalledBy>()
                 .map(|called| called.0.clone());
-            let mut call = Call {
-                rpc,
-                member,
-                started,
-                code: None,
-            };
             // A trailers-only reply (every error tonic sends, and every refusal before the
             // handler) has its status in the head.
             call.code = status_of(response.headers());
             Ok(response.map(|body| Body::new(Observed { body, call })))
         })
+    }
+}
+
+/// Methods the server has that are not in `auth::POLICY` by name (it opens their services
+/// by prefix).
+const STOCK_METHODS: [&str; 4] = [
+    "/grpc.health.v1.Health/Check",
+    "/grpc.health.v1.Health/Watch",
+    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+];
+
+/// The `rpc` label of a path: `Service/Method` for the methods the server has, `unknown` for
+/// anything else. Any TLS peer can send any path, and a label from it would let it grow the
+/// metrics without bound (and write quotes into them).
+fn rpc_label(path: &str) -> Arc<str> {
+    let known = STOCK_METHODS.contains(&path)
+        || crate::auth::POLICY
+            .iter()
+            .any(|(method, _)| !method.ends_with('/') && *method == path);
+    if known {
+        rpc_name(path).into()
+    } else {
+        "unknown".into()
     }
 }
 
@@ -171,7 +189,24 @@ impl HttpBody for Observed {
 
 #[cfg(test)]
 mod tests {
-    use super::rpc_name;
+    use super::{rpc_label, rpc_name};
+
+    #[test]
+    fn only_the_servers_methods_get_their_own_label() {
+        assert_eq!(
+            &*rpc_label("/hashforum.v1.LogService/GetEntries"),
+            "LogService/GetEntries"
+        );
+        assert_eq!(&*rpc_label("/grpc.health.v1.Health/Check"), "Health/Check");
+        for path in [
+            "/grpc.health.v1.Health/a\",code=\"x",
+            "/grpc.health.v1.Health/Other",
+            "/hashforum.v1.LogService/Nope",
+            "/",
+        ] {
+            assert_eq!(&*rpc_label(path), "unknown", "{path}");
+        }
+    }
 
     #[test]
     fn rpc_names_drop_the_package() {

@@ -67,42 +67,62 @@ impl Tls {
         Ok(())
     }
 
-    /// Reloads on `SIGHUP` and when a file changes, until `stop`.
+    /// Reloads on `SIGHUP` and when a file changes, until `stop`. After a refused reload the
+    /// files are tried again at each check once they change again (contents, mode or owner),
+    /// so fixing them is enough.
     pub(super) fn watch(self: &Arc<Self>, stop: CancellationToken) {
         let tls = self.clone();
+        let mut hangups = hangups();
         tokio::spawn(async move {
-            let mut seen = tls.modified();
-            let mut hangups = hangups();
+            // The files as last loaded, and as last refused.
+            let mut loaded = tls.state();
+            let mut refused = None;
             let mut tick = tokio::time::interval(WATCH_EVERY);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 let why = tokio::select! {
                     () = stop.cancelled() => return,
                     _ = tick.tick() => {
-                        let now = tls.modified();
-                        if now == seen {
+                        let now = tls.state();
+                        if now == loaded || Some(&now) == refused.as_ref() {
                             continue;
                         }
-                        seen = now;
                         "a TLS file changed"
                     }
                     Some(()) = next_hangup(&mut hangups) => "SIGHUP",
                 };
+                let state = tls.state();
                 match tls.reload() {
-                    Ok(()) => tracing::info!(why, "TLS certificate, key and client CA reloaded"),
-                    Err(err) => tracing::error!(
-                        why,
-                        error = format!("{err:#}"),
-                        "TLS files refused; still using the previous ones"
-                    ),
+                    Ok(()) => {
+                        loaded = state;
+                        refused = None;
+                        tracing::info!(why, "TLS certificate, key and client CA reloaded");
+                    }
+                    Err(err) => {
+                        refused = Some(state);
+                        tracing::error!(
+                            why,
+                            error = format!("{err:#}"),
+                            "TLS files refused; still using the previous ones"
+                        );
+                    }
                 }
             }
         });
     }
 
-    /// The files' modification times (`None` for one that cannot be read now).
-    fn modified(&self) -> [Option<SystemTime>; 3] {
-        let at = |p: &PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    /// What the watch compares: each file's modification and change times and length (`None`
+    /// for a file that cannot be read now). The change time covers `chmod` and `chown`.
+    fn state(&self) -> [Option<(SystemTime, i64, u64)>; 3] {
+        let at = |p: &PathBuf| {
+            use std::os::unix::fs::MetadataExt;
+            let meta = std::fs::metadata(p).ok()?;
+            Some((
+                meta.modified().ok()?,
+                meta.ctime_nsec() + meta.ctime() * 1_000_000_000,
+                meta.len(),
+            ))
+        };
         [
             at(&self.files.cert),
             at(&self.files.key),
@@ -123,7 +143,13 @@ type Hangups = ();
 #[cfg(unix)]
 fn hangups() -> Hangups {
     use tokio::signal::unix::{signal, SignalKind};
-    signal(SignalKind::hangup()).ok()
+    match signal(SignalKind::hangup()) {
+        Ok(signal) => Some(signal),
+        Err(err) => {
+            tracing::error!(%err, "no SIGHUP handler: TLS files reload only when they change");
+            None
+        }
+    }
 }
 
 #[cfg(not(unix))]

@@ -386,8 +386,7 @@ async fn request_floods_are_refused_cheaply_and_outsiders_before_decoding() {
 /// Issue 11, item 2: a flood of valid writes and lookups, several times the server's call
 /// budget, from two members over six connections. Calls that find no slot within
 /// `max-queue-wait` are refused `UNAVAILABLE` `OVERLOADED` with a `RetryInfo`, every call is
-/// answered within [`ANSWER_WITHIN`], a client's short deadline is honoured during the flood,
-/// the server's peak memory stays under [`PEAK_BOUND_KIB`], every acknowledged entry is
+/// answered within [`ANSWER_WITHIN`], the server's peak memory stays under [`PEAK_BOUND_KIB`], every acknowledged entry is
 /// present afterwards with its receipt's index, and the refused ones go in when resubmitted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_past_capacity_is_refused_quickly_and_loses_nothing_acknowledged() {
@@ -451,27 +450,6 @@ async fn a_flood_past_capacity_is_refused_quickly_and_loses_nothing_acknowledged
             )
         });
     }
-    // A short client deadline, during the flood: answered by then (or refused sooner).
-    let mut hurried = clients[0].clone();
-    let mut request = tonic::Request::new(misses(999));
-    request.set_timeout(Duration::from_millis(300));
-    let started = Instant::now();
-    let outcome = hurried.registry.lookup_hashes(request).await;
-    let took = started.elapsed();
-    if let Err(status) = &outcome {
-        assert!(
-            matches!(
-                status.code(),
-                Code::DeadlineExceeded | Code::Unavailable | Code::Cancelled
-            ),
-            "{status:?}"
-        );
-    }
-    assert!(
-        took < Duration::from_secs(3),
-        "a 300 ms deadline took {took:?}"
-    );
-
     let mut acknowledged: Vec<(u64, pb::Receipt)> = Vec::new();
     let mut overloaded = 0;
     while let Some(done) = calls.join_next().await {
