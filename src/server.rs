@@ -8,6 +8,7 @@
 //! and therefore memory; `docs/operations.md` derives the worst case from them and from the
 //! constants below.
 
+pub mod control;
 mod limits;
 mod replica;
 
@@ -110,6 +111,13 @@ pub async fn serve(
             None => return Ok(()),
         },
     };
+    // Without its control socket the server still serves; `hashforum backup` then says where
+    // to look.
+    let control = control::start(&config.data_dir, registry.clone())
+        .inspect_err(|e| {
+            tracing::error!(error = %e, "no control socket: `hashforum backup` cannot reach this server");
+        })
+        .ok();
     let addr: SocketAddr = listener.local_addr()?;
     let limits = config.limits.clone();
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -173,6 +181,9 @@ pub async fn serve(
     tracing::info!(store_failed, "shutting down");
     not_serving(&health).await;
     stop.cancel();
+    if let Some(control) = control {
+        control.stop().await;
+    }
     if let Some(following) = following {
         following.stop().await;
     }
