@@ -282,8 +282,9 @@ async fn a_backup_taken_while_serving_restores_every_acknowledged_entry() {
     assert!(whole.status.success(), "{}", text(&whole));
 }
 
-/// With the server stopped, `hashforum backup` opens the store and makes the same backup; a
-/// backup into a directory that is not empty is refused; an entry changed in a backup is
+/// With the server stopped, `hashforum backup` opens the store and makes the same backup (not
+/// of a log whose last entries no signed checkpoint covers yet); a backup into a directory
+/// that is not empty is refused; an entry changed in a backup is
 /// found by `verify --backup`, which names it, and `restore` refuses that backup.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_offline_backup_verifies_and_a_tampered_one_is_refused() {
@@ -291,6 +292,31 @@ async fn an_offline_backup_verifies_and_a_tampered_one_is_refused() {
     let forum = forum.path();
     let config = forum.join("server/hashforum.toml");
     let vkey = forum.join("forum.vkey");
+
+    // A server that crashed between a commit and its checkpoint left entries no signed
+    // checkpoint covers yet: an offline backup is refused until a server signs one at start.
+    let mut crashing = tokio::task::block_in_place(|| {
+        ServeProcess::start_with(&config, &[("HASHFORUM_FAILPOINT", "after-commit")])
+    })
+    .unwrap_or_else(|(status, err)| panic!("serve exited with {status}: {err}"));
+    let (mut client, identity) = alpha(forum, &crashing).await;
+    assert!(submit(&mut client, envelope(&identity, 100)).await.is_err());
+    drop(client);
+    let crashed = tokio::task::block_in_place(|| crashing.wait(CHILD_TIMEOUT));
+    assert!(!crashed.success(), "{}", crashing.stderr());
+    let early = forum.join("early");
+    let refused = hf(&["backup", "--config", s(&config), "--out", s(&early)]);
+    assert!(!refused.status.success(), "{}", text(&refused));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("not covered by a signed checkpoint"),
+        "{}",
+        text(&refused)
+    );
+    assert!(
+        !early.join("manifest.json").exists() && !early.join("db").exists(),
+        "a refused backup leaves nothing"
+    );
+
     let server = serve(&config).await;
     let (mut client, identity) = alpha(forum, &server).await;
     let batch = (0..5).map(|n| envelope(&identity, n)).collect();
