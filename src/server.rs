@@ -111,13 +111,6 @@ pub async fn serve(
             None => return Ok(()),
         },
     };
-    // Without its control socket the server still serves; `hashforum backup` then says where
-    // to look.
-    let control = control::start(&config.data_dir, registry.clone())
-        .inspect_err(|e| {
-            tracing::error!(error = %e, "no control socket: `hashforum backup` cannot reach this server");
-        })
-        .ok();
     let addr: SocketAddr = listener.local_addr()?;
     let limits = config.limits.clone();
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -165,6 +158,13 @@ pub async fn serve(
         .add_service(registry_svc)
         .add_service(admin_svc)
         .add_service(log_svc);
+    // Without its control socket the server still serves; `hashforum backup` then says where
+    // to look.
+    let control = control::start(&config.data_dir, registry.clone())
+        .inspect_err(|e| {
+            tracing::error!(error = %e, "no control socket: `hashforum backup` cannot reach this server");
+        })
+        .ok();
     tracing::info!(%addr, origin = %config.origin, primary = registry.primary(), "serving");
     let stopped = stop.clone();
     let mut server = tokio::spawn(

@@ -223,3 +223,70 @@ fn stage(db: &Path, staging: &Path, size: u64, unconfirmed: bool) -> Result<(), 
     drop(store);
     sync_dir_files(staging)
 }
+
+#[cfg(test)]
+mod tests {
+    use ed25519_dalek::SigningKey;
+
+    use super::*;
+    use crate::genesis::{self, Founder};
+    use crate::log::checkpoint::LogSigner;
+    use crate::log::tree::Hash;
+    use crate::types::Role;
+
+    const ORIGIN: &str = "restore.test/forum";
+
+    /// A store holding the genesis alone (size 1), marked restored, and the log's signer.
+    fn restored() -> (tempfile::TempDir, Store, LogSigner) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let founder = Founder {
+            member_id: "alpha".into(),
+            display_name: "alpha".into(),
+            roles: vec![Role::Admin],
+            cert_der: vec![1],
+            signing_key: SigningKey::from_bytes(&[9; 32]).verifying_key(),
+        };
+        let leaf = genesis::create(&key, ORIGIN, &[founder], 1);
+        genesis::bootstrap(&store, &leaf, &key.verifying_key(), ORIGIN).unwrap();
+        let mut batch = store.batch();
+        batch.put_restored(1);
+        store.commit(batch).unwrap();
+        (dir, store, LogSigner::new(ORIGIN, key).unwrap())
+    }
+
+    /// A checkpoint larger than the store, one with another root at its size and one the log
+    /// key did not sign are refused, and the store stays marked; a checkpoint of the store's
+    /// own tree confirms it, after which there is nothing left to confirm.
+    #[test]
+    fn only_a_checkpoint_of_the_stores_own_tree_confirms_it() {
+        let (_dir, store, signer) = restored();
+        let verifier = signer.verifier();
+        let root = tree::root(1, &store).unwrap();
+        let given = |head: TreeHead| Confirmation::LatestCheckpoint(signer.sign(head).note);
+
+        let newer = confirm(&store, &verifier, &given(TreeHead { size: 2, root }));
+        assert!(matches!(
+            newer,
+            Err(ConfirmError::Newer { theirs: 2, ours: 1 })
+        ));
+        let other = TreeHead {
+            size: 1,
+            root: Hash([1; 32]),
+        };
+        let forked = confirm(&store, &verifier, &given(other));
+        assert!(matches!(forked, Err(ConfirmError::Forked { size: 1 })));
+        let stranger = LogSigner::new(ORIGIN, SigningKey::from_bytes(&[8; 32])).unwrap();
+        let note = stranger.sign(TreeHead { size: 1, root }).note;
+        let unsigned = confirm(&store, &verifier, &Confirmation::LatestCheckpoint(note));
+        assert!(matches!(unsigned, Err(ConfirmError::BadCheckpoint(_))));
+        assert_eq!(store.restored().unwrap(), Some(1), "refusals keep the mark");
+
+        let ours = confirm(&store, &verifier, &given(TreeHead { size: 1, root }));
+        assert_eq!(ours.unwrap(), Some(1));
+        assert_eq!(store.restored().unwrap(), None);
+        let again = confirm(&store, &verifier, &Confirmation::NoNewerCheckpoint);
+        assert_eq!(again.unwrap(), None, "nothing left to confirm");
+    }
+}
