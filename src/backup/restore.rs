@@ -142,12 +142,8 @@ pub fn restore(
     verifier: &LogVerifier,
     confirmation: Option<&Confirmation>,
 ) -> Result<Restored, BackupError> {
-    let verified = super::verify(from, verifier)?;
-    if let Some(Confirmation::LatestCheckpoint(note)) = confirmation {
-        let backup = Store::open_read_only(&from.join(DB))?;
-        check_latest(verifier, note, verified.manifest.size, &backup)
-            .map_err(|e| BackupError::Refused(e.to_string()))?;
-    }
+    // The destination is checked before the replay, which takes a while, and again when the
+    // copy is put in place.
     let empty = match std::fs::read_dir(data_dir) {
         Ok(mut entries) => entries.next().is_none(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
@@ -166,6 +162,12 @@ pub fn restore(
             staging.display()
         )));
     }
+    let verified = super::verify(from, verifier)?;
+    if let Some(Confirmation::LatestCheckpoint(note)) = confirmation {
+        let backup = Store::open_read_only(&from.join(DB))?;
+        check_latest(verifier, note, verified.manifest.size, &backup)
+            .map_err(|e| BackupError::Refused(e.to_string()))?;
+    }
     let unconfirmed = confirmation.is_none();
     let staged = stage(
         &from.join(DB),
@@ -177,10 +179,17 @@ pub fn restore(
         let _ = std::fs::remove_dir_all(&staging);
         return Err(e);
     }
-    if data_dir.exists() {
-        std::fs::remove_dir(data_dir).map_err(io(data_dir))?;
+    let placed = (|| {
+        if data_dir.exists() {
+            // Fails unless it is still empty.
+            std::fs::remove_dir(data_dir)?;
+        }
+        std::fs::rename(&staging, data_dir)
+    })();
+    if let Err(e) = placed {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(io(data_dir)(e));
     }
-    std::fs::rename(&staging, data_dir).map_err(io(data_dir))?;
     if let Some(parent) = data_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         sync_dir(parent)?;
     }
