@@ -132,6 +132,11 @@ pub fn copy(store: &Store, out: &Path) -> Result<Copied, BackupError> {
 }
 
 impl Copied {
+    /// Abandons the backup: removes what was copied.
+    pub fn discard(self) {
+        discard(&self.out);
+    }
+
     /// Finishes the backup: keeps `cover` (the log's signed checkpoint of exactly the copy's
     /// size, when [`Copied::uncovered`]) in the copy, checks the latest checkpoint against the
     /// copy's tree, writes the manifest and syncs everything.

@@ -33,7 +33,13 @@ impl Registry {
         let dir = out.clone();
         let copied = spawn(move || backup::copy(&store, &dir)).await?;
         let cover = if copied.uncovered {
-            Some(self.checkpoint_of(copied.size).await?)
+            match self.checkpoint_of(copied.size).await {
+                Ok(note) => Some(note),
+                Err(e) => {
+                    tokio::task::spawn_blocking(move || copied.discard());
+                    return Err(e);
+                }
+            }
         } else {
             None
         };
