@@ -11,6 +11,10 @@
 //!      `wire::LookupHashesRequest` and `wire::MatchHashesRequest`,
 //!      which stop materialising elements past the batch caps, so a request of millions of
 //!      empty elements costs no more memory than its bytes.
+//!
+//! The operator's control service (`proto/hashforum/control/v1`, `pb::control`) is compiled
+//! apart, client and server: it is served only on the data directory's Unix socket, so it is
+//! left out of the descriptor set that reflection serves on the network.
 
 use std::path::PathBuf;
 
@@ -58,6 +62,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .out_dir(server_out)
         .compile_fds(fds)?;
+    let control = protox::compile(["proto/hashforum/control/v1/control.proto"], ["proto"])?;
+    tonic_prost_build::configure().compile_fds(control)?;
     println!("cargo:rerun-if-changed=proto");
     Ok(())
 }

@@ -17,6 +17,7 @@
 //! | [`sequencer`] | the single writer: group commit |
 //! | [`registry`] | submit and lookup, between adapters and sequencer |
 //! | [`genesis`] | entry 0 |
+//! | [`backup`] | backups: made online or offline, verified offline, restored with a guard |
 //! | [`service`] | thin tonic adapters |
 //! | [`wire`] | replies encoded straight from stored bytes; requests decoded with element caps |
 //! | [`auth`] | who may call what: admission of every call before its body is read |
@@ -26,6 +27,7 @@
 //! | [`cli`] | the `hashforum` command |
 
 pub mod auth;
+pub mod backup;
 pub mod cli;
 pub mod client;
 pub mod config;

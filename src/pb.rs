@@ -9,6 +9,12 @@ pub mod server {
     include!(concat!(env!("OUT_DIR"), "/server/hashforum.v1.rs"));
 }
 
+/// The operator's control service, served on the data directory's Unix socket only
+/// (`server::control`).
+pub mod control {
+    tonic::include_proto!("hashforum.control.v1");
+}
+
 /// The encoded `FileDescriptorSet` of `proto/`, served by gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/hashforum_descriptor.bin"));

@@ -28,6 +28,7 @@ use crate::wire::RawRecord;
 
 pub use crate::wire::{MAX_LOOKUP_BATCH, MAX_MATCH_BATCH, MAX_SUBMIT_BATCH};
 
+mod control;
 mod cosigned;
 mod log_reads;
 mod matching;
@@ -105,6 +106,9 @@ pub struct Registry {
     /// Set when a replica showed this primary that its log contradicts a checkpoint its key
     /// signed (rolled back or forked): the reason code and why. Kept in the store.
     halted: std::sync::OnceLock<(&'static str, String)>,
+    /// The size of a store restored from a backup, until the operator confirmed that the log
+    /// key signed no larger checkpoint: writes are refused meanwhile (`backup::restore`).
+    restored: std::sync::Mutex<Option<u64>>,
 }
 
 impl Registry {
@@ -117,6 +121,7 @@ impl Registry {
         let (directory, pdq) = views(&store, true)?;
         let verifier = signer.verifier();
         let halted = store.halted().map_err(std::io::Error::other)?;
+        let restored = store.restored().map_err(std::io::Error::other)?;
         if store.verified_copy().map_err(std::io::Error::other)? {
             // A promoted replica's store: what this primary appends is not a follower's.
             let mut batch = store.batch();
@@ -136,6 +141,13 @@ impl Registry {
             let reason = cosigned::halt_reason(&reason);
             tracing::error!(reason, "{why}");
             let _ = registry.halted.set((reason, why));
+        }
+        if let Some(size) = restored {
+            tracing::warn!(
+                size,
+                "restored from a backup: no writes until `hashforum restore --confirm`"
+            );
+            *registry.restored_at() = Some(size);
         }
         Ok(registry)
     }
@@ -159,6 +171,7 @@ impl Registry {
             cosigned: std::sync::Mutex::default(),
             cosigned_sizes: tokio::sync::watch::channel(()).0,
             halted: std::sync::OnceLock::new(),
+            restored: std::sync::Mutex::new(None),
         }
     }
 
@@ -286,6 +299,7 @@ impl Registry {
                 message: why.clone(),
             });
         }
+        self.check_confirmed()?;
         let admission = Admission {
             store: self.store.clone(),
             policy: self.policy.clone(),

@@ -8,6 +8,7 @@
 //! and therefore memory; `docs/operations.md` derives the worst case from them and from the
 //! constants below.
 
+pub mod control;
 mod limits;
 mod observe;
 mod replica;
@@ -177,6 +178,13 @@ pub async fn serve(
         .add_service(registry_svc)
         .add_service(admin_svc)
         .add_service(log_svc);
+    // Without its control socket the server still serves; `hashforum backup` then says where
+    // to look.
+    let control = control::start(&config.data_dir, registry.clone())
+        .inspect_err(|e| {
+            tracing::error!(error = %e, "no control socket: `hashforum backup` cannot reach this server");
+        })
+        .ok();
     tracing::info!(%addr, origin = %config.origin, primary = registry.primary(), "serving");
     let stopped = stop.clone();
     let mut server = tokio::spawn(
@@ -193,6 +201,9 @@ pub async fn serve(
     tracing::info!(store_failed, "shutting down");
     not_serving(&health).await;
     stop.cancel();
+    if let Some(control) = control {
+        control.stop().await;
+    }
     if let Some(following) = following {
         following.stop().await;
     }

@@ -1,6 +1,7 @@
 //! The `hashforum` command: one function per subcommand.
 
 mod admin;
+pub mod backup;
 pub mod bench;
 pub mod bench_pdq;
 pub mod bench_sync;
@@ -19,6 +20,7 @@ pub mod matching;
 pub mod member;
 pub mod output;
 pub mod provenance;
+pub mod restore;
 pub mod serve;
 pub mod status;
 pub mod submit;
@@ -104,6 +106,10 @@ pub enum Command {
     Sync(sync::SyncArgs),
     /// What a server is and how far its log is; for a replica, its lag behind the primary.
     Status(status::StatusArgs),
+    /// Back up a server's data directory, while it serves or while it is stopped.
+    Backup(backup::BackupArgs),
+    /// Restore a primary's data directory from a backup, or confirm a restored one.
+    Restore(restore::RestoreArgs),
     /// Start a new replica from a copied data directory, replayed and verified.
     Bootstrap(bootstrap::BootstrapArgs),
     /// Write the live hashes of a local copy of the registry for another matcher (pytx).
@@ -217,6 +223,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify(args) => verify::run(&args),
         Command::Sync(args) => sync::run(args).await,
         Command::Status(args) => status::run(args).await,
+        Command::Backup(args) => backup::run(args).await,
+        Command::Restore(args) => restore::run(args).await,
         Command::Bootstrap(args) => bootstrap::run(args).await,
         Command::Export(args) => export::run(&args),
         Command::Bench(args) => bench::run(args).await,

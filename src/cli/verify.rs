@@ -22,7 +22,7 @@ use crate::verify::{self, Entry, LogError};
 /// `hashforum verify --vkey FILE` and what to verify.
 #[derive(Debug, Args)]
 #[command(group = clap::ArgGroup::new("what").required(true).multiple(true)
-    .args(["receipt", "bundle", "data", "entries", "checkpoints", "evidence"]))]
+    .args(["receipt", "bundle", "data", "entries", "checkpoints", "evidence", "backup"]))]
 pub struct VerifyArgs {
     /// The forum's verifier key (`forum.vkey`, written by `hashforum init`).
     #[arg(long, value_name = "FILE")]
@@ -42,6 +42,12 @@ pub struct VerifyArgs {
     /// checkpoint it kept.
     #[arg(long, value_name = "DIR", conflicts_with_all = ["entries", "checkpoints"])]
     pub data: Option<PathBuf>,
+    /// A backup (`hashforum backup --out DIR`): replays its whole log, checks every checkpoint
+    /// it kept and that the latest covers it and is its manifest's; writes nothing into it.
+    #[arg(long, value_name = "DIR",
+        conflicts_with_all = ["receipt", "bundle", "data", "entries", "checkpoints", "witnesses",
+            "evidence"])]
+    pub backup: Option<PathBuf>,
     /// A file of exported entries (`hashforum log entries 0.. --json`), replayed from entry 0
     /// and checked against --checkpoint.
     #[arg(long, value_name = "FILE", requires = "checkpoints")]
@@ -207,6 +213,9 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
             Err(e) => failed(args.json, &format!("the evidence shows nothing: {e}"), None),
         });
     }
+    if let Some(dir) = &args.backup {
+        return Ok(backup(dir, &verifier, args.json));
+    }
     let report = if let Some(dir) = &args.data {
         let store = Store::open_read_only(dir)
             .with_context(|| format!("opening {} read-only", dir.display()))?;
@@ -266,6 +275,50 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
             failed(args.json, &e.to_string(), index)
         }
     })
+}
+
+/// `--backup DIR`: the backup verifies and matches its manifest.
+fn backup(dir: &Path, verifier: &LogVerifier, json_out: bool) -> ExitCode {
+    match crate::backup::verify(dir, verifier) {
+        Ok(ok) => {
+            let m = &ok.manifest;
+            if json_out {
+                println!(
+                    "{}",
+                    json!({
+                        "verified": true,
+                        "origin": verifier.origin(),
+                        "entries": ok.report.entries,
+                        "checkpoints": ok.report.checkpoints.len(),
+                        "size": m.size,
+                        "root": m.root,
+                        "created_at": m.created_at,
+                        "taken": m.taken,
+                    })
+                );
+            } else {
+                println!(
+                    "verified: backup of {} entries of {} ({}, {}), {} signed checkpoints, the \
+                     latest at size {} with root {}",
+                    ok.report.entries,
+                    verifier.origin(),
+                    m.taken,
+                    m.created_at,
+                    ok.report.checkpoints.len(),
+                    ok.head.size,
+                    m.root
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let index = match &e {
+                crate::backup::BackupError::Log(LogError::Entry { index, .. }) => Some(*index),
+                _ => None,
+            };
+            failed(json_out, &e.to_string(), index)
+        }
+    }
 }
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;

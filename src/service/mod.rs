@@ -5,10 +5,12 @@
 //! policy table, before the request body was read.
 
 mod admin;
+mod control;
 mod log;
 mod registry;
 
 pub use admin::AdminApi;
+pub use control::ControlApi;
 pub use log::LogApi;
 pub use registry::RegistryApi;
 

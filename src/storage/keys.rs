@@ -11,6 +11,9 @@
 //! | `incidents` | incident id | `Incident` (protobuf) |
 //! | `meta` | `size` | `u64 BE` number of entries |
 //! | `meta` | `pdq_view` | `1` once the `pdq` view was filled from the records |
+//! | `meta` | `halted` | why a primary stopped taking writes: `REASON\nmessage` |
+//! | `meta` | `verified_copy` | `1` when a follower verified every entry held |
+//! | `meta` | `restored` | `u64 BE` size of a restored store, until confirmed |
 //! | `about` | `records` key `++ u64 BE` log index | empty: every entry about a hash |
 //! | `tree` | `u64 BE` stored hash index (Go `sumdb/tlog` numbering) | 32-byte hash |
 //! | `checkpoints` | `u64 BE` tree size | the signed checkpoint note, verbatim |
@@ -29,6 +32,9 @@ pub(super) const META_VERIFIED_COPY: &[u8] = b"verified_copy";
 /// `meta`: why a primary stopped taking writes (its log contradicts a checkpoint its key
 /// signed): `REASON\nmessage`. Kept until the data directory is replaced.
 pub(super) const META_HALTED: &[u8] = b"halted";
+/// `meta`: the size of a store restored from a backup (`u64 BE`), until the operator confirmed
+/// that the log key signed no larger checkpoint; a primary over it takes no writes meanwhile.
+pub(super) const META_RESTORED: &[u8] = b"restored";
 
 /// The `entries` key of a log index.
 pub fn entry(index: u64) -> [u8; 8] {

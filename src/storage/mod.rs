@@ -337,6 +337,33 @@ impl Store {
             }))
     }
 
+    /// The size this store had when it was restored from a backup, while the operator has not
+    /// yet confirmed that the log key signed no larger checkpoint (docs/operations.md).
+    ///
+    /// # Errors
+    /// When RocksDB fails or the value is malformed.
+    pub fn restored(&self) -> Result<Option<u64>, StorageError> {
+        match self.db.get_cf(self.cf(CF_META), keys::META_RESTORED)? {
+            None => Ok(None),
+            Some(v) => keys::decode_u64(&v)
+                .map(Some)
+                .ok_or_else(|| corrupt(CF_META, "restored is not 8 bytes")),
+        }
+    }
+
+    /// Writes a consistent copy of the database to `dir`, which must not exist (RocksDB's
+    /// checkpoint): the write-ahead log is synced and the memtables flushed first, so the copy
+    /// holds every committed batch. SST files are hard-linked when `dir` is on the same file
+    /// system, copied otherwise.
+    ///
+    /// # Errors
+    /// When RocksDB fails, for example because `dir` exists.
+    pub fn copy_to(&self, dir: &Path) -> Result<(), StorageError> {
+        self.db.flush_wal(true)?;
+        rocksdb::checkpoint::Checkpoint::new(&self.db)?.create_checkpoint(dir)?;
+        Ok(())
+    }
+
     /// Whether a follower verified every entry this store holds: its own writes, or a full
     /// replay of a copied data directory.
     ///
@@ -662,6 +689,17 @@ impl Batch {
             keys::META_HALTED,
             format!("{reason}\n{message}").as_bytes(),
         );
+    }
+
+    /// Marks the store restored at `size` (see [`Store::restored`]).
+    pub fn put_restored(&mut self, size: u64) {
+        self.put(CF_META, keys::META_RESTORED, &size.to_be_bytes());
+    }
+
+    /// Unmarks a restored store: the operator confirmed it.
+    pub fn clear_restored(&mut self) {
+        self.batch
+            .delete_cf(self.store.cf(CF_META), keys::META_RESTORED);
     }
 
     /// Unmarks a verified copy: a primary's own writes were not made by a follower.

@@ -3,6 +3,7 @@
 
 mod admin;
 mod admission;
+mod backup;
 mod cli;
 mod concurrency;
 mod export;
