@@ -5,6 +5,7 @@ mod admin;
 mod admission;
 mod cli;
 mod concurrency;
+mod crash;
 mod export;
 mod failure;
 mod hardening;
