@@ -109,7 +109,7 @@ fn a_full_disk_refuses_writes_rolls_back_and_recovers() {
         assert!(sequencer.disk_full());
         // Refused at once while the disk is full; the store holds the committed log only.
         let outcome = sequencer
-            .submit(&id("beta"), parse(&[beta_submits.clone()]))
+            .submit(&id("beta"), parse(std::slice::from_ref(&beta_submits)))
             .await;
         assert_eq!(refused_reason(outcome), Some("DISK_FULL"));
         assert_eq!(store.size().expect("size"), committed_size);
