@@ -1,12 +1,15 @@
-//! M2 (issue 11): a full disk, through the real server. The data directory sits on a small
-//! tmpfs that a filler file fills up, so RocksDB's writes fail for real (`ENOSPC`) while
-//! concurrent clients submit. The server must refuse writes cleanly (`RESOURCE_EXHAUSTED`,
-//! `DISK_FULL`, never `INTERNAL`), lose no acknowledged entry, keep answering reads with health
-//! `SERVING`, and take writes again once the filler is gone, without a restart; no index is
-//! handed out twice, its checkpoints stay consistent and the log verifies.
+//! M2: commit failures, through the real server.
 //!
-//! Mounting a tmpfs needs root (CI runs as root). Elsewhere the test says so loudly on stderr
-//! and passes without running: it cannot be done there.
+//! A full disk (issue 11) does not stop the server. The data directory sits on a small tmpfs
+//! that a filler file fills up, so RocksDB's writes fail for real (`ENOSPC`) while concurrent
+//! clients submit. The server must refuse writes cleanly (`RESOURCE_EXHAUSTED`, `DISK_FULL`,
+//! never `INTERNAL`), lose no acknowledged entry, keep answering reads with health `SERVING`,
+//! and take writes again once the filler is gone, without a restart; no index is handed out
+//! twice, its checkpoints stay consistent and the log verifies. Mounting a tmpfs needs root
+//! (CI runs as root); elsewhere that test says so loudly on stderr and passes without running.
+//!
+//! Any other failed commit stops the server: a file-size limit makes RocksDB's write fail
+//! with an I/O error that is not a full disk, as any user can.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -26,7 +29,7 @@ use tonic_health::pb::{health_check_response::ServingStatus, HealthCheckRequest}
 
 use crate::harness::{
     details, forum_verifier, hashforum_bin, run_with_timeout, sha256_value, submit_all,
-    CHILD_TIMEOUT,
+    ServeProcess, CHILD_TIMEOUT,
 };
 
 /// A tmpfs mounted for the test's lifetime.
@@ -275,5 +278,95 @@ async fn assert_found(client: &mut Client, entries: &[(String, u64)]) {
             .await
             .unwrap_or_else(|e| panic!("acknowledged entry {index} is lost: {e:?}"));
         assert_eq!(record.submissions[0].log_index, *index);
+    }
+}
+
+/// M2: any other failed commit is fatal. `hashforum serve` runs under a file-size limit
+/// (`ulimit -f`, with `SIGXFSZ` ignored): once the write-ahead log reaches it, RocksDB's write
+/// fails with `EFBIG`, an I/O error that is not a full disk. The call gets `INTERNAL`, the
+/// server exits non-zero, and restarted without the limit it has every acknowledged entry,
+/// the failed batch whole or not at all, and goes on right after the log as it is on disk.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_commit_other_than_a_full_disk_stops_the_server() {
+    let dir = crate::harness::dev_forum(&["alpha"]);
+    let config = dir.path().join("server/hashforum.toml");
+    let mut limited = Command::new("bash");
+    limited
+        .args(["-c", "trap '' XFSZ; ulimit -f 3072; exec \"$@\"", "bash"])
+        .arg(env!("CARGO_BIN_EXE_hashforum"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .args(["--listen", "127.0.0.1:0"])
+        .env_remove("HASHFORUM_IDENTITY")
+        .env_remove("HASHFORUM_SERVER");
+    let mut server = ServeProcess::spawn(limited)
+        .unwrap_or_else(|(status, err)| panic!("serve exited with {status}: {err}"));
+    let alpha = Identity::load(&dir.path().join("identities/alpha")).unwrap();
+    let signer = Signer::of(&alpha);
+    let mut client = Client::connect(&alpha, Some(&server.addr)).await.unwrap();
+    let mut acknowledged = Vec::new();
+    for (value, envelope) in envelopes(&signer, 0, 20) {
+        let receipts = submit_all(&mut client, vec![envelope]).await.unwrap();
+        acknowledged.push((value, receipts[0].log_index));
+    }
+    // Batches of about 3.5 MB pass the 3 MiB limit: a commit fails.
+    let mut failed = None;
+    for round in 1..5u64 {
+        let batch: Vec<(String, pb::Envelope)> = (0..10_000u64)
+            .map(|i| {
+                let value = sha256_value(1_000_000 * round + i);
+                let mut statement = hash_submission(HashType::Sha256, &value);
+                statement.tags = vec!["x".repeat(64), "y".repeat(64), "z".repeat(64)];
+                (value, signer.submit(statement))
+            })
+            .collect();
+        let sent = batch.iter().map(|(_, e)| e.clone()).collect();
+        match submit_all(&mut client, sent).await {
+            Ok(receipts) => {
+                acknowledged.push((batch[0].0.clone(), receipts[0].log_index));
+                acknowledged.push((batch[9_999].0.clone(), receipts[9_999].log_index));
+            }
+            Err(status) => {
+                assert_eq!(status.code(), Code::Internal, "{status:?}");
+                failed = Some([batch[0].0.clone(), batch[9_999].0.clone()]);
+                break;
+            }
+        }
+    }
+    let failed = failed.expect("a batch past the file-size limit failed");
+    // The server stops by itself, with an error.
+    let status = tokio::task::block_in_place(|| server.wait(CHILD_TIMEOUT));
+    assert!(!status.success(), "{status}");
+    assert!(
+        server.stderr().contains("a group commit failed"),
+        "{}",
+        server.stderr()
+    );
+
+    // Without the limit, the store reopens: every acknowledged entry is there, the failed
+    // batch whole or not at all, and the next entry comes right after the stored log.
+    let server = ServeProcess::start(&config)
+        .unwrap_or_else(|(status, err)| panic!("serve exited with {status}: {err}"));
+    let mut client = Client::connect(&alpha, Some(&server.addr)).await.unwrap();
+    assert_found(&mut client, &acknowledged).await;
+    let mut present = Vec::new();
+    for value in &failed {
+        present.push(
+            crate::harness::lookup(&mut client, HashType::Sha256, value, false)
+                .await
+                .ok(),
+        );
+    }
+    let last = acknowledged.iter().map(|(_, i)| *i).max().unwrap();
+    let (_, next) = envelopes(&signer, 99, 1).remove(0);
+    let next = submit_all(&mut client, vec![next]).await.unwrap()[0].log_index;
+    match (&present[0], &present[1]) {
+        (None, None) => assert_eq!(next, last + 1),
+        (Some(first), Some(end)) => {
+            assert_eq!(first.submissions[0].log_index, last + 1);
+            assert_eq!(end.submissions[0].log_index, last + 10_000);
+            assert_eq!(next, last + 10_001);
+        }
+        partial => panic!("half of a failed batch is in the store: {partial:?}"),
     }
 }
