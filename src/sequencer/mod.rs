@@ -822,7 +822,14 @@ impl Committer {
         let mut batch = self.store.batch();
         batch.put_checkpoint(checkpoint.head.size, &checkpoint.note);
         self.store.commit(batch)?;
-        self.checkpoints.send_replace(checkpoint);
+        // Watchers see each checkpoint once.
+        self.checkpoints.send_if_modified(|latest| {
+            let newer = latest.head.size < checkpoint.head.size;
+            if newer {
+                *latest = checkpoint;
+            }
+            newer
+        });
         Ok(())
     }
 
