@@ -341,7 +341,7 @@ impl Writer {
     /// waiting and writes the previous group's checkpoint with it. The next group is staged on
     /// top of the last one through its overlay, once every group before that one is known to
     /// be committed. When a group was not committed for want of room, the writer goes back to
-    /// the committed state ([`Writer::roll_back`]) before it stages anything more. After any
+    /// the committed state ([`Writer::settle`]) before it stages anything more. After any
     /// other failed commit, nothing more is committed: every queued job is failed and the loop
     /// ends.
     fn run(
