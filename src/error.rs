@@ -69,7 +69,7 @@ pub enum ServiceError {
         message: String,
     },
     /// The request asks for more than the server gives in one call (`RESOURCE_EXHAUSTED`),
-    /// e.g. a lookup reply past its byte budget.
+    /// e.g. a lookup reply past its byte budget; or the server's disk is full (`DISK_FULL`).
     #[error("{message}")]
     ResourceExhausted {
         /// Stable reason.

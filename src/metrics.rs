@@ -87,6 +87,7 @@ pub struct Metrics {
     replica_lag_entries: Gauge,
     replica_lag_seconds: Gauge,
     halted: Gauge,
+    disk_full: Gauge,
 }
 
 /// The process's metrics.
@@ -206,6 +207,12 @@ impl Metrics {
             "1 when this server stopped advancing (or writing) on evidence of a rollback or fork",
             halted.clone(),
         );
+        let disk_full = Gauge::default();
+        registry.register(
+            "disk_full",
+            "1 while the primary refuses writes because its disk is full",
+            disk_full.clone(),
+        );
         Self {
             registry,
             calls,
@@ -225,6 +232,7 @@ impl Metrics {
             replica_lag_entries,
             replica_lag_seconds,
             halted,
+            disk_full,
         }
     }
 
@@ -260,6 +268,7 @@ impl Metrics {
         self.replica_lag_seconds
             .set(i64::try_from(status.lag_seconds).unwrap_or(i64::MAX));
         self.halted.set(i64::from(!status.halted.is_empty()));
+        self.disk_full.set(i64::from(registry.disk_full()));
         let mut text = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);

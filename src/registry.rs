@@ -211,6 +211,14 @@ impl Registry {
         self.pdq.len()
     }
 
+    /// Whether the primary refuses writes because its disk is full (until a probe commits).
+    pub fn disk_full(&self) -> bool {
+        match &self.writer {
+            Writer::Primary(sequencer) => sequencer.disk_full(),
+            Writer::ReadOnly { .. } => false,
+        }
+    }
+
     /// Submissions queued for the sequencer or being committed, and their payload bytes
     /// (none on a read-only registry).
     pub fn queued(&self) -> (usize, usize) {

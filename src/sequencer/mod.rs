@@ -23,8 +23,24 @@
 //! in its write-ahead log, and it refuses later writes; reusing the indexes of the failed group
 //! could fork the log. The sequencer then fails every waiting caller, stops taking jobs, and
 //! cancels [`Sequencer::failed`], on which the server stops serving and exits non-zero.
+//!
+//! A full disk is the one exception. RocksDB keeps the failed batch out of its memtables, stops
+//! writes, and once there is room again drops the write-ahead log that may hold the batch
+//! before it takes another write ([`StorageError::is_no_space`]). The batch is then lost
+//! unless the process crashes first, and in that case nothing was written after it. So the
+//! log is where the last committed group left it, whatever happens, and the sequencer can go
+//! back there. The committer fails the callers of the failed group, of every group staged on
+//! top of it and of the committed group whose checkpoint was not yet kept (its entries stay,
+//! unacknowledged: a resubmission gets their original receipt). Jobs are then refused at once
+//! (`RESOURCE_EXHAUSTED`, `DISK_FULL`) until the committer's probe, which keeps the checkpoint
+//! of the committed tree, commits. The writer rolls its staged state back to the committed one
+//! before it stages the next group, and a group staged before that is never committed: every
+//! group carries the writer's *epoch*, and the committer bumps its own each time it fails a
+//! group. No index is handed out twice: the next group starts right after the committed log.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
@@ -46,6 +62,20 @@ const QUEUE_JOBS: usize = 1024;
 /// Most payload bytes queued or being committed at once. Callers wait for room: the queue
 /// holds parsed entries (about three times their payload), so this bounds its memory.
 pub const QUEUE_BYTES: usize = 64 << 20;
+/// While the disk is full, how often the committer tries to commit again. RocksDB itself checks
+/// for room every 5 seconds, so a shorter interval only shortens the wait after it recovers.
+const PROBE_INTERVAL: Duration = Duration::from_millis(500);
+
+/// The refusal of a write while the disk is full (or of one whose group could not be kept
+/// for that reason).
+fn disk_full() -> ServiceError {
+    ServiceError::ResourceExhausted {
+        reason: "DISK_FULL",
+        message: "the server's disk is full, so this write was not acknowledged; retry later \
+                  (an entry that is already in the log gets its original receipt)"
+            .into(),
+    }
+}
 
 /// Where a job's outcome goes, holding the job's share of [`QUEUE_BYTES`] until it is sent.
 struct Reply {
@@ -119,6 +149,8 @@ pub struct Sequencer {
     tx: mpsc::Sender<Job>,
     room: Arc<Semaphore>,
     failed: CancellationToken,
+    /// Set while the disk is full: jobs are refused at once.
+    full: Arc<AtomicBool>,
     checkpoints: watch::Receiver<Arc<SignedCheckpoint>>,
     thread: std::thread::JoinHandle<()>,
 }
@@ -145,6 +177,7 @@ impl Sequencer {
         let (tx, rx) = mpsc::channel(QUEUE_JOBS);
         let dir = Directory::clone(&directory.load());
         let failed = CancellationToken::new();
+        let full = Arc::new(AtomicBool::new(false));
         let mut writer = Writer {
             store,
             directory,
@@ -153,6 +186,8 @@ impl Sequencer {
             dir,
             last_ms,
             failed: failed.clone(),
+            full: full.clone(),
+            epoch: 0,
         };
         let thread = std::thread::Builder::new()
             .name("sequencer".into())
@@ -161,6 +196,7 @@ impl Sequencer {
             tx,
             room: Arc::new(Semaphore::new(QUEUE_BYTES)),
             failed,
+            full,
             checkpoints,
             thread,
         })
@@ -183,12 +219,18 @@ impl Sequencer {
         &self.failed
     }
 
+    /// Whether writes are refused because the disk is full.
+    pub fn disk_full(&self) -> bool {
+        self.full.load(Ordering::Relaxed)
+    }
+
     /// Queues verified entries from `caller` and waits until they are durably committed and
     /// covered by a durable signed checkpoint.
     ///
     /// # Errors
     /// The first refused entry's error (its field relative to its envelope), a storage
-    /// failure, or `UNAVAILABLE` when shutting down.
+    /// failure, `RESOURCE_EXHAUSTED` (`DISK_FULL`) while the disk is full, or `UNAVAILABLE`
+    /// when shutting down.
     pub async fn submit(
         &self,
         caller: &MemberId,
@@ -197,6 +239,9 @@ impl Sequencer {
         let shutting_down = || Refusal::whole(ServiceError::ShuttingDown);
         if self.failed.is_cancelled() {
             return Err(shutting_down());
+        }
+        if self.disk_full() {
+            return Err(Refusal::whole(disk_full()));
         }
         let bytes: usize = entries.iter().map(|e| e.payload().len()).sum();
         // A job larger than the whole budget still goes through, alone.
@@ -231,12 +276,40 @@ type Outcome = Result<Vec<Appended>, Refusal>;
 /// A staged group and each job's outcome, in job order.
 type StagedGroup = (Finished, Vec<Outcome>);
 
+/// What the committer tells the writer of each group it was sent, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Done {
+    /// The group is committed.
+    Committed,
+    /// The group was not committed for want of room, or because it was staged on top of such
+    /// a group: the writer must go back to the committed state and stage from there with this
+    /// epoch.
+    Full(u64),
+    /// A commit failed otherwise: the sequencer stops for good.
+    Failed,
+}
+
+impl Done {
+    /// The worse of two answers: `Failed`, then `Full` (the later epoch), then `Committed`.
+    fn worse(self, other: Done) -> Done {
+        match (self, other) {
+            (Done::Failed, _) | (_, Done::Failed) => Done::Failed,
+            (Done::Full(a), Done::Full(b)) => Done::Full(a.max(b)),
+            (Done::Full(e), Done::Committed) | (Done::Committed, Done::Full(e)) => Done::Full(e),
+            (Done::Committed, Done::Committed) => Done::Committed,
+        }
+    }
+}
+
 /// A staged group on its way to the committer thread.
 struct Staged {
     batch: Batch,
     directory: Option<Directory>,
     pdq: Vec<PdqChange>,
     group: Group,
+    /// The writer's epoch when it staged the group: the committer commits it only if no group
+    /// failed since the writer last went back to the committed state.
+    epoch: u64,
 }
 
 /// What the committer keeps of a group once its batch is written: what its callers need.
@@ -262,6 +335,10 @@ struct Writer {
     /// also across restarts and clock steps.
     last_ms: u64,
     failed: CancellationToken,
+    /// Set while the disk is full (see [`Sequencer::disk_full`]), by the committer.
+    full: Arc<AtomicBool>,
+    /// The committer's epoch as of the last time the writer went back to the committed state.
+    epoch: u64,
 }
 
 impl Writer {
@@ -270,8 +347,10 @@ impl Writer {
     /// is handed to the committer as soon as it is staged, so that the committer finds it
     /// waiting and writes the previous group's checkpoint with it. The next group is staged on
     /// top of the last one through its overlay, once every group before that one is known to
-    /// be committed. After a failed commit, nothing more is committed: every queued job is
-    /// failed and the loop ends.
+    /// be committed. When a group was not committed for want of room, the writer goes back to
+    /// the committed state ([`Writer::settle`]) before it stages anything more. After any
+    /// other failed commit, nothing more is committed: every queued job is failed and the loop
+    /// ends.
     fn run(
         &mut self,
         mut rx: mpsc::Receiver<Job>,
@@ -281,8 +360,8 @@ impl Writer {
         // A panic on this thread must stop the server like a failed commit: nothing could
         // append any more, and health would still say SERVING.
         let _guard = FailOnPanic(self.failed.clone());
-        let (to_committer, staged_rx) = std::sync::mpsc::sync_channel::<Staged>(1);
-        let (done_tx, done_rx) = std::sync::mpsc::channel::<bool>();
+        let (to_committer, staged_rx) = std::sync::mpsc::sync_channel::<Box<Staged>>(1);
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<Done>();
         let committer = {
             let size = checkpoints.borrow().head.size;
             let committer = Committer {
@@ -294,6 +373,8 @@ impl Writer {
                 size,
                 checkpoints,
                 signing: None,
+                full: self.full.clone(),
+                epoch: 0,
             };
             std::thread::Builder::new()
                 .name("committer".into())
@@ -308,12 +389,25 @@ impl Writer {
                 return;
             }
         };
-        // The overlay of the last group sent, and how many sent groups are not yet known to be
-        // committed (at most two: the one committing and the one waiting for it).
+        let mut link = Link {
+            staged: to_committer,
+            done: done_rx,
+            unconfirmed: 0,
+        };
+        // The overlay of the last group sent, when the groups before it are committed.
         let mut in_flight: Option<Overlay> = None;
-        let mut unconfirmed = 0usize;
         let mut ok = true;
         while let Some(first) = rx.blocking_recv() {
+            // A group sent earlier may have failed for want of room meanwhile: go back to the
+            // committed state before staging anything on top of it.
+            let polled = link.poll();
+            if polled != Done::Committed {
+                in_flight = None;
+                if !self.settle(&mut link, polled) {
+                    ok = false;
+                    break;
+                }
+            }
             let mut count = first.entries.len();
             let mut jobs = vec![first];
             while count < MAX_GROUP_ENTRIES {
@@ -330,16 +424,12 @@ impl Writer {
                 Ok(staged) => staged,
                 Err(err) => {
                     // A read failed: nothing of this group was written. The next group starts
-                    // from the committed state, once every group sent is committed.
+                    // from the committed state, once every group sent is answered.
                     tracing::error!(error = %err, "staging failed; nothing was written");
-                    fail_all(replies, &ServiceError::Internal(err.to_string()));
-                    ok = confirm(&done_rx, &mut unconfirmed, 0);
-                    if !ok {
-                        break;
-                    }
+                    fail_all(replies, || ServiceError::Internal(err.to_string()));
                     in_flight = None;
-                    if let Err(err) = self.reset() {
-                        self.fail(&format!("cannot read the committed state: {err}"));
+                    let confirmed = link.confirm(0);
+                    if !self.settle(&mut link, confirmed) {
                         ok = false;
                         break;
                     }
@@ -356,24 +446,31 @@ impl Writer {
                     time_ms: finished.time_ms,
                     hashes: finished.hashes,
                 },
+                epoch: self.epoch,
             };
-            if to_committer.send(group).is_err() {
+            if link.staged.send(Box::new(group)).is_err() {
                 ok = false;
                 break;
             }
-            unconfirmed += 1;
+            link.unconfirmed += 1;
             // The next group reads through this group's overlay only: the ones before it must
             // be committed.
-            if !confirm(&done_rx, &mut unconfirmed, 1) {
-                ok = false;
-                break;
+            match link.confirm(1) {
+                Done::Committed => in_flight = Some(finished.overlay),
+                failed => {
+                    in_flight = None;
+                    if !self.settle(&mut link, failed) {
+                        ok = false;
+                        break;
+                    }
+                }
             }
-            in_flight = Some(finished.overlay);
         }
-        if ok && !confirm(&done_rx, &mut unconfirmed, 0) {
+        // Shutting down with the disk full leaves nothing to undo.
+        if ok && link.confirm(0) == Done::Failed {
             ok = false;
         }
-        drop(to_committer);
+        drop(link);
         let _ = committer.join();
         if !ok {
             self.fail("a group commit failed");
@@ -381,6 +478,30 @@ impl Writer {
             drain(&mut rx);
         }
         tracing::info!(size = self.frontier.size(), "sequencer stopped");
+    }
+
+    /// After `done`, the answer to some of the groups sent: unless they were all committed,
+    /// waits until every group sent is answered and goes back to the committed state (the
+    /// published membership and the stored tree), taking the committer's latest epoch.
+    /// Returns false when the sequencer must stop for good.
+    fn settle(&mut self, link: &mut Link, done: Done) -> bool {
+        let epoch = match done.worse(link.confirm(0)) {
+            Done::Failed => return false,
+            Done::Committed => self.epoch,
+            Done::Full(epoch) => epoch,
+        };
+        if !self.reset() {
+            return false;
+        }
+        if epoch != self.epoch {
+            tracing::warn!(
+                size = self.frontier.size(),
+                "groups were not committed for want of room: staging again after the \
+                 committed log"
+            );
+        }
+        self.epoch = epoch;
+        true
     }
 
     /// Marks the sequencer failed for good.
@@ -392,15 +513,26 @@ impl Writer {
         self.failed.cancel();
     }
 
-    /// Starts the next group from the committed state.
-    fn reset(&mut self) -> Result<(), StorageError> {
+    /// Starts the next group from the committed state: the published membership and the
+    /// stored tree. False (and the sequencer failed) when the store cannot be read.
+    fn reset(&mut self) -> bool {
         self.dir = Directory::clone(&self.directory.load());
-        let size = self.store.size()?;
-        self.frontier = Frontier::load(size, &self.store).map_err(|e| StorageError::Corrupt {
-            cf: "tree",
-            reason: e.to_string(),
-        })?;
-        Ok(())
+        let frontier = self.store.size().and_then(|size| {
+            Frontier::load(size, &self.store).map_err(|e| StorageError::Corrupt {
+                cf: "tree",
+                reason: e.to_string(),
+            })
+        });
+        match frontier {
+            Ok(frontier) => {
+                self.frontier = frontier;
+                true
+            }
+            Err(err) => {
+                self.fail(&format!("cannot read the committed state: {err}"));
+                false
+            }
+        }
     }
 
     /// Stages a group: checks and appends each job on top of everything staged before.
@@ -442,15 +574,40 @@ impl Writer {
     }
 }
 
-/// Waits until at most `keep` sent groups are unconfirmed; false if a commit failed.
-fn confirm(done: &std::sync::mpsc::Receiver<bool>, unconfirmed: &mut usize, keep: usize) -> bool {
-    while *unconfirmed > keep {
-        if !done.recv().unwrap_or(false) {
-            return false;
+/// The writer's end of the channels to the committer.
+struct Link {
+    staged: std::sync::mpsc::SyncSender<Box<Staged>>,
+    done: std::sync::mpsc::Receiver<Done>,
+    /// Groups sent and not yet answered: at most two (the one committing and the one waiting
+    /// for it).
+    unconfirmed: usize,
+}
+
+impl Link {
+    /// Waits until at most `keep` groups sent are unanswered; returns the worst answer read.
+    fn confirm(&mut self, keep: usize) -> Done {
+        let mut worst = Done::Committed;
+        while self.unconfirmed > keep && worst != Done::Failed {
+            // The committer is gone only after it failed (or panicked).
+            worst = worst.worse(self.done.recv().unwrap_or(Done::Failed));
+            self.unconfirmed -= 1;
         }
-        *unconfirmed -= 1;
+        worst
     }
-    true
+
+    /// Reads the answers already sent, without waiting; returns the worst.
+    fn poll(&mut self) -> Done {
+        let mut worst = Done::Committed;
+        while self.unconfirmed > 0 && worst != Done::Failed {
+            match self.done.try_recv() {
+                Ok(done) => worst = worst.worse(done),
+                Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => worst = Done::Failed,
+            }
+            self.unconfirmed -= 1;
+        }
+        worst
+    }
 }
 
 /// Cancels the sequencer's `failed` token when the thread holding it unwinds from a panic.
@@ -483,22 +640,41 @@ struct Committer {
     signing: Option<Signing>,
     /// The log's size after the last committed group, for metrics.
     size: u64,
+    /// Set when a commit failed for want of room, before its callers learn of it, until a
+    /// probe commits. The same flag makes [`Sequencer::submit`] refuse jobs at once.
+    full: Arc<AtomicBool>,
+    /// Bumped each time a group is not committed: a group staged with an earlier epoch may
+    /// sit on top of a group that is not in the log, and is not committed either.
+    epoch: u64,
 }
 
 impl Committer {
     /// Commits each group (with the previous group's checkpoint, if that is not durable yet),
     /// publishes its membership and PDQ index changes, tells the writer it is committed, then
-    /// signs its
-    /// checkpoint. When no group is waiting, a signed checkpoint is committed alone. Stops at
-    /// the first failure, failing every caller it holds.
+    /// signs its checkpoint. When no group is waiting, a signed checkpoint is committed alone.
+    /// A full disk fails the callers held and every group until a probe commits (tried every
+    /// [`PROBE_INTERVAL`]); any other failure stops the committer, failing every caller it
+    /// holds.
     fn run(
         mut self,
-        staged: &std::sync::mpsc::Receiver<Staged>,
-        done: &std::sync::mpsc::Sender<bool>,
+        staged: &std::sync::mpsc::Receiver<Box<Staged>>,
+        done: &std::sync::mpsc::Sender<Done>,
     ) {
+        use std::sync::mpsc::RecvTimeoutError;
         let _guard = FailOnPanic(self.failed.clone());
         loop {
-            let next = if self.signing.is_some() {
+            let next = if self.full.load(Ordering::Relaxed) {
+                match staged.recv_timeout(PROBE_INTERVAL) {
+                    Ok(group) => Some(group),
+                    Err(RecvTimeoutError::Timeout) => {
+                        if !self.probe() {
+                            return;
+                        }
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
+            } else if self.signing.is_some() {
                 // Empty or disconnected: the checkpoint is written alone.
                 staged.try_recv().ok()
             } else {
@@ -508,32 +684,58 @@ impl Committer {
                 }
             };
             let Some(staged) = next else {
-                // Nothing to write the checkpoint with: write it alone.
+                // Nothing to write the checkpoint with: write it alone. No group is lost if
+                // the disk is full: the groups it covers are committed.
                 if let Err(err) = self.commit(self.store.batch()) {
-                    self.stop(&err, Vec::new());
-                    return;
+                    if !err.is_no_space() {
+                        self.stop(&err, Vec::new());
+                        return;
+                    }
+                    self.disk_full(&err, Vec::new());
                 }
                 continue;
             };
-            if let Err(err) = self.commit(staged.batch) {
-                self.stop(&err, staged.group.replies);
-                let _ = done.send(false);
+            let Staged {
+                batch,
+                directory,
+                pdq,
+                group,
+                epoch,
+            } = *staged;
+            if self.full.load(Ordering::Relaxed) || epoch != self.epoch {
+                // Refused while the disk is full, or staged on top of a group that failed.
+                if epoch == self.epoch {
+                    self.epoch += 1;
+                }
+                fail_all(group.replies.into_iter().map(|(r, _)| r), disk_full);
+                let _ = done.send(Done::Full(self.epoch));
+                continue;
+            }
+            if let Err(err) = self.commit(batch) {
+                if err.is_no_space() {
+                    self.epoch += 1;
+                    self.disk_full(&err, group.replies);
+                    let _ = done.send(Done::Full(self.epoch));
+                    continue;
+                }
+                self.stop(&err, group.replies);
+                let _ = done.send(Done::Failed);
                 return;
             }
-            if staged.group.head.size > self.checkpoints.borrow().head.size {
+            if group.head.size > self.checkpoints.borrow().head.size {
                 crate::failpoint::hit("after-commit");
             }
-            self.count(staged.group.head.size);
-            if let Some(dir) = staged.directory {
+            self.count(group.head.size);
+            if let Some(dir) = directory {
                 self.directory.store(Arc::new(dir));
             }
             // Before any caller is answered: a hash is matchable once its receipt is out.
-            if !staged.pdq.is_empty() {
-                self.pdq.apply(&staged.pdq);
+            if !pdq.is_empty() {
+                self.pdq.apply(&pdq);
             }
             // The writer may be gone; the group is committed and is answered all the same.
-            let _ = done.send(true);
-            self.sign(staged.group);
+            let _ = done.send(Done::Committed);
+            self.sign(group);
         }
     }
 
@@ -584,19 +786,94 @@ impl Committer {
         });
     }
 
-    /// After a failed commit: fails the callers held, and stops the sequencer.
-    fn stop(&mut self, err: &StorageError, replies: Vec<(Reply, Outcome)>) {
-        tracing::error!(error = %err, "commit failed; stopping the sequencer");
-        self.failed.cancel();
-        // The batch may or may not be durable: its callers learn nothing either way.
-        let error = ServiceError::Internal(format!("commit failed: {err}"));
+    /// After a commit failed for want of room: fails the callers of the group (`replies`) and
+    /// of the committed groups whose checkpoint is not kept yet, and refuses groups until a
+    /// probe commits.
+    ///
+    /// The signed checkpoint that was waiting is dropped unreleased: the probe signs the same
+    /// tree head again (the committed tree is exactly the one it covered).
+    fn disk_full(&mut self, err: &StorageError, replies: Vec<(Reply, Outcome)>) {
+        tracing::error!(
+            error = %err,
+            "commit failed: the disk is full; writes are refused until there is room again"
+        );
+        self.full.store(true, Ordering::Relaxed);
         let mut all: Vec<Reply> = replies.into_iter().map(|(reply, _)| reply).collect();
         if let Some(signing) = self.signing.take() {
             for group in signing.groups {
                 all.extend(group.replies.into_iter().map(|(reply, _)| reply));
             }
         }
-        fail_all(all, &error);
+        fail_all(all, disk_full);
+    }
+
+    /// While the disk is full: keeps the checkpoint of the committed tree (signed now if the
+    /// log grew after the latest kept one), which also tells whether RocksDB takes writes
+    /// again; if it does, jobs are taken again. False when the sequencer must stop for good.
+    fn probe(&mut self) -> bool {
+        match self.keep_latest() {
+            Ok(()) => {
+                self.full.store(false, Ordering::Relaxed);
+                tracing::info!(
+                    size = self.checkpoints.borrow().head.size,
+                    "there is room on the disk again: writes resume"
+                );
+                true
+            }
+            Err(err) if err.is_no_space() => true,
+            Err(err) => {
+                self.stop(&err, Vec::new());
+                false
+            }
+        }
+    }
+
+    /// Commits the checkpoint of the committed tree and publishes it. Only a size larger than
+    /// the latest kept checkpoint's is signed, over entries already durable, so this never
+    /// signs a second root for a size.
+    fn keep_latest(&mut self) -> Result<(), StorageError> {
+        let size = self.store.size()?;
+        let latest = self.checkpoints.borrow().clone();
+        let checkpoint = if latest.head.size >= size {
+            latest
+        } else {
+            let frontier =
+                Frontier::load(size, &self.store).map_err(|e| StorageError::Corrupt {
+                    cf: "tree",
+                    reason: e.to_string(),
+                })?;
+            Arc::new(self.signer.sign(TreeHead {
+                size,
+                root: frontier.root(),
+            }))
+        };
+        let mut batch = self.store.batch();
+        batch.put_checkpoint(checkpoint.head.size, &checkpoint.note);
+        self.store.commit(batch)?;
+        // Watchers see each checkpoint once.
+        self.checkpoints.send_if_modified(|latest| {
+            let newer = latest.head.size < checkpoint.head.size;
+            if newer {
+                *latest = checkpoint;
+            }
+            newer
+        });
+        Ok(())
+    }
+
+    /// After a failed commit: fails the callers held, and stops the sequencer.
+    fn stop(&mut self, err: &StorageError, replies: Vec<(Reply, Outcome)>) {
+        tracing::error!(error = %err, "commit failed; stopping the sequencer");
+        self.failed.cancel();
+        // The batch may or may not be durable: its callers learn nothing either way.
+        let error = format!("commit failed: {err}");
+        let mut all: Vec<Reply> = replies.into_iter().map(|(reply, _)| reply).collect();
+        if let Some(signing) = self.signing.take() {
+            for group in signing.groups {
+                all.extend(group.replies.into_iter().map(|(reply, _)| reply));
+            }
+        }
+        fail_all(all, || ServiceError::Internal(error.clone()));
     }
 }
 
@@ -613,13 +890,10 @@ fn answer(group: Group, checkpoint: &Arc<SignedCheckpoint>) {
     }
 }
 
-fn fail_all(replies: Vec<Reply>, error: &ServiceError) {
+/// Fails every caller with `error()`.
+fn fail_all(replies: impl IntoIterator<Item = Reply>, error: impl Fn() -> ServiceError) {
     for reply in replies {
-        let error = match error {
-            ServiceError::Internal(why) => ServiceError::Internal(why.clone()),
-            _ => ServiceError::ShuttingDown,
-        };
-        reply.fail(Refusal::whole(error));
+        reply.fail(Refusal::whole(error()));
     }
 }
 

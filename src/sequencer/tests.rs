@@ -627,3 +627,5 @@ fn a_job_is_refused_at_its_first_refused_entry() {
         "payload.hash_retraction: the hash is not in the registry"
     );
 }
+
+mod disk_full;

@@ -74,6 +74,23 @@ pub enum StorageError {
     },
 }
 
+impl StorageError {
+    /// Whether the file system ran out of space (`ENOSPC`, or RocksDB's own space limit).
+    ///
+    /// RocksDB then keeps the database stopped for writes (a "hard error") and recovers it by
+    /// itself once there is room again: it checks the free space every 5 seconds, waits until
+    /// at least its largest write buffer (64 MiB) is free, flushes its memtables and switches
+    /// to a new write-ahead log. A failed write never reached the memtables, so after that
+    /// recovery it is gone; only a crash before it can bring it back, from the old log, and
+    /// then nothing was written after it. The sequencer relies on this to survive a full disk
+    /// (`sequencer`, *A full disk*).
+    pub fn is_no_space(&self) -> bool {
+        // RocksDB's C API gives only the status text: "IO error: No space left on device..."
+        // for the `kNoSpace` subcode, whatever the file system's own wording.
+        matches!(self, Self::Rocks(e) if e.as_ref().contains("No space left on device"))
+    }
+}
+
 /// The registry's RocksDB database.
 #[derive(Clone)]
 pub struct Store {
@@ -608,7 +625,8 @@ impl Store {
     ///
     /// # Errors
     /// When RocksDB fails. Then the batch may or may not be in the write-ahead log, and
-    /// RocksDB refuses further writes: the caller must stop writing (see `sequencer`).
+    /// RocksDB refuses further writes: the caller must stop writing (see `sequencer`), unless
+    /// the disk is full ([`StorageError::is_no_space`]).
     pub fn commit(&self, batch: Batch) -> Result<(), StorageError> {
         let mut wo = WriteOptions::default();
         wo.set_sync(true);

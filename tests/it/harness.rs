@@ -695,12 +695,21 @@ impl ServeProcess {
         config: &Path,
         env: &[(&str, &str)],
     ) -> Result<Self, (ExitStatus, String)> {
-        let mut child = hashforum_bin()
-            .args(["serve", "--config"])
+        let mut cmd = hashforum_bin();
+        cmd.args(["serve", "--config"])
             .arg(config)
             .args(["--listen", "127.0.0.1:0"])
-            .env("RUST_LOG", "warn,hashforum=info")
-            .envs(env.iter().copied())
+            .envs(env.iter().copied());
+        Self::spawn(cmd)
+    }
+
+    /// [`ServeProcess::start`] of `cmd`: `hashforum serve --listen 127.0.0.1:0`, or a wrapper
+    /// that runs it (for example under resource limits).
+    pub(crate) fn spawn(mut cmd: Command) -> Result<Self, (ExitStatus, String)> {
+        if cmd.get_envs().all(|(k, _)| k != "RUST_LOG") {
+            cmd.env("RUST_LOG", "warn,hashforum=info");
+        }
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -6,6 +6,7 @@ mod admission;
 mod backup;
 mod cli;
 mod concurrency;
+mod crash;
 mod export;
 mod failure;
 mod hardening;
