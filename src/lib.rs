@@ -23,6 +23,7 @@
 //! | [`server`] | TLS, limits, services, health, reflection, shutdown |
 //! | [`config`], [`identity`], [`forum`], [`pki`] | files: server config, member identities, `init` |
 //! | [`client`] | mTLS gRPC client |
+//! | `fuzzing` | fuzz targets over every decoder of untrusted bytes (hidden; docs/fuzzing.md) |
 //! | [`cli`] | the `hashforum` command |
 
 pub mod auth;
@@ -36,6 +37,8 @@ pub mod failpoint;
 pub mod follow;
 pub mod forum;
 pub mod fsutil;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod genesis;
 pub mod identity;
 pub mod local;
