@@ -19,6 +19,7 @@
 //! | [`genesis`] | entry 0 |
 //! | [`service`] | thin tonic adapters |
 //! | [`wire`] | replies encoded straight from stored bytes; requests decoded with element caps |
+//! | [`codec`] | the server's codec: a request that does not decode is `INVALID_ARGUMENT` |
 //! | [`auth`] | who may call what: admission of every call before its body is read |
 //! | [`server`] | TLS, limits, services, health, reflection, shutdown |
 //! | [`config`], [`identity`], [`forum`], [`pki`] | files: server config, member identities, `init` |
@@ -29,6 +30,7 @@
 pub mod auth;
 pub mod cli;
 pub mod client;
+pub mod codec;
 pub mod config;
 pub mod crypto;
 pub mod entry;
