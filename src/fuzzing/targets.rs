@@ -405,6 +405,18 @@ pub fn proof(data: &[u8]) {
         );
     }
 
+    // A frontier from outside (an evidence file's): any size it accepts has a root, and
+    // appending to it never fails.
+    let levels = (u64::BITS - a.leading_zeros()) as usize;
+    let last = (0..levels)
+        .map(|l| hashes.get(l).copied().unwrap_or(root))
+        .collect();
+    if let Some(mut outside) = Frontier::from_hashes(a, last) {
+        outside.root();
+        outside.append(leaf);
+        outside.root();
+    }
+
     // A real tree of 1..=64 leaves.
     let size = a % 64 + 1;
     let mut frontier = Frontier::default();

@@ -239,3 +239,19 @@ fn the_seeds_are_valid() {
         panic!("match_request: {e}");
     }
 }
+
+/// Found in the hardening audit: `tlog_tiles` overflows computing the root of
+/// a tree past 2^63 leaves, which an evidence file's `first_index` could claim.
+#[test]
+fn frontiers_past_2_63_leaves_are_refused() {
+    use crate::log::tree::{Frontier, Hash, MAX_TREE_SIZE};
+    for size in [MAX_TREE_SIZE, MAX_TREE_SIZE + 1, u64::MAX] {
+        let hashes = vec![Hash([1; 32]); (u64::BITS - size.leading_zeros()) as usize];
+        assert!(Frontier::from_hashes(size, hashes).is_none(), "{size}");
+    }
+    let mut last = Frontier::from_hashes(MAX_TREE_SIZE - 1, vec![Hash([1; 32]); 63]).unwrap();
+    last.root();
+    last.append(crate::types::LeafHash([2; 32]));
+    last.root();
+    super::proof(&[&u64::MAX.to_le_bytes()[..], &[0; 8], &[1; 64]].concat());
+}
