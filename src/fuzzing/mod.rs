@@ -15,7 +15,8 @@
 //!   back to the envelope);
 //! - notes, receipts and proofs: what verifies re-encodes to the same bytes, and what the
 //!   verifier accepts is what was signed;
-//! - text formats (TOML, JSON): what parses writes back to text that parses the same.
+//! - text formats (TOML, JSON): what parses writes back to text that parses the same;
+//! - images (`hashforum hash`): decoding never panics, and the hashes agree.
 //!
 //! Keys are fixed ([`LOG_SEED`], [`MEMBER_SEED`], [`WITNESS_SEED`]) so that the corpus holds
 //! inputs that verify, and mutation reaches the code behind the signature checks.
@@ -54,6 +55,7 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
     ("evidence", evidence),
     ("bundle", bundle),
     ("config", config),
+    ("image", image),
 ];
 
 #[cfg(test)]

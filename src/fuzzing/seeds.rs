@@ -458,6 +458,31 @@ pub fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
                 ("replica", replica.as_bytes().to_vec()),
             ])
         }
+        "image" => {
+            // A 32x24 gradient with a square, in every format the hasher reads.
+            let picture = image::RgbImage::from_fn(32, 24, |x, y| {
+                let inside = (8..20).contains(&x) && (6..16).contains(&y);
+                let v = if inside { 255 } else { (x * 8) as u8 };
+                image::Rgb([v, (y * 10) as u8, 128])
+            });
+            let picture = image::DynamicImage::ImageRgb8(picture);
+            [
+                ("png", image::ImageFormat::Png),
+                ("jpeg", image::ImageFormat::Jpeg),
+                ("gif", image::ImageFormat::Gif),
+                ("bmp", image::ImageFormat::Bmp),
+                ("webp", image::ImageFormat::WebP),
+            ]
+            .into_iter()
+            .map(|(name, format)| {
+                let mut bytes = std::io::Cursor::new(Vec::new());
+                picture
+                    .write_to(&mut bytes, format)
+                    .unwrap_or_else(|e| unreachable!("{name}: {e}"));
+                (name.to_owned(), bytes.into_inner())
+            })
+            .collect()
+        }
         _ => Vec::new(),
     }
 }

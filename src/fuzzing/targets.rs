@@ -554,3 +554,24 @@ pub(super) fn log_note(text: &str) -> Vec<u8> {
     )
     .into_bytes()
 }
+
+/// An image file, as `hashforum hash` reads one: decoding within the limits never panics, and
+/// the first of the eight dihedral hashes is the image's own. Images of more than a megapixel
+/// (by their header) are skipped: hashing them is only slower, and the decode limits are the
+/// `pdq_hash` integration tests' subject.
+pub fn image(data: &[u8]) {
+    let dimensions = image::ImageReader::new(std::io::Cursor::new(data))
+        .with_guessed_format()
+        .ok()
+        .and_then(|r| r.into_dimensions().ok());
+    if dimensions.is_none_or(|(w, h)| u64::from(w) * u64::from(h) > 1 << 20) {
+        return;
+    }
+    let Ok(decoded) = crate::pdq::hasher::decode(data) else {
+        return;
+    };
+    let hash = crate::pdq::hasher::hash_image(&decoded);
+    assert!(hash.quality <= 100);
+    let all = crate::pdq::hasher::hash_dihedral(&decoded);
+    assert_eq!(all[0].1, hash);
+}

@@ -176,6 +176,7 @@ fuzz_tests!(
     evidence,
     bundle,
     config,
+    image,
 );
 
 /// The seeds get past the signature and format checks, so that mutations of them reach the
