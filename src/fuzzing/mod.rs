@@ -40,8 +40,11 @@ pub const WITNESS: &str = "witness.fuzz/w1";
 /// The member the corpus's statements are by.
 pub const MEMBER: &str = "alpha";
 
+/// A fuzz target: any bytes in, a panic when an invariant breaks.
+pub type Target = fn(&[u8]);
+
 /// Every target, by name: the names of `fuzz/fuzz_targets/*.rs` and `fuzz/corpus/*`.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("submit_request", submit_request),
     ("statement", statement),
     ("lookup_request", lookup_request),
