@@ -10,7 +10,9 @@
 //!      into `wire::SubmitEntryRequest`, `wire::SubmitEntriesRequest`,
 //!      `wire::LookupHashesRequest` and `wire::MatchHashesRequest`,
 //!      which stop materialising elements past the batch caps, so a request of millions of
-//!      empty elements costs no more memory than its bytes.
+//!      empty elements costs no more memory than its bytes;
+//!    - with `codec::ServerCodec`, which answers a request that does not decode
+//!      `INVALID_ARGUMENT` instead of `INTERNAL`.
 //!
 //! The operator's control service (`proto/hashforum/control/v1`, `pb::control`) is compiled
 //! apart, client and server: it is served only on the data directory's Unix socket, so it is
@@ -39,6 +41,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(&server_out)?;
     tonic_prost_build::configure()
         .build_client(false)
+        // Malformed requests are the client's error: INVALID_ARGUMENT, not INTERNAL.
+        .codec_path("crate::codec::ServerCodec")
         .extern_path(".hashforum.v1", "crate::pb")
         .extern_path(
             ".hashforum.v1.LookupHashesResponse",

@@ -155,7 +155,7 @@ impl QuotaConfig {
     }
 
     /// The first invalid key: a zero limit or an unknown role.
-    fn invalid(&self) -> Option<(String, &'static str)> {
+    pub(crate) fn invalid(&self) -> Option<(String, &'static str)> {
         if let Some(key) = self.default.zero() {
             return Some((format!("quotas.default.{key}"), ZERO_QUOTA));
         }
@@ -469,6 +469,41 @@ impl FileConfig {
             source,
         })
     }
+
+    /// The first value that cannot be right whatever the files it names hold, as its key and
+    /// why: a zero limit, a zero poll, `[primary]` options on a replica, a write quorum without
+    /// a timeout, or neither or both of `[log]` and `[replica]`. [`Config::load`] checks this
+    /// before it reads any other file.
+    ///
+    /// # Errors
+    /// The key and the reason.
+    pub fn check(&self) -> Result<(), (&'static str, &'static str)> {
+        if let Some(key) = self.limits.zero() {
+            return Err((key, "must be greater than zero"));
+        }
+        if self.replica.as_ref().is_some_and(|r| r.poll.is_zero()) {
+            return Err(("replica.poll", "must be greater than zero"));
+        }
+        if let Some(primary) = &self.primary {
+            if self.replica.is_some() {
+                return Err(("primary", "a replica has no [primary] options"));
+            }
+            if primary.write_quorum > 0 && primary.cosignature_timeout.is_zero() {
+                return Err((
+                    "primary.cosignature-timeout",
+                    "must be greater than zero with a write quorum",
+                ));
+            }
+        }
+        match (&self.log, &self.replica) {
+            (Some(_), Some(_)) => Err((
+                "replica",
+                "a server is a primary ([log]) or a replica ([replica]), not both",
+            )),
+            (None, None) => Err(("log", "missing: a primary needs [log], a replica [replica]")),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl Config {
@@ -478,43 +513,23 @@ impl Config {
     /// When the file or any file it names is missing or malformed.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let file = FileConfig::read(path)?;
-        if let Some(key) = file.limits.zero() {
-            return Err(ConfigError::Invalid {
-                path: path.to_owned(),
-                key,
-                reason: "must be greater than zero",
-            });
-        }
+        file.check().map_err(|(key, reason)| ConfigError::Invalid {
+            path: path.to_owned(),
+            key,
+            reason,
+        })?;
         let base = path.parent().unwrap_or(Path::new("."));
         let read = |p: &Path| {
             let p = base.join(p);
             std::fs::read(&p).map_err(|source| ConfigError::Io { path: p, source })
         };
-        let invalid = |key, reason| ConfigError::Invalid {
-            path: path.to_owned(),
-            key,
-            reason,
-        };
+        // Keys named by the file's own contents (a role or member): not `check`'s fixed keys.
         if let Some((key, reason)) = file.quotas.invalid() {
             return Err(ConfigError::InvalidAt {
                 path: path.to_owned(),
                 key,
                 reason,
             });
-        }
-        if file.replica.as_ref().is_some_and(|r| r.poll.is_zero()) {
-            return Err(invalid("replica.poll", "must be greater than zero"));
-        }
-        if let Some(primary) = &file.primary {
-            if file.replica.is_some() {
-                return Err(invalid("primary", "a replica has no [primary] options"));
-            }
-            if primary.write_quorum > 0 && primary.cosignature_timeout.is_zero() {
-                return Err(invalid(
-                    "primary.cosignature-timeout",
-                    "must be greater than zero with a write quorum",
-                ));
-            }
         }
         let (origin, mode) = match (&file.log, &file.replica) {
             (Some(log), None) => (
@@ -553,14 +568,8 @@ impl Config {
                     }),
                 )
             }
-            (Some(_), Some(_)) => {
-                return Err(ConfigError::Invalid {
-                    path: path.to_owned(),
-                    key: "replica",
-                    reason: "a server is a primary ([log]) or a replica ([replica]), not both",
-                })
-            }
-            (None, None) => {
+            // `check` refused both and neither.
+            (Some(_), Some(_)) | (None, None) => {
                 return Err(ConfigError::Invalid {
                     path: path.to_owned(),
                     key: "log",

@@ -20,16 +20,19 @@
 //! | [`backup`] | backups: made online or offline, verified offline, restored with a guard |
 //! | [`service`] | thin tonic adapters |
 //! | [`wire`] | replies encoded straight from stored bytes; requests decoded with element caps |
+//! | [`codec`] | the server's codec: a request that does not decode is `INVALID_ARGUMENT` |
 //! | [`auth`] | who may call what: admission of every call before its body is read |
 //! | [`server`] | TLS, limits, services, health, reflection, shutdown |
 //! | [`config`], [`identity`], [`forum`], [`pki`] | files: server config, member identities, `init` |
 //! | [`client`] | mTLS gRPC client |
+//! | `fuzzing` | fuzz targets over every decoder of untrusted bytes (hidden; docs/fuzzing.md) |
 //! | [`cli`] | the `hashforum` command |
 
 pub mod auth;
 pub mod backup;
 pub mod cli;
 pub mod client;
+pub mod codec;
 pub mod config;
 pub mod crypto;
 pub mod entry;
@@ -38,6 +41,8 @@ pub mod failpoint;
 pub mod follow;
 pub mod forum;
 pub mod fsutil;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod genesis;
 pub mod identity;
 pub mod local;

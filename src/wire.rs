@@ -50,6 +50,15 @@ const QUERIES: u32 = 1; // LookupHashesRequest.queries
 const INCLUDE_ENVELOPES: u32 = 2; // LookupHashesRequest.include_envelopes
 const SIGNATURES: u32 = 3; // Envelope.signatures
 
+/// Adds a field to a decode error's path, as the generated decoders do: the server's refusal
+/// of a malformed request names the field (`crate::codec`).
+fn at(message: &'static str, field: &'static str) -> impl FnOnce(DecodeError) -> DecodeError {
+    move |mut error| {
+        error.push(message, field);
+        error
+    }
+}
+
 /// `hashforum.v1.LookupHashesResponse`, as the server sends it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LookupHashesReply {
@@ -233,7 +242,9 @@ impl Message for SubmitEntryRequest {
             return encoding::skip_field(wire_type, tag, buf, ctx);
         }
         let envelope = self.envelope.take().unwrap_or_default();
-        self.envelope = Some(merge_envelope(envelope, wire_type, buf, ctx)?);
+        let envelope = merge_envelope(envelope, wire_type, buf, ctx)
+            .map_err(at("SubmitEntryRequest", "envelope"))?;
+        self.envelope = Some(envelope);
         Ok(())
     }
 
@@ -318,9 +329,11 @@ impl Message for SubmitEntriesRequest {
             return encoding::skip_field(wire_type, tag, buf, ctx);
         }
         if self.envelopes.len() >= MAX_SUBMIT_BATCH {
-            return skip_counted(&mut self.skipped, tag, wire_type, buf, ctx);
+            return skip_counted(&mut self.skipped, tag, wire_type, buf, ctx)
+                .map_err(at("SubmitEntriesRequest", "envelopes"));
         }
-        let envelope = merge_envelope(pb::Envelope::default(), wire_type, buf, ctx)?;
+        let envelope = merge_envelope(pb::Envelope::default(), wire_type, buf, ctx)
+            .map_err(at("SubmitEntriesRequest", "envelopes"))?;
         self.envelopes.push(envelope);
         Ok(())
     }
@@ -383,9 +396,11 @@ impl Message for LookupHashesRequest {
                 (tag, wire_type),
                 buf,
                 ctx,
-            ),
+            )
+            .map_err(at("LookupHashesRequest", "queries")),
             INCLUDE_ENVELOPES => {
                 encoding::bool::merge(wire_type, &mut self.include_envelopes, buf, ctx)
+                    .map_err(at("LookupHashesRequest", "include_envelopes"))
             }
             _ => encoding::skip_field(wire_type, tag, buf, ctx),
         }
@@ -472,7 +487,8 @@ impl Message for MatchHashesRequest {
         ctx: DecodeContext,
     ) -> Result<(), DecodeError> {
         match tag {
-            M_HASH_TYPE => encoding::int32::merge(wire_type, &mut self.hash_type, buf, ctx),
+            M_HASH_TYPE => encoding::int32::merge(wire_type, &mut self.hash_type, buf, ctx)
+                .map_err(at("MatchHashesRequest", "hash_type")),
             M_QUERIES => merge_capped(
                 &mut self.queries,
                 &mut self.skipped,
@@ -480,14 +496,18 @@ impl Message for MatchHashesRequest {
                 (tag, wire_type),
                 buf,
                 ctx,
-            ),
+            )
+            .map_err(at("MatchHashesRequest", "queries")),
             M_MAX_DISTANCE => {
                 encoding::uint32::merge(wire_type, self.max_distance.get_or_insert(0), buf, ctx)
+                    .map_err(at("MatchHashesRequest", "max_distance"))
             }
             M_INCLUDE_INACTIVE => {
                 encoding::bool::merge(wire_type, &mut self.include_inactive, buf, ctx)
+                    .map_err(at("MatchHashesRequest", "include_inactive"))
             }
-            M_DIHEDRAL => encoding::bool::merge(wire_type, &mut self.dihedral, buf, ctx),
+            M_DIHEDRAL => encoding::bool::merge(wire_type, &mut self.dihedral, buf, ctx)
+                .map_err(at("MatchHashesRequest", "dihedral")),
             _ => encoding::skip_field(wire_type, tag, buf, ctx),
         }
     }

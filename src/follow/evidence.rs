@@ -170,7 +170,8 @@ impl Evidence {
         if self.format != EVIDENCE_FORMAT {
             return Err(format!("format {:?} is not {EVIDENCE_FORMAT}", self.format));
         }
-        if self.vkey.trim() != verifier.vkey() {
+        let named = LogVerifier::from_vkey(&self.vkey).map_err(|e| format!("vkey: {e}"))?;
+        if named.vkey() != verifier.vkey() {
             return Err("it was kept for another log (its vkey is not the one given)".into());
         }
         let note = |name: &str, text: &str| {

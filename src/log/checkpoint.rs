@@ -191,9 +191,11 @@ impl LogVerifier {
             .and_then(|bytes| <[u8; 32]>::try_from(bytes.get(1..)?).ok())
             .and_then(|bytes| VerifyingKey::from_bytes(&bytes).ok())
             .ok_or_else(|| CheckpointError::BadVerifierKey(text.to_owned()))?;
+        // The id may be written in upper case (as Go's sumdb/note reads it too): keep the
+        // canonical text, so that two spellings of one key compare equal.
         Ok(Self {
+            vkey: vkey(&origin, &key),
             origin,
-            vkey: text.to_owned(),
             key,
             verifier,
         })
@@ -209,7 +211,7 @@ impl LogVerifier {
         &self.key
     }
 
-    /// The verifier key text.
+    /// The verifier key text, canonical (the key id in lower case).
     pub fn vkey(&self) -> &str {
         &self.vkey
     }

@@ -21,6 +21,10 @@ use crate::types::LeafHash;
 /// and no tree with fewer than 2^63 leaves needs more for either kind of proof.
 pub const MAX_PROOF_HASHES: usize = 63;
 
+/// The largest tree whose root is computed: `tlog_tiles` overflows past 2^63 leaves. Only a
+/// size from outside (an evidence file's frontier) can be larger; such a tree is refused.
+pub const MAX_TREE_SIZE: u64 = 1 << 63;
+
 /// Why a proof or a tree read failed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ProofError {
@@ -79,9 +83,11 @@ impl Frontier {
     }
 
     /// The frontier of the tree of `size` leaves from its hashes, as [`stored`](Self::stored)
-    /// lists them; `None` when their number does not fit the size.
+    /// lists them; `None` when their number does not fit the size, or the size is past
+    /// [`MAX_TREE_SIZE`] (so that appending cannot pass it either).
     pub fn from_hashes(size: u64, last: Vec<Hash>) -> Option<Self> {
-        (last.len() as u32 == u64::BITS - size.leading_zeros()).then_some(Self { size, last })
+        (size < MAX_TREE_SIZE && last.len() as u32 == u64::BITS - size.leading_zeros())
+            .then_some(Self { size, last })
     }
 
     /// The number of leaves.
@@ -207,8 +213,13 @@ impl<R: HashReader> HashReader for Layered<'_, R> {
 /// The root of the tree of `size` leaves.
 ///
 /// # Errors
-/// When `hashes` fails.
+/// When `hashes` fails; [`ProofError::Impossible`] past [`MAX_TREE_SIZE`].
 pub fn root(size: u64, hashes: &impl HashReader) -> Result<Hash, ProofError> {
+    if size > MAX_TREE_SIZE {
+        return Err(ProofError::Impossible(format!(
+            "a tree of {size} leaves is past 2^63"
+        )));
+    }
     Ok(tlog_tiles::tree_hash(size, hashes)?)
 }
 

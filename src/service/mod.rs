@@ -13,6 +13,8 @@ pub use admin::AdminApi;
 pub use control::ControlApi;
 pub use log::LogApi;
 pub use registry::RegistryApi;
+/// For the fuzz targets: the server's parsing of lookup and match queries.
+pub(crate) use registry::{parse_match, parse_query};
 
 use tonic::Request;
 

@@ -180,7 +180,7 @@ fn check_batch(field: &str, len: usize, max: usize) -> Result<(), ServiceError> 
 }
 
 /// A match request's queries and options, or the first thing wrong with it.
-fn parse_match(
+pub(crate) fn parse_match(
     req: &MatchHashesRequest,
 ) -> Result<(Vec<(Bits, Dihedral)>, MatchOptions), ServiceError> {
     match HashType::from_pb(req.hash_type) {
@@ -245,7 +245,7 @@ fn parse_match(
     Ok((queries, options))
 }
 
-fn parse_query(q: &pb::HashQuery) -> Result<ContentHash, ServiceError> {
+pub(crate) fn parse_query(q: &pb::HashQuery) -> Result<ContentHash, ServiceError> {
     let hash_type = HashType::from_pb(q.hash_type)
         .map_err(|e| ServiceError::invalid("hash_type", "UNKNOWN_HASH_TYPE", e.0))?;
     ContentHash::parse(hash_type, &q.value)

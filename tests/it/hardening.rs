@@ -396,3 +396,387 @@ async fn certificates_rotate_and_are_never_reused() {
         .unwrap_err();
     assert_refused(&status, Code::AlreadyExists, "CERTIFICATE_IN_USE");
 }
+
+/// A codec that sends pre-encoded bytes, for requests no generated client would build.
+#[derive(Clone, Copy, Default)]
+struct RawBytes;
+
+impl tonic::codec::Codec for RawBytes {
+    type Encode = bytes::Bytes;
+    type Decode = bytes::Bytes;
+    type Encoder = RawBytes;
+    type Decoder = RawBytes;
+
+    fn encoder(&mut self) -> RawBytes {
+        RawBytes
+    }
+
+    fn decoder(&mut self) -> RawBytes {
+        RawBytes
+    }
+}
+
+impl tonic::codec::Encoder for RawBytes {
+    type Item = bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: bytes::Bytes,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        bytes::BufMut::put_slice(dst, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawBytes {
+    type Item = bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<bytes::Bytes>, tonic::Status> {
+        let n = bytes::Buf::remaining(src);
+        Ok(Some(bytes::Buf::copy_to_bytes(src, n)))
+    }
+}
+
+/// What field 1 of a request is, for the malformed variants of it.
+#[derive(Clone, Copy)]
+enum First {
+    /// A message, string or bytes field, by name.
+    Len(&'static str),
+    /// A varint field (integer, bool, enum), by name.
+    Varint(&'static str),
+    /// The request has no fields.
+    None,
+}
+
+/// One method of the API, how its request is laid out, and who may call it.
+struct Method {
+    path: &'static str,
+    streaming: bool,
+    caller: &'static str,
+    first: First,
+    /// A request with invalid UTF-8 in a string field, and that field's path.
+    bad_utf8: Option<(&'static [u8], &'static str)>,
+    /// A repeated field (the request's other fields, the field's key byte, its name), for a
+    /// request of 100,000 empty elements.
+    repeated: Option<(&'static [u8], u8, &'static str)>,
+    /// The decode limit of its service.
+    limit: usize,
+}
+
+const BIG: usize = hashforum::server::MAX_REQUEST;
+const SMALL: usize = hashforum::server::MAX_SMALL_REQUEST;
+
+/// Every RegistryService, AdminService and LogService method.
+fn methods() -> Vec<Method> {
+    let m = |path, caller, first, limit| Method {
+        path,
+        streaming: false,
+        caller,
+        first,
+        bad_utf8: None,
+        repeated: None,
+        limit,
+    };
+    // Invalid UTF-8 (0xff) in a string, nested where the string is in a message.
+    const ENVELOPE_TYPE: &[u8] = &[0x0a, 0x03, 0x12, 0x01, 0xff];
+    const QUERY_VALUE: &[u8] = &[0x0a, 0x03, 0x12, 0x01, 0xff];
+    const MATCH_VALUE: &[u8] = &[0x08, 0x01, 0x12, 0x03, 0x0a, 0x01, 0xff];
+    const MEMBER_ID: &[u8] = &[0x0a, 0x01, 0xff];
+    const COSIGNATURE: &[u8] = &[0x12, 0x01, 0xff];
+    let registry = "/hashforum.v1.RegistryService/";
+    let admin = "/hashforum.v1.AdminService/";
+    let log = "/hashforum.v1.LogService/";
+    let path = |service: &str, method: &str| -> &'static str {
+        Box::leak(format!("{service}{method}").into_boxed_str())
+    };
+    vec![
+        Method {
+            bad_utf8: Some((ENVELOPE_TYPE, "envelope.payload_type")),
+            ..m(
+                path(registry, "SubmitEntry"),
+                "alpha",
+                First::Len("envelope"),
+                BIG,
+            )
+        },
+        Method {
+            bad_utf8: Some((ENVELOPE_TYPE, "envelopes.payload_type")),
+            repeated: Some((&[], 0x0a, "envelopes")),
+            ..m(
+                path(registry, "SubmitEntries"),
+                "alpha",
+                First::Len("envelopes"),
+                BIG,
+            )
+        },
+        Method {
+            bad_utf8: Some((QUERY_VALUE, "query.value")),
+            ..m(
+                path(registry, "LookupHash"),
+                "alpha",
+                First::Len("query"),
+                BIG,
+            )
+        },
+        Method {
+            bad_utf8: Some((QUERY_VALUE, "queries.value")),
+            repeated: Some((&[], 0x0a, "queries")),
+            ..m(
+                path(registry, "LookupHashes"),
+                "alpha",
+                First::Len("queries"),
+                BIG,
+            )
+        },
+        Method {
+            bad_utf8: Some((MATCH_VALUE, "queries.value")),
+            repeated: Some((&[0x08, 0x01], 0x12, "queries")),
+            ..m(
+                path(registry, "MatchHashes"),
+                "alpha",
+                First::Varint("hash_type"),
+                BIG,
+            )
+        },
+        m(path(registry, "ListIncidents"), "alpha", First::None, BIG),
+        Method {
+            bad_utf8: Some((QUERY_VALUE, "query.value")),
+            ..m(
+                path(registry, "GetProvenance"),
+                "alpha",
+                First::Len("query"),
+                BIG,
+            )
+        },
+        m(path(admin, "ListMembers"), "admin", First::None, SMALL),
+        Method {
+            bad_utf8: Some((MEMBER_ID, "member_id")),
+            ..m(
+                path(admin, "GetMember"),
+                "admin",
+                First::Len("member_id"),
+                SMALL,
+            )
+        },
+        Method {
+            bad_utf8: Some((MEMBER_ID, "member_id")),
+            ..m(
+                path(admin, "GetMemberHistory"),
+                "admin",
+                First::Len("member_id"),
+                SMALL,
+            )
+        },
+        m(
+            path(log, "GetCheckpoint"),
+            "alpha",
+            First::Varint("size"),
+            SMALL,
+        ),
+        Method {
+            streaming: true,
+            ..m(
+                path(log, "GetEntries"),
+                "alpha",
+                First::Varint("start"),
+                SMALL,
+            )
+        },
+        m(
+            path(log, "GetEntry"),
+            "alpha",
+            First::Varint("index"),
+            SMALL,
+        ),
+        m(
+            path(log, "GetInclusionProof"),
+            "alpha",
+            First::Varint("index"),
+            SMALL,
+        ),
+        m(
+            path(log, "GetConsistencyProof"),
+            "alpha",
+            First::Varint("old_size"),
+            SMALL,
+        ),
+        Method {
+            streaming: true,
+            ..m(path(log, "WatchCheckpoints"), "alpha", First::None, SMALL)
+        },
+        Method {
+            bad_utf8: Some((COSIGNATURE, "cosignature")),
+            ..m(
+                path(log, "AddCosignature"),
+                "replica-1",
+                First::Len("checkpoint"),
+                SMALL,
+            )
+        },
+        m(path(log, "GetStatus"), "alpha", First::None, SMALL),
+    ]
+}
+
+/// Sends `body` to `method` as `caller` and returns the refusal.
+async fn refusal(server: &TestServer, method: &Method, body: Vec<u8>) -> tonic::Status {
+    let client = server.client(method.caller).await;
+    let mut grpc = tonic::client::Grpc::new(client.channel())
+        .max_encoding_message_size(usize::MAX)
+        .max_decoding_message_size(usize::MAX);
+    grpc.ready().await.unwrap();
+    let path = http::uri::PathAndQuery::from_static(method.path);
+    let request = tonic::Request::new(bytes::Bytes::from(body));
+    let outcome = if method.streaming {
+        match grpc.server_streaming(request, path, RawBytes).await {
+            Err(status) => Err(status),
+            Ok(reply) => match reply.into_inner().message().await {
+                Err(status) => Err(status),
+                Ok(first) => Ok(first.unwrap_or_default()),
+            },
+        }
+    } else {
+        grpc.unary(request, path, RawBytes)
+            .await
+            .map(tonic::Response::into_inner)
+    };
+    outcome.expect_err(method.path)
+}
+
+/// Asserts a `MALFORMED_REQUEST` naming `field`, whose message says `why`.
+#[track_caller]
+fn assert_malformed(status: &tonic::Status, method: &str, field: &str, why: &str) {
+    assert_invalid(status, field, "MALFORMED_REQUEST");
+    assert!(
+        status.message().starts_with(&format!("{field}: ")) && status.message().contains(why),
+        "{method}: {status:?}"
+    );
+}
+
+/// The request message's name: what a refusal of the whole message names as its field.
+fn request_name(path: &str) -> String {
+    format!("{}Request", path.rsplit('/').next().unwrap())
+}
+
+/// Groups nested `depth` deep in an unknown field (15).
+fn nested_groups(depth: usize) -> Vec<u8> {
+    [vec![0x7b; depth], vec![0x7c; depth]].concat()
+}
+
+/// A corpus of malformed requests to every method: truncated, of the wrong wire type, with
+/// invalid UTF-8, nested past the recursion limit, with 100,000 repeated elements, and larger
+/// than the service's limit. Each gets its clear refusal (`INVALID_ARGUMENT` naming the field,
+/// `MALFORMED_REQUEST` or `BATCH_TOO_LARGE`; `OUT_OF_RANGE` naming the limit), none writes
+/// anything (the log's size and checkpoint are unchanged), and the server still serves.
+#[tokio::test]
+async fn malformed_requests_get_clear_refusals_and_write_nothing() {
+    let server = TestServer::start_with_replicas(&["alpha"], 1).await;
+    let mut alpha = server.client("alpha").await;
+    let before = crate::harness::latest_note(&mut alpha).await;
+    let mut cases = 0;
+    for method in methods() {
+        let path = method.path;
+        let whole = request_name(path);
+        // Truncated: field 1's value (or an unknown field's) cut short.
+        let (truncated, field, why) = match method.first {
+            First::Len(name) => (
+                vec![0x0a, 0x05, b'a', b'b'],
+                name.to_owned(),
+                "buffer underflow",
+            ),
+            First::Varint(name) => (vec![0x08, 0xff], name.to_owned(), "invalid varint"),
+            First::None => (vec![0x0a, 0x05, b'a'], whole.clone(), "buffer underflow"),
+        };
+        let status = refusal(&server, &method, truncated).await;
+        assert_malformed(&status, path, &field, why);
+        // A key cut short.
+        let status = refusal(&server, &method, vec![0x80]).await;
+        assert_malformed(&status, path, &whole, "invalid varint");
+        // Field 1 with the wrong wire type.
+        match method.first {
+            First::Len(name) => {
+                let status = refusal(&server, &method, vec![0x08, 0x01]).await;
+                assert_malformed(&status, path, name, "invalid wire type: Varint");
+            }
+            First::Varint(name) => {
+                let status = refusal(&server, &method, vec![0x0a, 0x01, 0x01]).await;
+                assert_malformed(&status, path, name, "invalid wire type: LengthDelimited");
+            }
+            First::None => {}
+        }
+        // Invalid UTF-8 in a string field.
+        if let Some((bytes, field)) = method.bad_utf8 {
+            let status = refusal(&server, &method, bytes.to_vec()).await;
+            assert_malformed(&status, path, field, "not UTF-8");
+        }
+        // Deep nesting: groups past prost's recursion limit (100).
+        let status = refusal(&server, &method, nested_groups(150)).await;
+        assert_malformed(&status, path, &whole, "recursion limit reached");
+        // 100,000 empty elements of a repeated field: counted, not decoded, and refused.
+        if let Some((other, key, field)) = method.repeated {
+            let body = [other.to_vec(), [key, 0x00].repeat(100_000)].concat();
+            let status = refusal(&server, &method, body).await;
+            assert_invalid(&status, field, "BATCH_TOO_LARGE");
+            assert!(
+                status.message().contains("got 100000"),
+                "{path}: {status:?}"
+            );
+        }
+        // One byte over the service's limit.
+        let status = refusal(&server, &method, vec![0; method.limit + 1]).await;
+        assert_eq!(status.code(), Code::OutOfRange, "{path}: {status:?}");
+        assert!(
+            status
+                .message()
+                .contains(&format!("the limit is: {} bytes", method.limit)),
+            "{path}: {status:?}"
+        );
+        cases += 1;
+    }
+    assert_eq!(cases, 18, "every method of the three services");
+
+    // Nothing was written, and the server still serves reads and writes.
+    assert_eq!(crate::harness::latest_note(&mut alpha).await, before);
+    let status = alpha
+        .log
+        .get_status(pb::GetStatusRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let next = next_index(&server).await;
+    assert_eq!(
+        next, status.size,
+        "the first entry after the corpus is the next index"
+    );
+}
+
+/// Valid protobuf that only looks odd is accepted: groups nested within the limit and
+/// unknown fields are skipped, as protobuf requires.
+#[tokio::test]
+async fn unknown_fields_and_shallow_nesting_are_accepted() {
+    let server = TestServer::start(&["alpha"]).await;
+    let method = methods()
+        .into_iter()
+        .find(|m| m.path.ends_with("/GetStatus"))
+        .unwrap();
+    let client = server.client("alpha").await;
+    let mut grpc = tonic::client::Grpc::new(client.channel());
+    grpc.ready().await.unwrap();
+    let body = [nested_groups(50), vec![0x78, 0x01, 0x82, 0x01, 0x01, b'x']].concat();
+    let reply = grpc
+        .unary(
+            tonic::Request::new(bytes::Bytes::from(body)),
+            http::uri::PathAndQuery::from_static(method.path),
+            RawBytes,
+        )
+        .await
+        .unwrap()
+        .into_inner();
+    let status = <pb::GetStatusResponse as prost::Message>::decode(reply).unwrap();
+    assert!(status.size >= 1, "{status:?}");
+}
