@@ -424,7 +424,7 @@ fn report(
          flight), median of {}:",
         args.rounds
     );
-    println!("  through gRPC, client included:           {grpc:>9.0}");
+    println!("  through gRPC, client included:             {grpc:>9.0}");
     println!(
         "  ceiling, Ed25519 batch verification alone: {verify:>9.0}   ratio {:.2}",
         grpc / verify
