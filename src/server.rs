@@ -75,6 +75,22 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    serve_sharing(config, listener, shutdown, drop).await
+}
+
+/// [`serve`], handing `share` the registry once it is open, before the first call is
+/// accepted: `hashforum bench` reads the same store in process beside the server, for the
+/// in-process figures its gRPC figures are compared with. Whoever holds the registry must
+/// drop it before `shutdown` completes, or the server cannot close it cleanly.
+///
+/// # Errors
+/// As [`serve`].
+pub async fn serve_sharing(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    share: impl FnOnce(Arc<Registry>) + Send,
+) -> anyhow::Result<()> {
     // Shutdown is a token from here on: a replica's first catch-up waits on it too.
     let shutting = CancellationToken::new();
     {
@@ -115,6 +131,7 @@ pub async fn serve(
             None => return Ok(()),
         },
     };
+    share(registry.clone());
     let addr: SocketAddr = listener.local_addr()?;
     let limits = config.limits.clone();
     let (health, health_service) = tonic_health::server::health_reporter();

@@ -1,9 +1,14 @@
-//! `hashforum bench`: ingest and lookup throughput through the real gRPC API.
+//! `hashforum bench`: ingest and lookup throughput through the real gRPC API, each beside its
+//! ceiling measured in the same run, so that the ratios hold on machines of different speeds.
 //!
 //! Starts a dev forum's server in this process on 127.0.0.1:0 (RocksDB in a temporary
-//! directory, real mTLS), pre-signs every entry, then measures, client included:
-//! (a) signed entries per second ingested durably through `SubmitEntries`, and
-//! (b) exact lookups per second through `LookupHashes`.
+//! directory, real mTLS), then measures, client included:
+//! (a) signed entries per second ingested durably through `SubmitEntries`, beside batch
+//!     Ed25519 verification of the same entries alone on every core (what the server must do
+//!     for each entry, and nothing else);
+//! (b) after loading the store to `--records` hash records through the same API and settling
+//!     it on disk (`bench_lookup`), exact lookups per second through `LookupHashes` at several
+//!     hit rates, beside the same lookups through the registry's read path in process.
 //! Each phase runs in rounds; the median round is the figure to quote.
 
 use std::process::ExitCode;
@@ -15,12 +20,15 @@ use rayon::prelude::*;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use super::bench_lookup::{self, LookupFigures};
 use crate::client::Client;
 use crate::config::Config;
 use crate::forum::{self, ForumSpec, DEV_ORIGIN};
 use crate::identity::Identity;
 use crate::pb;
+use crate::registry::Registry;
 use crate::statement::{hash_submission, Signer};
+use crate::storage::LsmShape;
 use crate::types::HashType;
 
 /// Options of `hashforum bench`.
@@ -30,12 +38,19 @@ pub struct BenchArgs {
     /// Another benchmark than ingest and lookups.
     #[command(subcommand)]
     pub other: Option<OtherBench>,
-    /// Signed entries to ingest in all.
+    /// Signed entries to ingest in the measured rounds.
     #[arg(long, default_value_t = 300_000)]
     pub entries: usize,
-    /// Lookups to run in all.
+    /// Hash records in the store for the lookups: the entries of the measured rounds, then
+    /// more submitted through the same API (not timed), then flushed to SST files.
+    #[arg(long, default_value_t = 2_000_000)]
+    pub records: usize,
+    /// Lookups per hit rate over all rounds (each through gRPC and again in process).
     #[arg(long, default_value_t = 3_000_000)]
     pub lookups: usize,
+    /// The share of lookups that find a record, in percent: one lookup phase for each.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![0u32, 1, 100])]
+    pub hit_percents: Vec<u32>,
     /// Entries or hashes per call.
     #[arg(long, default_value_t = 10_000)]
     pub batch: usize,
@@ -45,6 +60,9 @@ pub struct BenchArgs {
     /// Rounds per phase (the median is reported).
     #[arg(long, default_value_t = 5)]
     pub rounds: usize,
+    /// The random seed of the lookups.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -59,10 +77,17 @@ pub enum OtherBench {
     Sync(super::bench_sync::SyncBenchArgs),
 }
 
+/// Ingest rounds: through gRPC, and the verification ceiling over the same entries.
+struct IngestFigures {
+    grpc: Vec<f64>,
+    verify: Vec<f64>,
+}
+
 /// Runs the benchmark.
 ///
 /// # Errors
-/// When the server cannot start or a call fails.
+/// When an option is out of range, the server cannot start, a call fails, or a lookup finds
+/// a record it should not (or misses one it should find).
 pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     match &args.other {
         Some(OtherBench::Pdq(pdq)) => return super::bench_pdq::run(pdq).await,
@@ -70,51 +95,67 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         None => {}
     }
     anyhow::ensure!(
-        args.rounds > 0 && args.batch > 0 && args.concurrency > 0,
+        args.rounds > 0 && args.batch > 0 && args.concurrency > 0 && args.entries > 0,
         "zero option"
     );
+    anyhow::ensure!(
+        args.batch <= crate::registry::MAX_LOOKUP_BATCH,
+        "at most {} per call",
+        crate::registry::MAX_LOOKUP_BATCH
+    );
+    anyhow::ensure!(
+        args.records >= args.entries,
+        "--records must be at least --entries"
+    );
+    anyhow::ensure!(
+        args.hit_percents.iter().all(|&p| p <= 100),
+        "a hit rate is a percentage"
+    );
     let bench = BenchServer::start().await?;
-    let (client, identity) = (bench.client.clone(), &bench.identity);
-    eprintln!("signing {} entries ...", args.entries);
-    let envelopes = presign(identity, args.entries);
-    let per_round = args.entries.div_ceil(args.rounds);
-    let mut ingest = Vec::new();
-    for (round, chunk) in envelopes.chunks(per_round).enumerate() {
-        let batches: Vec<Vec<pb::Envelope>> = chunk.chunks(args.batch).map(<[_]>::to_vec).collect();
-        let start = Instant::now();
-        run_concurrent(&client, batches, args.concurrency, submit_batch).await?;
-        let rate = chunk.len() as f64 / start.elapsed().as_secs_f64();
-        eprintln!("ingest round {}: {:.0} entries/s", round + 1, rate);
-        ingest.push(rate);
-    }
-
-    let queries: Vec<pb::HashQuery> = (0..args.entries.min(args.lookups))
-        .map(|i| pb::HashQuery {
-            hash_type: HashType::Sha256.to_pb() as i32,
-            value: hash_value(i),
-        })
-        .collect();
-    let per_round = args.lookups.div_ceil(args.rounds);
-    let mut lookup = Vec::new();
-    for round in 0..args.rounds {
-        let batches: Vec<Vec<pb::HashQuery>> = queries
-            .iter()
-            .cycle()
-            .take(per_round)
-            .cloned()
-            .collect::<Vec<_>>()
-            .chunks(args.batch)
-            .map(<[_]>::to_vec)
-            .collect();
-        let start = Instant::now();
-        run_concurrent(&client, batches, args.concurrency, lookup_batch).await?;
-        let rate = per_round as f64 / start.elapsed().as_secs_f64();
-        eprintln!("lookup round {}: {:.0} lookups/s", round + 1, rate);
-        lookup.push(rate);
+    let ingest = ingest(&bench, &args).await?;
+    let load = bench_lookup::load(
+        &bench,
+        args.entries,
+        args.records,
+        args.batch,
+        args.concurrency,
+    )
+    .await?;
+    let shape = bench_lookup::settle(bench.registry()).await?;
+    let mut lookups = Vec::new();
+    for &percent in &args.hit_percents {
+        lookups.push(bench_lookup::measure(&bench, &args, percent).await?);
     }
     bench.stop().await?;
-    report(&args, &mut ingest, &mut lookup);
+    report(&args, ingest, load, &shape, lookups);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The ingest rounds: each round's entries are first verified alone (the ceiling), then
+/// submitted through `SubmitEntries`.
+async fn ingest(bench: &BenchServer, args: &BenchArgs) -> anyhow::Result<IngestFigures> {
+    eprintln!("signing {} entries ...", args.entries);
+    let envelopes = presign(&bench.identity, 0..args.entries);
+    let key = bench.identity.signing_key.verifying_key();
+    let per_round = args.entries.div_ceil(args.rounds);
+    let mut figures = IngestFigures {
+        grpc: Vec::new(),
+        verify: Vec::new(),
+    };
+    for (round, chunk) in envelopes.chunks(per_round).enumerate() {
+        let verify = verify_only(chunk, key)?;
+        let batches: Vec<Vec<pb::Envelope>> = chunk.chunks(args.batch).map(<[_]>::to_vec).collect();
+        let start = Instant::now();
+        run_concurrent(&bench.client, batches, args.concurrency, submit_batch).await?;
+        let rate = chunk.len() as f64 / start.elapsed().as_secs_f64();
+        eprintln!(
+            "ingest round {}: {rate:.0} entries/s; verification alone {verify:.0}/s",
+            round + 1
+        );
+        figures.grpc.push(rate);
+        figures.verify.push(verify);
+    }
+    Ok(figures)
 }
 
 /// A dev forum's server in this process on 127.0.0.1:0, and a client of its member `bench`.
@@ -126,6 +167,8 @@ pub(super) struct BenchServer {
     pub(super) client: Client,
     /// `bench`'s identity.
     pub(super) identity: Identity,
+    /// The server's registry, for reading its store in process beside it.
+    registry: Arc<Registry>,
     stop: tokio::sync::oneshot::Sender<()>,
     server: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -149,9 +192,22 @@ impl BenchServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = format!("https://{}", listener.local_addr()?);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(crate::server::serve(config, listener, async {
-            let _ = stopped.await;
-        }));
+        let (shared, registry) = tokio::sync::oneshot::channel::<Arc<Registry>>();
+        let server = tokio::spawn(crate::server::serve_sharing(
+            config,
+            listener,
+            async {
+                let _ = stopped.await;
+            },
+            |registry| {
+                let _ = shared.send(registry);
+            },
+        ));
+        let Ok(registry) = registry.await else {
+            // The server stopped before it opened the registry: its error says why.
+            server.await??;
+            anyhow::bail!("the server stopped before it served");
+        };
         let identity = Identity::load(&tmp.path().join("identities/bench"))?;
         let client = Client::connect(&identity, Some(&addr)).await?;
         Ok(Self {
@@ -159,9 +215,15 @@ impl BenchServer {
             addr,
             client,
             identity,
+            registry,
             stop,
             server,
         })
+    }
+
+    /// The server's registry (the same store, membership and caches the server uses).
+    pub(super) fn registry(&self) -> &Arc<Registry> {
+        &self.registry
     }
 
     /// The forum's directory.
@@ -176,19 +238,24 @@ impl BenchServer {
 
     /// Stops the server and returns its forum directory (with the server's data).
     pub(super) async fn stop_keeping(self) -> anyhow::Result<tempfile::TempDir> {
+        // The server closes the registry once nobody else holds it.
+        drop(self.registry);
         let _ = self.stop.send(());
         self.server.await??;
         Ok(self.dir)
     }
 }
 
-fn hash_value(i: usize) -> String {
-    hex::encode(Sha256::digest((i as u64).to_be_bytes()))
+/// The SHA-256 value of the `i`th benchmark record (lowercase hex). The store holds those of
+/// `0..records`; any `i` from `records` on names a hash that is not there.
+pub(super) fn hash_value(i: u64) -> String {
+    hex::encode(Sha256::digest(i.to_be_bytes()))
 }
 
-pub(super) fn presign(identity: &Identity, n: usize) -> Vec<pb::Envelope> {
+/// Signed submissions of the benchmark records `range`, signed on every core.
+pub(super) fn presign(identity: &Identity, range: std::ops::Range<usize>) -> Vec<pb::Envelope> {
     let signer = Signer::of(identity);
-    (0..n)
+    range
         .into_par_iter()
         .map(|i| {
             signer.submit(pb::HashSubmission {
@@ -198,10 +265,41 @@ pub(super) fn presign(identity: &Identity, n: usize) -> Vec<pb::Envelope> {
                     content_type: "video".into(),
                 }),
                 tags: vec!["bench".into()],
-                ..hash_submission(HashType::Sha256, &hash_value(i))
+                ..hash_submission(HashType::Sha256, &hash_value(i as u64))
             })
         })
         .collect()
+}
+
+/// Signatures per second of batch Ed25519 verification of `envelopes` alone, on every core,
+/// with the server's verifier (`crypto::verify_all`); the signed messages (PAE) are built
+/// before the clock starts. All benchmark entries share one key, which batch verification
+/// multiplies once per batch, as the server's verification of them does.
+///
+/// # Errors
+/// When a signature does not verify (then the figure would be a bug's).
+pub(super) fn verify_only(
+    envelopes: &[pb::Envelope],
+    key: ed25519_dalek::VerifyingKey,
+) -> anyhow::Result<f64> {
+    let (messages, signatures): (Vec<Vec<u8>>, Vec<ed25519_dalek::Signature>) = envelopes
+        .iter()
+        .filter_map(|e| {
+            let sig = ed25519_dalek::Signature::from_slice(&e.signatures.first()?.sig).ok()?;
+            Some((crate::crypto::pae(&e.payload_type, &e.payload), sig))
+        })
+        .unzip();
+    anyhow::ensure!(messages.len() == envelopes.len(), "an envelope is unsigned");
+    let keys = vec![key; messages.len()];
+    let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+    let started = Instant::now();
+    let verified = crate::crypto::verify_all(&refs, &signatures, &keys);
+    let rate = refs.len() as f64 / started.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        verified.is_ok(),
+        "a presigned signature did not verify: {verified:?}"
+    );
+    Ok(rate)
 }
 
 pub(super) async fn submit_batch(
@@ -218,33 +316,18 @@ pub(super) async fn submit_batch(
     Ok(())
 }
 
-async fn lookup_batch(mut client: Client, queries: Vec<pb::HashQuery>) -> anyhow::Result<()> {
-    let n = queries.len();
-    let reply = client
-        .registry
-        .lookup_hashes(pb::LookupHashesRequest {
-            queries,
-            include_envelopes: false,
-        })
-        .await?
-        .into_inner();
-    anyhow::ensure!(reply.results.len() == n, "short reply");
-    anyhow::ensure!(
-        reply.results.iter().all(|r| r.found),
-        "a submitted hash was not found"
-    );
-    Ok(())
-}
-
-pub(super) async fn run_concurrent<T, F, Fut>(
-    client: &Client,
+/// Calls `call(with, batch)` for every batch, `concurrency` calls at a time, each task taking
+/// the next batch as its call ends. `with` is a client, or the registry for in-process calls.
+pub(super) async fn run_concurrent<C, T, F, Fut>(
+    with: &C,
     batches: Vec<T>,
     concurrency: usize,
     call: F,
 ) -> anyhow::Result<()>
 where
+    C: Clone + Send + 'static,
     T: Send + 'static,
-    F: Fn(Client, T) -> Fut + Send + Sync + 'static,
+    F: Fn(C, T) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
 {
     let queue = Arc::new(std::sync::Mutex::new(batches.into_iter()));
@@ -252,13 +335,13 @@ where
     let mut tasks: Vec<tokio::task::JoinHandle<anyhow::Result<()>>> = Vec::new();
     for _ in 0..concurrency {
         let queue = queue.clone();
-        let client = client.clone();
+        let with = with.clone();
         let call = call.clone();
         tasks.push(tokio::spawn(async move {
             loop {
                 let next = queue.lock().expect("queue lock").next();
                 let Some(batch) = next else { return Ok(()) };
-                call(client.clone(), batch).await?;
+                call(with.clone(), batch).await?;
             }
         }));
     }
@@ -273,20 +356,98 @@ pub(super) fn median(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
-fn report(args: &BenchArgs, ingest: &mut [f64], lookup: &mut [f64]) {
-    let (ingest_med, lookup_med) = (median(ingest), median(lookup));
+/// The median of `rounds` and the rounds, for JSON.
+fn figure(rounds: &[f64]) -> serde_json::Value {
+    let mut sorted = rounds.to_vec();
+    json!({ "median": median(&mut sorted), "rounds": rounds })
+}
+
+fn report(
+    args: &BenchArgs,
+    ingest: IngestFigures,
+    load: f64,
+    shape: &LsmShape,
+    lookups: Vec<LookupFigures>,
+) {
+    let (grpc, verify) = (
+        median(&mut ingest.grpc.clone()),
+        median(&mut ingest.verify.clone()),
+    );
+    let compacted = bench_lookup::compacted(shape);
+    let lookups: Vec<(LookupFigures, f64, f64)> = lookups
+        .into_iter()
+        .map(|l| {
+            let (g, p) = (
+                median(&mut l.grpc.clone()),
+                median(&mut l.in_process.clone()),
+            );
+            (l, g, p)
+        })
+        .collect();
     if args.json {
+        let phases: Vec<serde_json::Value> = lookups
+            .iter()
+            .map(|(l, g, p)| {
+                json!({
+                    "hit_percent": l.hit_percent,
+                    "grpc_lookups_per_s": figure(&l.grpc),
+                    "in_process_lookups_per_s": figure(&l.in_process),
+                    "grpc_vs_in_process": g / p,
+                })
+            })
+            .collect();
         println!(
             "{}",
             json!({
-                "entries": args.entries, "lookups": args.lookups, "batch": args.batch,
-                "concurrency": args.concurrency, "rounds": args.rounds,
-                "ingest_entries_per_s": { "median": ingest_med, "rounds": ingest },
-                "lookups_per_s": { "median": lookup_med, "rounds": lookup },
+                "entries": args.entries, "records": args.records, "lookups": args.lookups,
+                "batch": args.batch, "concurrency": args.concurrency, "rounds": args.rounds,
+                "seed": args.seed,
+                "ingest_entries_per_s": figure(&ingest.grpc),
+                "verify_only_per_s": figure(&ingest.verify),
+                "ingest_vs_verify": grpc / verify,
+                "load_entries_per_s": load,
+                "store": {
+                    "records_sst_files_per_level": shape.files_per_level,
+                    "records_sst_bytes": shape.sst_bytes,
+                    "records_in_memtables": shape.memtable_entries,
+                    "compaction_ran": compacted,
+                    "block_cache_bytes": shape.block_cache_bytes,
+                },
+                "lookups_per_s": phases,
             })
         );
-    } else {
-        println!("ingest (signed entries/s, durable, via SubmitEntries): median {ingest_med:.0}");
-        println!("lookup (exact lookups/s, via LookupHashes):             median {lookup_med:.0}");
+        return;
+    }
+    let (batch, flight) = (args.batch, args.concurrency);
+    println!(
+        "ingest, signed entries/s, durable, via SubmitEntries ({batch} a call, {flight} in \
+         flight), median of {}:",
+        args.rounds
+    );
+    println!("  through gRPC, client included:             {grpc:>9.0}");
+    println!(
+        "  ceiling, Ed25519 batch verification alone: {verify:>9.0}   ratio {:.2}",
+        grpc / verify
+    );
+    println!(
+        "store: {} hash records, {} MB of SST files, files per level {:?} (compaction {}), \
+         none in memtables; block cache {} MB",
+        args.records,
+        shape.sst_bytes >> 20,
+        shape.files_per_level,
+        if compacted { "ran" } else { "did not run" },
+        shape.block_cache_bytes >> 20,
+    );
+    println!(
+        "lookups/s, via LookupHashes ({batch} a call, {flight} in flight), median of {}:",
+        args.rounds
+    );
+    println!("  hits   through gRPC   in process   ratio");
+    for (l, g, p) in &lookups {
+        println!(
+            "  {:>3}%   {g:>12.0}   {p:>10.0}   {:.2}",
+            l.hit_percent,
+            g / p
+        );
     }
 }

@@ -11,7 +11,7 @@ use serde_json::json;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::bench::{median, presign, run_concurrent, submit_batch, BenchServer};
+use super::bench::{median, presign, run_concurrent, submit_batch, verify_only, BenchServer};
 use crate::client::Client;
 use crate::follow::source::{self, FollowStatus, Options};
 use crate::follow::Follower;
@@ -44,8 +44,8 @@ pub async fn run(args: &SyncBenchArgs) -> anyhow::Result<ExitCode> {
     let vkey = std::fs::read_to_string(bench.dir().join(crate::forum::VKEY_FILE))?;
     let verifier = LogVerifier::from_vkey(&vkey)?;
     eprintln!("signing {} entries ...", args.entries);
-    let envelopes = presign(&bench.identity, args.entries);
-    let ceiling_verify = verify_only(&envelopes, bench.identity.signing_key.verifying_key());
+    let envelopes = presign(&bench.identity, 0..args.entries);
+    let ceiling_verify = verify_only(&envelopes, bench.identity.signing_key.verifying_key())?;
     eprintln!("ingesting ...");
     let batches: Vec<Vec<_>> = envelopes.chunks(5_000).map(<[_]>::to_vec).collect();
     run_concurrent(&bench.client, batches, 4, submit_batch).await?;
@@ -153,24 +153,4 @@ async fn catch_up(
         follower.size()
     );
     Ok(size as f64 / secs)
-}
-
-/// Entries per second of batch signature verification alone, over both cores.
-fn verify_only(envelopes: &[crate::pb::Envelope], key: ed25519_dalek::VerifyingKey) -> f64 {
-    let (messages, signatures): (Vec<Vec<u8>>, Vec<ed25519_dalek::Signature>) = envelopes
-        .iter()
-        .filter_map(|e| {
-            let sig = ed25519_dalek::Signature::from_slice(&e.signatures.first()?.sig).ok()?;
-            Some((crate::crypto::pae(&e.payload_type, &e.payload), sig))
-        })
-        .unzip();
-    let keys = vec![key; messages.len()];
-    let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
-    let started = Instant::now();
-    let ok = crate::crypto::verify_all(&refs, &signatures, &keys).is_ok();
-    let rate = refs.len() as f64 / started.elapsed().as_secs_f64();
-    if !ok {
-        eprintln!("warning: a presigned signature did not verify");
-    }
-    rate
 }

@@ -3,6 +3,7 @@
 mod admin;
 pub mod backup;
 pub mod bench;
+mod bench_lookup;
 pub mod bench_pdq;
 pub mod bench_sync;
 pub mod bootstrap;

@@ -586,6 +586,41 @@ impl Store {
             .collect()
     }
 
+    /// Flushes every memtable to SST files and waits until no flush or compaction is running
+    /// or queued, at most `timeout`: afterwards reads come from SST files (through the block
+    /// cache) and no background work competes with them. For benchmarks, with no writes
+    /// meanwhile (new writes would keep it waiting).
+    ///
+    /// # Errors
+    /// When RocksDB fails or the timeout passes.
+    pub fn settle(&self, timeout: std::time::Duration) -> Result<(), StorageError> {
+        let mut opts = rocksdb::WaitForCompactOptions::default();
+        opts.set_flush(true);
+        opts.set_timeout(u64::try_from(timeout.as_micros()).unwrap_or(u64::MAX));
+        Ok(self.db.wait_for_compact(&opts)?)
+    }
+
+    /// Where the hash records are: SST files per level and entries still in memtables.
+    ///
+    /// # Errors
+    /// When RocksDB fails.
+    pub fn records_shape(&self) -> Result<LsmShape, StorageError> {
+        let cf = self.cf(CF_RECORDS);
+        let int = |name: &str| -> Result<u64, StorageError> {
+            Ok(self.db.property_int_value_cf(cf, name)?.unwrap_or(0))
+        };
+        let files_per_level = (0..7)
+            .map(|level| int(&format!("rocksdb.num-files-at-level{level}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(LsmShape {
+            files_per_level,
+            sst_bytes: int("rocksdb.total-sst-files-size")?,
+            memtable_entries: int("rocksdb.num-entries-active-mem-table")?
+                + int("rocksdb.num-entries-imm-mem-tables")?,
+            block_cache_bytes: int("rocksdb.block-cache-capacity")?,
+        })
+    }
+
     /// Reads many values at once, in the order of `keys`.
     fn multi_get<K: AsRef<[u8]>>(
         &self,
@@ -632,6 +667,20 @@ impl Store {
         wo.set_sync(true);
         Ok(self.db.write_opt(batch.batch, &wo)?)
     }
+}
+
+/// Where one column family's data is (see [`Store::records_shape`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LsmShape {
+    /// SST files at each level, L0 first. Flushes write L0; only compaction writes the levels
+    /// below it, so files there mean that compaction ran.
+    pub files_per_level: Vec<u64>,
+    /// The SST files' total size.
+    pub sst_bytes: u64,
+    /// Entries in memtables, not yet flushed.
+    pub memtable_entries: u64,
+    /// The block cache's capacity (shared by every column family).
+    pub block_cache_bytes: u64,
 }
 
 /// Writes collected for one atomic commit. Callers write keys in ascending order within each

@@ -798,7 +798,8 @@ async fn a_production_forum_from_an_external_ca() {
     assert!(status.success(), "{status}: {}", server.stderr());
 }
 
-/// `hashforum bench` runs a small benchmark end to end and prints both figures.
+/// `hashforum bench` runs a small benchmark end to end: ingest beside its verification ceiling,
+/// and lookups at 0, 1 and 100% hits over records flushed to SST files, beside in process.
 #[test]
 fn bench_runs_and_prints_its_figures() {
     let mut cmd = hashforum_bin();
@@ -806,23 +807,43 @@ fn bench_runs_and_prints_its_figures() {
         "bench",
         "--entries",
         "2000",
+        "--records",
+        "5000",
         "--lookups",
-        "2000",
+        "3000",
         "--rounds",
         "1",
+        "--json",
     ])
     .env("RUST_LOG", "off");
     let out = ok(&run_with_timeout(cmd, b"", CHILD_TIMEOUT));
-    let figures: Vec<(&str, f64)> = out
-        .lines()
-        .map(|l| {
-            let (what, median) = l.rsplit_once(" median ").expect(l);
-            (what.split(' ').next().unwrap(), median.parse().expect(l))
-        })
+    let report: serde_json::Value = serde_json::from_str(&out).expect(&out);
+    let median = |v: &serde_json::Value| v["median"].as_f64().expect(&out);
+    assert!(median(&report["ingest_entries_per_s"]) > 0.0, "{out}");
+    assert!(median(&report["verify_only_per_s"]) > 0.0, "{out}");
+    assert!(
+        report["ingest_vs_verify"].as_f64().expect(&out) > 0.0,
+        "{out}"
+    );
+    // Every record was flushed to SST files before the lookups.
+    assert_eq!(report["store"]["records_in_memtables"], 0, "{out}");
+    let files: u64 = report["store"]["records_sst_files_per_level"]
+        .as_array()
+        .expect(&out)
+        .iter()
+        .map(|n| n.as_u64().expect(&out))
+        .sum();
+    assert!(files > 0, "{out}");
+    let phases = report["lookups_per_s"].as_array().expect(&out);
+    let hits: Vec<u64> = phases
+        .iter()
+        .map(|p| p["hit_percent"].as_u64().expect(&out))
         .collect();
-    assert_eq!(figures.len(), 2, "{out}");
-    assert_eq!((figures[0].0, figures[1].0), ("ingest", "lookup"), "{out}");
-    assert!(figures.iter().all(|(_, f)| *f > 0.0), "{out}");
+    assert_eq!(hits, [0, 1, 100], "{out}");
+    for phase in phases {
+        assert!(median(&phase["grpc_lookups_per_s"]) > 0.0, "{out}");
+        assert!(median(&phase["in_process_lookups_per_s"]) > 0.0, "{out}");
+    }
 }
 
 /// The transparency log through the CLI: receipts written by `submit --receipt` and the whole
