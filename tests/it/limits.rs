@@ -394,7 +394,7 @@ async fn a_flood_past_capacity_is_refused_quickly_and_loses_nothing_acknowledged
     const CALLS: u64 = 24;
     const PER_CALL: u64 = 250;
     let server =
-        ServerProcess::start_with("\n[limits]\nmax-requests = 4\nmax-queue-wait = \"200ms\"\n")
+        ServerProcess::start_with("\n[limits]\nmax-requests = 2\nmax-queue-wait = \"50ms\"\n")
             .await;
     let members = [server.identity("alpha"), server.identity("beta")];
     let mut clients = Vec::new();
@@ -417,7 +417,7 @@ async fn a_flood_past_capacity_is_refused_quickly_and_loses_nothing_acknowledged
         })
         .collect();
     let misses = |salt: u64| pb::LookupHashesRequest {
-        queries: (0..5_000)
+        queries: (0..10_000)
             .map(|n| pb::HashQuery {
                 hash_type: pb::HashType::Sha256.into(),
                 value: sha256_value(1_000_000 * salt + n),
