@@ -130,7 +130,7 @@ impl Drop for Call {
     fn drop(&mut self) {
         let elapsed = self.started.elapsed();
         // No status by the end: the reply was cut short (client gone, stream reset).
-        let code = metrics::code_name(self.code.unwrap_or(tonic::Code::Cancelled));
+        let code = crate::error::code_name(self.code.unwrap_or(tonic::Code::Cancelled));
         let member = self.member.as_deref().unwrap_or("");
         tracing::info!(
             target: "hashforum::call",

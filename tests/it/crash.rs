@@ -34,8 +34,8 @@ use rand::Rng;
 use tonic::Status;
 
 use crate::harness::{
-    dev_forum, forum_verifier, hashforum_bin, run_with_timeout, sha256_value, ServeProcess,
-    CHILD_TIMEOUT,
+    dev_forum, forum_verifier, hashforum_bin, latest_checkpoint as latest, run_with_timeout,
+    sha256_value, ServeProcess, CHILD_TIMEOUT,
 };
 
 /// Rounds in CI; `HASHFORUM_CRASH_ROUNDS` sets another number.
@@ -333,18 +333,6 @@ fn verify_data_dir(forum: &Path) -> u64 {
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(report["verified"], true, "{report}");
     report["entries"].as_u64().expect("entries")
-}
-
-/// The server's latest checkpoint, verified with the vkey.
-async fn latest(client: &mut Client, verifier: &LogVerifier) -> SignedCheckpoint {
-    let note = client
-        .log
-        .get_checkpoint(pb::GetCheckpointRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .note;
-    verifier.verify(&note).unwrap()
 }
 
 /// Checks a receipt as its holder would, offline: the leaf rebuilt from the signed envelope

@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 use hashforum::client::Client;
 use hashforum::config::Config;
 use hashforum::identity::Identity;
-use hashforum::log::checkpoint::{LogVerifier, SignedCheckpoint};
 use hashforum::log::tree::{self, Hash};
 use hashforum::pb;
 use hashforum::statement::{hash_submission, Signer};
@@ -28,8 +27,8 @@ use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::{health_check_response::ServingStatus, HealthCheckRequest};
 
 use crate::harness::{
-    details, forum_verifier, hashforum_bin, run_with_timeout, sha256_value, submit_all,
-    ServeProcess, CHILD_TIMEOUT,
+    details, forum_verifier, hashforum_bin, latest_checkpoint as latest, run_with_timeout,
+    sha256_value, submit_all, ServeProcess, CHILD_TIMEOUT,
 };
 
 /// A tmpfs mounted for the test's lifetime.
@@ -93,17 +92,6 @@ fn envelopes(signer: &Signer, from: u64, count: u64) -> Vec<(String, pb::Envelop
             (value, envelope)
         })
         .collect()
-}
-
-async fn latest(client: &mut Client, verifier: &LogVerifier) -> SignedCheckpoint {
-    let note = client
-        .log
-        .get_checkpoint(pb::GetCheckpointRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .note;
-    verifier.verify(&note).unwrap()
 }
 
 /// Submits batches of 500 until one is refused; returns the values acknowledged and the

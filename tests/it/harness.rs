@@ -828,3 +828,18 @@ impl Drop for ServeProcess {
         }
     }
 }
+
+/// The server's latest checkpoint, verified with `verifier`.
+pub(crate) async fn latest_checkpoint(
+    client: &mut Client,
+    verifier: &hashforum::log::checkpoint::LogVerifier,
+) -> hashforum::log::checkpoint::SignedCheckpoint {
+    let note = client
+        .log
+        .get_checkpoint(pb::GetCheckpointRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .note;
+    verifier.verify(&note).unwrap()
+}

@@ -14,8 +14,8 @@ use hashforum::types::{HashType, LeafHash, Role};
 use tonic::Code;
 
 use crate::harness::{
-    details, dev_forum, sha256_value, submit, submit_all, ServeProcess, TestServer, CHILD_TIMEOUT,
-    DOMAIN,
+    details, dev_forum, latest_checkpoint as latest, sha256_value, submit, submit_all,
+    ServeProcess, TestServer, CHILD_TIMEOUT, DOMAIN,
 };
 
 fn verifier(dir: &std::path::Path) -> LogVerifier {
@@ -48,22 +48,6 @@ fn check_receipt(
     let checkpoint = proof.verify(verifier, leaf_hash(&leaf)).expect("verifies");
     assert!(checkpoint.head.size > receipt.log_index);
     (leaf, checkpoint)
-}
-
-async fn latest(client: &mut Client, verifier: &LogVerifier) -> SignedCheckpoint {
-    let note = client
-        .log
-        .get_checkpoint(pb::GetCheckpointRequest {
-            size: 0,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .note;
-    verifier
-        .verify(&note)
-        .expect("the latest checkpoint verifies")
 }
 
 async fn all_entries(client: &mut Client, start: u64, end: u64) -> Vec<Vec<u8>> {
