@@ -9,6 +9,11 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Named, so that `top -H`, `perf` and `hashforum bench` can tell signature checks apart
+    // from the async runtime's threads. Fails only if the pool already exists.
+    let _ = rayon::ThreadPoolBuilder::new()
+        .thread_name(|i| format!("rayon-{i}"))
+        .build_global();
     let cli = hashforum::cli::Cli::parse_args();
     // A server logs each call (`hashforum::call`); commands that serve in process for
     // themselves (`bench`, `--local` queries) do not.

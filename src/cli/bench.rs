@@ -11,6 +11,7 @@
 //!     hit rates, beside the same lookups through the registry's read path in process.
 //! Each phase runs in rounds; the median round is the figure to quote.
 
+use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
@@ -77,10 +78,16 @@ pub enum OtherBench {
     Sync(super::bench_sync::SyncBenchArgs),
 }
 
-/// Ingest rounds: through gRPC, and the verification ceiling over the same entries.
+/// Ingest rounds: through gRPC, and the verification ceiling over the same entries; as rates,
+/// and as the process's CPU time per entry (client included), which other tenants of a shared
+/// machine disturb much less than they disturb rates.
 struct IngestFigures {
     grpc: Vec<f64>,
     verify: Vec<f64>,
+    grpc_cpu_us: Vec<f64>,
+    verify_cpu_us: Vec<f64>,
+    /// CPU microseconds per entry over all gRPC rounds, by the kind of thread that spent it.
+    by_thread: BTreeMap<&'static str, f64>,
 }
 
 /// Runs the benchmark.
@@ -141,19 +148,34 @@ async fn ingest(bench: &BenchServer, args: &BenchArgs) -> anyhow::Result<IngestF
     let mut figures = IngestFigures {
         grpc: Vec::new(),
         verify: Vec::new(),
+        grpc_cpu_us: Vec::new(),
+        verify_cpu_us: Vec::new(),
+        by_thread: BTreeMap::new(),
     };
     for (round, chunk) in envelopes.chunks(per_round).enumerate() {
         let verify = verify_only(chunk, key)?;
         let batches: Vec<Vec<pb::Envelope>> = chunk.chunks(args.batch).map(<[_]>::to_vec).collect();
+        let threads = thread_cpu_seconds()?;
+        let cpu = CpuClock::start()?;
         let start = Instant::now();
         run_concurrent(&bench.client, batches, args.concurrency, submit_batch).await?;
         let rate = chunk.len() as f64 / start.elapsed().as_secs_f64();
+        let cpu_us = cpu.micros_per(chunk.len())?;
+        for (kind, seconds) in thread_cpu_seconds()? {
+            let spent = seconds - threads.get(kind).copied().unwrap_or(0.0);
+            *figures.by_thread.entry(kind).or_default() += spent * 1e6 / args.entries as f64;
+        }
         eprintln!(
-            "ingest round {}: {rate:.0} entries/s; verification alone {verify:.0}/s",
-            round + 1
+            "ingest round {}: {rate:.0} entries/s, {cpu_us:.1} µs CPU each; verification alone \
+             {:.0}/s, {:.1} µs CPU each",
+            round + 1,
+            verify.rate,
+            verify.cpu_us
         );
         figures.grpc.push(rate);
-        figures.verify.push(verify);
+        figures.verify.push(verify.rate);
+        figures.grpc_cpu_us.push(cpu_us);
+        figures.verify_cpu_us.push(verify.cpu_us);
     }
     Ok(figures)
 }
@@ -271,17 +293,91 @@ pub(super) fn presign(identity: &Identity, range: std::ops::Range<usize>) -> Vec
         .collect()
 }
 
-/// Signatures per second of batch Ed25519 verification of `envelopes` alone, on every core,
-/// with the server's verifier (`crypto::verify_all`); the signed messages (PAE) are built
-/// before the clock starts. All benchmark entries share one key, which batch verification
-/// multiplies once per batch, as the server's verification of them does.
+/// The process's CPU time (user and system, every thread) since a start.
+struct CpuClock(f64);
+
+impl CpuClock {
+    fn start() -> anyhow::Result<Self> {
+        Ok(Self(process_cpu_seconds()?))
+    }
+
+    /// Microseconds of CPU since the start per one of `n` items.
+    fn micros_per(&self, n: usize) -> anyhow::Result<f64> {
+        Ok((process_cpu_seconds()? - self.0) * 1e6 / n.max(1) as f64)
+    }
+}
+
+/// This process's CPU time so far, from `/proc/self/stat` (`utime` and `stime`, in the
+/// kernel's fixed `USER_HZ` of 100 ticks a second): 10 ms resolution, fine for rounds of
+/// seconds on every core.
+fn process_cpu_seconds() -> anyhow::Result<f64> {
+    stat_cpu_seconds(&std::fs::read_to_string("/proc/self/stat")?)
+}
+
+/// The CPU seconds in a `/proc/.../stat` line.
+fn stat_cpu_seconds(stat: &str) -> anyhow::Result<f64> {
+    const USER_HZ: f64 = 100.0;
+    // The command name, in parentheses, may hold spaces; the fields after it are plain.
+    let after = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .ok_or_else(|| anyhow::anyhow!("unexpected /proc/self/stat"))?;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line; `after` starts at field 3.
+    let ticks = |i: usize| -> anyhow::Result<f64> {
+        Ok(fields
+            .get(i - 3)
+            .ok_or_else(|| anyhow::anyhow!("short /proc/self/stat"))?
+            .parse::<u64>()? as f64)
+    };
+    Ok((ticks(14)? + ticks(15)?) / USER_HZ)
+}
+
+/// The CPU time of this process's live threads so far, by kind of thread (their names): the
+/// signature checks on rayon's pool; the async runtime (gRPC, TLS, admission, receipts, and
+/// the benchmark's client); the sequencer and committer (the single writer); RocksDB's
+/// background flushes and compactions; the rest.
+fn thread_cpu_seconds() -> anyhow::Result<BTreeMap<&'static str, f64>> {
+    let mut by_kind = BTreeMap::new();
+    for task in std::fs::read_dir("/proc/self/task")? {
+        // A thread that ended meanwhile is skipped (its time is lost to the figure).
+        let Ok(stat) = std::fs::read_to_string(task?.path().join("stat")) else {
+            continue;
+        };
+        let name = stat
+            .split_once('(')
+            .and_then(|(_, rest)| rest.rsplit_once(')'))
+            .map_or("", |(name, _)| name);
+        let kind = match name {
+            n if n.starts_with("rayon") => "signature checks (rayon)",
+            n if n.starts_with("tokio") => "gRPC, TLS, admission, receipts, client (tokio)",
+            "sequencer" => "sequencer (checks, staging)",
+            "committer" => "committer (RocksDB write, fsync)",
+            n if n.starts_with("rocksdb") => "RocksDB flushes and compactions",
+            _ => "other",
+        };
+        *by_kind.entry(kind).or_default() += stat_cpu_seconds(&stat)?;
+    }
+    Ok(by_kind)
+}
+
+/// Batch verification alone: signatures per second, and CPU microseconds per signature.
+pub(super) struct VerifyFigure {
+    pub(super) rate: f64,
+    pub(super) cpu_us: f64,
+}
+
+/// Batch Ed25519 verification of `envelopes` alone, on every core, with the server's verifier
+/// (`crypto::verify_all`); the signed messages (PAE) are built before the clock starts. All
+/// benchmark entries share one key, which batch verification multiplies once per batch, as
+/// the server's verification of them does.
 ///
 /// # Errors
 /// When a signature does not verify (then the figure would be a bug's).
 pub(super) fn verify_only(
     envelopes: &[pb::Envelope],
     key: ed25519_dalek::VerifyingKey,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<VerifyFigure> {
     let (messages, signatures): (Vec<Vec<u8>>, Vec<ed25519_dalek::Signature>) = envelopes
         .iter()
         .filter_map(|e| {
@@ -292,14 +388,16 @@ pub(super) fn verify_only(
     anyhow::ensure!(messages.len() == envelopes.len(), "an envelope is unsigned");
     let keys = vec![key; messages.len()];
     let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+    let cpu = CpuClock::start()?;
     let started = Instant::now();
     let verified = crate::crypto::verify_all(&refs, &signatures, &keys);
     let rate = refs.len() as f64 / started.elapsed().as_secs_f64();
+    let cpu_us = cpu.micros_per(refs.len())?;
     anyhow::ensure!(
         verified.is_ok(),
         "a presigned signature did not verify: {verified:?}"
     );
-    Ok(rate)
+    Ok(VerifyFigure { rate, cpu_us })
 }
 
 pub(super) async fn submit_batch(
@@ -373,6 +471,10 @@ fn report(
         median(&mut ingest.grpc.clone()),
         median(&mut ingest.verify.clone()),
     );
+    let (grpc_cpu, verify_cpu) = (
+        median(&mut ingest.grpc_cpu_us.clone()),
+        median(&mut ingest.verify_cpu_us.clone()),
+    );
     let compacted = bench_lookup::compacted(shape);
     let lookups: Vec<(LookupFigures, f64, f64)> = lookups
         .into_iter()
@@ -405,6 +507,10 @@ fn report(
                 "ingest_entries_per_s": figure(&ingest.grpc),
                 "verify_only_per_s": figure(&ingest.verify),
                 "ingest_vs_verify": grpc / verify,
+                "ingest_cpu_us_per_entry": figure(&ingest.grpc_cpu_us),
+                "verify_cpu_us_per_entry": figure(&ingest.verify_cpu_us),
+                "verify_vs_ingest_cpu": verify_cpu / grpc_cpu,
+                "ingest_cpu_us_per_entry_by_thread": ingest.by_thread,
                 "load_entries_per_s": load,
                 "store": {
                     "records_sst_files_per_level": shape.files_per_level,
@@ -430,6 +536,15 @@ fn report(
         grpc / verify
     );
     println!(
+        "  CPU µs per entry (process, client included): {grpc_cpu:.1}; verification alone \
+         {verify_cpu:.1}; ratio {:.2}",
+        verify_cpu / grpc_cpu
+    );
+    println!("  CPU µs per entry by thread, over all rounds:");
+    for (kind, us) in &ingest.by_thread {
+        println!("    {us:>5.1}  {kind}");
+    }
+    println!(
         "store: {} hash records, {} MB of SST files, files per level {:?} (compaction {}), \
          none in memtables; block cache {} MB",
         args.records,
@@ -449,5 +564,33 @@ fn report(
             l.hit_percent,
             g / p
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// utime and stime are the 14th and 15th fields, counted after a command name that may
+    /// hold spaces and parentheses; a short line is an error, not a zero.
+    #[test]
+    fn cpu_seconds_are_read_past_any_thread_name() {
+        let line = "4242 (a (b) c) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 1 0";
+        assert_eq!(stat_cpu_seconds(line).unwrap(), 3.0);
+        assert!(stat_cpu_seconds("4242 (x) S 1 2").is_err());
+        assert!(stat_cpu_seconds("no parenthesis").is_err());
+    }
+
+    /// This thread's time is counted under its kind: the test harness names threads after the
+    /// test, which is none of ours, so "other".
+    #[test]
+    fn live_threads_are_grouped_by_name() {
+        let spin = Instant::now();
+        while spin.elapsed() < std::time::Duration::from_millis(50) {
+            std::hint::black_box(0u64);
+        }
+        let by_kind = thread_cpu_seconds().unwrap();
+        assert!(by_kind.contains_key("other"), "{by_kind:?}");
+        assert!(by_kind.values().all(|s| *s >= 0.0));
     }
 }

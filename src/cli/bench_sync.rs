@@ -45,7 +45,7 @@ pub async fn run(args: &SyncBenchArgs) -> anyhow::Result<ExitCode> {
     let verifier = LogVerifier::from_vkey(&vkey)?;
     eprintln!("signing {} entries ...", args.entries);
     let envelopes = presign(&bench.identity, 0..args.entries);
-    let ceiling_verify = verify_only(&envelopes, bench.identity.signing_key.verifying_key())?;
+    let ceiling_verify = verify_only(&envelopes, bench.identity.signing_key.verifying_key())?.rate;
     eprintln!("ingesting ...");
     let batches: Vec<Vec<_>> = envelopes.chunks(5_000).map(<[_]>::to_vec).collect();
     run_concurrent(&bench.client, batches, 4, submit_batch).await?;

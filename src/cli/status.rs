@@ -46,6 +46,8 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
                 "halted": s.halted,
                 "evidence": s.evidence,
                 "cosigned_by": s.cosigned_by,
+                "disk_full": s.disk_full,
+                "restored_unconfirmed_size": s.restored_unconfirmed_size,
             })
         );
     } else {
@@ -58,6 +60,16 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
         }
         if !s.cosigned_by.is_empty() {
             println!("latest checkpoint cosigned by {}", s.cosigned_by.join(", "));
+        }
+        if s.disk_full {
+            println!("DISK FULL: writes are refused until there is room again");
+        }
+        if s.restored_unconfirmed_size > 0 {
+            println!(
+                "RESTORED from a backup of {} entries: writes are refused until the restore is \
+                 confirmed (`hashforum restore --confirm`)",
+                s.restored_unconfirmed_size
+            );
         }
         if !s.halted.is_empty() {
             println!("HALTED: {}", s.halted);

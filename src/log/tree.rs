@@ -156,6 +156,11 @@ impl MemoryHashes {
         self.hashes.extend(hashes);
     }
 
+    /// Makes room for `additional` more hashes.
+    pub fn reserve(&mut self, additional: usize) {
+        self.hashes.reserve(additional);
+    }
+
     /// Reads from memory, and the hashes not held here from `rest`.
     pub fn over<'a, R: HashReader>(&'a self, rest: &'a R) -> Layered<'a, R> {
         Layered { memory: self, rest }

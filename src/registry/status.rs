@@ -19,6 +19,8 @@ impl Registry {
                 status.set_mode(pb::get_status_response::Mode::Primary);
                 status.cosigned_by = self.cosigners(latest.head.size);
                 status.halted = self.halted().unwrap_or_default().to_owned();
+                status.disk_full = self.disk_full();
+                status.restored_unconfirmed_size = self.restored_at().unwrap_or(0);
             }
             Writer::ReadOnly {
                 primary, follow, ..

@@ -340,6 +340,19 @@ impl<'s> Pending<'s> {
         }
     }
 
+    /// Sizes the group for about `entries` entries and a write batch of about `bytes` (before
+    /// anything is staged), so that neither its maps nor its batch are copied as they grow.
+    #[must_use]
+    pub fn with_capacity(mut self, entries: usize, bytes: usize) -> Self {
+        self.batch = self.store.batch_with_capacity(bytes);
+        self.records.reserve(entries);
+        self.landed.reserve(entries);
+        self.known_new.reserve(entries);
+        // A leaf adds two stored hashes on average (the leaf and, every other leaf, parents).
+        self.hashes.reserve(2 * entries);
+        self
+    }
+
     /// The directory as of the entries staged so far.
     pub fn directory(&self) -> &Directory {
         &self.dir

@@ -650,9 +650,15 @@ impl Store {
 
     /// Starts a batch of writes, committed atomically by [`Store::commit`].
     pub fn batch(&self) -> Batch {
+        self.batch_with_capacity(0)
+    }
+
+    /// Starts a batch whose buffer holds `bytes` before it must grow: a group commit's batch
+    /// runs to megabytes, and each doubling copies all of it.
+    pub fn batch_with_capacity(&self, bytes: usize) -> Batch {
         Batch {
             store: self.clone(),
-            batch: WriteBatch::default(),
+            batch: WriteBatch::with_capacity_bytes(bytes),
         }
     }
 

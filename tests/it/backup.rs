@@ -245,6 +245,11 @@ async fn a_backup_taken_while_serving_restores_every_acknowledged_entry() {
     let next = envelope(&identity, 1_000_000);
     let err = submit(&mut client, next.clone()).await.unwrap_err();
     assert_refused(&err, Code::FailedPrecondition, "RESTORED_UNCONFIRMED");
+    assert_eq!(
+        restored_unconfirmed(&mut client).await,
+        size,
+        "GetStatus says so"
+    );
     assert!(
         err.message().contains("restore --confirm"),
         "{}",
@@ -275,6 +280,7 @@ async fn a_backup_taken_while_serving_restores_every_acknowledged_entry() {
     assert_refused(&err, Code::FailedPrecondition, "RESTORED_UNCONFIRMED");
     let confirmed = confirm(&ours);
     assert!(confirmed.status.success(), "{}", text(&confirmed));
+    assert_eq!(restored_unconfirmed(&mut client).await, 0, "confirmed");
     let receipt = submit(&mut client, next).await.unwrap();
     assert_eq!(receipt.log_index, size, "appended right after the backup");
     stop(server).await;
@@ -371,4 +377,15 @@ async fn an_offline_backup_verifies_and_a_tampered_one_is_refused() {
     assert!(!refused.status.success(), "{}", text(&refused));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("entry 3"));
     assert!(!data.exists(), "a refused restore writes nothing");
+}
+
+/// `GetStatus`'s `restored_unconfirmed_size`.
+async fn restored_unconfirmed(client: &mut Client) -> u64 {
+    client
+        .log
+        .get_status(pb::GetStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .restored_unconfirmed_size
 }

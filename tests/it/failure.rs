@@ -189,6 +189,10 @@ async fn a_full_disk_refuses_writes_and_recovers_without_a_restart() {
         .into_inner()
         .status;
     assert_eq!(status, ServingStatus::Serving as i32);
+    assert!(
+        get_status(&mut client).await.disk_full,
+        "GetStatus says the disk is full"
+    );
     assert_found(&mut client, &acknowledged).await;
     let during = latest(&mut client, &verifier).await;
     assert!(during.head.size >= before.head.size);
@@ -205,6 +209,7 @@ async fn a_full_disk_refuses_writes_and_recovers_without_a_restart() {
         assert!(Instant::now() < deadline, "writes did not resume");
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
+    assert!(!get_status(&mut client).await.disk_full, "no longer full");
     // Every refused entry is taken now, right after the log as it was: no index twice.
     let mut receipts = vec![first];
     for chunk in refused[1..].chunks(1_000) {
@@ -357,4 +362,13 @@ async fn a_failed_commit_other_than_a_full_disk_stops_the_server() {
         }
         partial => panic!("half of a failed batch is in the store: {partial:?}"),
     }
+}
+
+async fn get_status(client: &mut Client) -> pb::GetStatusResponse {
+    client
+        .log
+        .get_status(pb::GetStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner()
 }
