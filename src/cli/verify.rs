@@ -38,8 +38,8 @@ pub struct VerifyArgs {
     /// A provenance bundle (`hashforum provenance --out FILE`).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["data", "entries", "checkpoints"])]
     pub bundle: Option<PathBuf>,
-    /// A server's data directory (stopped, or a copy): replays its whole log and checks every
-    /// checkpoint it kept.
+    /// A server's data directory (stopped, a copy, or a running server's: read-only, as of
+    /// the moment it is opened): replays its whole log and checks every checkpoint it kept.
     #[arg(long, value_name = "DIR", conflicts_with_all = ["entries", "checkpoints"])]
     pub data: Option<PathBuf>,
     /// A backup (`hashforum backup --out DIR`): replays its whole log, checks every checkpoint

@@ -135,7 +135,10 @@ impl Store {
     /// When there is no database in `dir`, RocksDB cannot open it, or it is not a registry's
     /// (it lacks one of the column families that every version has).
     pub fn open_read_only(dir: &Path) -> Result<Self, StorageError> {
-        let opts = Options::default();
+        let mut opts = Options::default();
+        // Every table file is opened at open and held (RocksDB's default, said here because
+        // reading beside a server relies on it: a file compaction deletes stays readable).
+        opts.set_max_open_files(-1);
         // A database written by an earlier version lacks the newest views (`pdq`), which a
         // server creates when it next opens it; what reads them needs a writable store.
         let present = DB::list_cf(&opts, dir)?;
@@ -148,9 +151,25 @@ impl Store {
                 "not a registry database: no such column family",
             ));
         }
-        let cfs = ALL_CFS.iter().filter(|cf| present.iter().any(|p| p == *cf));
-        let db = DB::open_cf_for_read_only(&opts, dir, cfs, false)?;
-        Ok(Self { db: Arc::new(db) })
+        let cfs: Vec<&str> = ALL_CFS
+            .into_iter()
+            .filter(|cf| present.iter().any(|p| p == cf))
+            .collect();
+        // Beside a running server, a write-ahead log or SST file listed in the MANIFEST can
+        // be deleted (after a flush or a compaction) before this open reaches it. Once open,
+        // every file is held open (`max_open_files` is -1), so reads are safe; the open
+        // itself is retried from a fresh MANIFEST.
+        let mut attempt = 0;
+        loop {
+            match DB::open_cf_for_read_only(&opts, dir, &cfs, false) {
+                Ok(db) => return Ok(Self { db: Arc::new(db) }),
+                Err(e) if attempt < READ_ONLY_OPEN_RETRIES && vanished(&e) => {
+                    attempt += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20 * attempt));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// RocksDB's key figures, for metrics: `(property, column family, value)`, the column
@@ -807,9 +826,87 @@ impl HashReader for Store {
     }
 }
 
+/// How often a read-only open is tried again after a file vanished under it.
+const READ_ONLY_OPEN_RETRIES: u64 = 10;
+
+/// Whether RocksDB failed because a file it was opening was deleted meanwhile.
+fn vanished(e: &rocksdb::Error) -> bool {
+    e.kind() == rocksdb::ErrorKind::IOError && e.as_ref().contains("No such file or directory")
+}
+
 fn corrupt(cf: &'static str, reason: &str) -> StorageError {
     StorageError::Corrupt {
         cf,
         reason: reason.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `verify --data` beside a live server: a read-only store opened while the server writes,
+    /// flushes and compacts opens, and reads everything it saw at open, although compaction
+    /// deletes the SST files it opened from.
+    #[test]
+    fn a_read_only_store_opens_and_reads_beside_a_writer_that_compacts() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Store::open(dir.path()).expect("open");
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let (store, stop) = (store.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut index = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let mut batch = store.batch();
+                    for _ in 0..500 {
+                        batch.put_entry(index, &[7u8; 200]);
+                        index += 1;
+                    }
+                    store.commit(batch).expect("commit");
+                    if index % 2_500 == 0 {
+                        let cf = store.cf(CF_ENTRIES);
+                        store.db.flush_cf(cf).expect("flush");
+                        if index % 5_000 == 0 {
+                            store.db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
+                        }
+                    }
+                }
+                index
+            })
+        };
+        let mut opened = 0;
+        let mut failures = Vec::new();
+        let started = std::time::Instant::now();
+        while started.elapsed() < std::time::Duration::from_secs(4) {
+            match Store::open_read_only(dir.path()) {
+                Ok(ro) => {
+                    opened += 1;
+                    let cf = ro.cf(CF_ENTRIES);
+                    let mut n = 0u64;
+                    for item in ro.db.iterator_cf(cf, rocksdb::IteratorMode::Start) {
+                        match item {
+                            Ok(_) => n += 1,
+                            Err(e) => {
+                                failures.push(format!("read after {n}: {e}"));
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(e) => failures.push(format!("open: {e}")),
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let written = writer.join().expect("writer");
+        assert!(written > 10_000, "the writer wrote {written}");
+        assert!(opened > 5, "opened {opened} times");
+        assert!(
+            failures.is_empty(),
+            "{} of {} failed: {:?}",
+            failures.len(),
+            opened + failures.len(),
+            &failures[..failures.len().min(5)]
+        );
     }
 }
