@@ -20,7 +20,7 @@ use tonic::Code;
 
 use crate::harness::{
     assert_refused, dev_forum, hashforum_bin, latest_note, run_with_timeout, sha256_value, signed,
-    submission, submit, submit_all, ServeProcess, CHILD_TIMEOUT,
+    status, submission, submit, submit_all, ServeProcess, CHILD_TIMEOUT,
 };
 
 /// Entries per `SubmitEntries` call of the concurrent submitter.
@@ -246,7 +246,7 @@ async fn a_backup_taken_while_serving_restores_every_acknowledged_entry() {
     let err = submit(&mut client, next.clone()).await.unwrap_err();
     assert_refused(&err, Code::FailedPrecondition, "RESTORED_UNCONFIRMED");
     assert_eq!(
-        restored_unconfirmed(&mut client).await,
+        status(&mut client).await.restored_unconfirmed_size,
         size,
         "GetStatus says so"
     );
@@ -280,7 +280,11 @@ async fn a_backup_taken_while_serving_restores_every_acknowledged_entry() {
     assert_refused(&err, Code::FailedPrecondition, "RESTORED_UNCONFIRMED");
     let confirmed = confirm(&ours);
     assert!(confirmed.status.success(), "{}", text(&confirmed));
-    assert_eq!(restored_unconfirmed(&mut client).await, 0, "confirmed");
+    assert_eq!(
+        status(&mut client).await.restored_unconfirmed_size,
+        0,
+        "confirmed"
+    );
     let receipt = submit(&mut client, next).await.unwrap();
     assert_eq!(receipt.log_index, size, "appended right after the backup");
     stop(server).await;
@@ -377,15 +381,4 @@ async fn an_offline_backup_verifies_and_a_tampered_one_is_refused() {
     assert!(!refused.status.success(), "{}", text(&refused));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("entry 3"));
     assert!(!data.exists(), "a refused restore writes nothing");
-}
-
-/// `GetStatus`'s `restored_unconfirmed_size`.
-async fn restored_unconfirmed(client: &mut Client) -> u64 {
-    client
-        .log
-        .get_status(pb::GetStatusRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .restored_unconfirmed_size
 }

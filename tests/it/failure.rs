@@ -28,7 +28,7 @@ use tonic_health::pb::{health_check_response::ServingStatus, HealthCheckRequest}
 
 use crate::harness::{
     details, forum_verifier, hashforum_bin, latest_checkpoint as latest, run_with_timeout,
-    sha256_value, submit_all, ServeProcess, CHILD_TIMEOUT,
+    sha256_value, status as get_status, submit_all, ServeProcess, CHILD_TIMEOUT,
 };
 
 /// A tmpfs mounted for the test's lifetime.
@@ -362,13 +362,4 @@ async fn a_failed_commit_other_than_a_full_disk_stops_the_server() {
         }
         partial => panic!("half of a failed batch is in the store: {partial:?}"),
     }
-}
-
-async fn get_status(client: &mut Client) -> pb::GetStatusResponse {
-    client
-        .log
-        .get_status(pb::GetStatusRequest {})
-        .await
-        .unwrap()
-        .into_inner()
 }

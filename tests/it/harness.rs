@@ -829,6 +829,16 @@ impl Drop for ServeProcess {
     }
 }
 
+/// The server's `GetStatus`.
+pub(crate) async fn status(client: &mut Client) -> pb::GetStatusResponse {
+    client
+        .log
+        .get_status(pb::GetStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 /// The server's latest checkpoint, verified with `verifier`.
 pub(crate) async fn latest_checkpoint(
     client: &mut Client,

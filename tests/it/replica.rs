@@ -14,23 +14,14 @@ use hashforum::types::HashType;
 use tonic::Code;
 
 use crate::harness::{
-    assert_refused, lookup, sha256_value, signed, submission, submit, submit_all, ServeProcess,
-    TestServer, CHILD_TIMEOUT,
+    assert_refused, lookup, sha256_value, signed, status, submission, submit, submit_all,
+    ServeProcess, TestServer, CHILD_TIMEOUT,
 };
 
 /// How long a replica may take to show what the primary committed.
 const FOLLOW_WITHIN: Duration = Duration::from_secs(1);
 /// How long a catch-up of many entries may take before the test fails.
 const CATCH_UP_WITHIN: Duration = Duration::from_secs(120);
-
-async fn status(client: &mut Client) -> pb::GetStatusResponse {
-    client
-        .log
-        .get_status(pb::GetStatusRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-}
 
 /// Waits until `replica`'s verified log has `size` entries; returns how long it took.
 async fn wait_for_size(client: &mut Client, size: u64, within: Duration) -> Duration {
