@@ -348,7 +348,7 @@ impl<'s> Pending<'s> {
         self.records.reserve(entries);
         self.landed.reserve(entries);
         self.known_new.reserve(entries);
-        // A leaf adds two stored hashes on average (the leaf and, every other leaf, parents).
+        // A leaf adds two stored hashes on average: itself, and the parents it completes.
         self.hashes.reserve(2 * entries);
         self
     }
