@@ -19,8 +19,8 @@ use hashforum::types::HashType;
 use tonic::Code;
 
 use crate::harness::{
-    assert_refused, dev_forum, hashforum_bin, latest_note, run_with_timeout, sha256_value, signed,
-    status, submission, submit, submit_all, ServeProcess, CHILD_TIMEOUT,
+    assert_refused, dev_forum, hashforum_bin, latest_note, lookup_sha256, run_with_timeout,
+    sha256_value, signed, status, submission, submit, submit_all, ServeProcess, CHILD_TIMEOUT,
 };
 
 /// Entries per `SubmitEntries` call of the concurrent submitter.
@@ -76,23 +76,7 @@ fn envelope(identity: &Identity, n: u64) -> pb::Envelope {
 async fn found(client: &mut Client, values: &[u64]) -> Vec<bool> {
     let mut out = Vec::new();
     for chunk in values.chunks(5_000) {
-        let queries = chunk
-            .iter()
-            .map(|&n| pb::HashQuery {
-                hash_type: HashType::Sha256.to_pb() as i32,
-                value: sha256_value(n),
-            })
-            .collect();
-        let results = client
-            .registry
-            .lookup_hashes(pb::LookupHashesRequest {
-                queries,
-                include_envelopes: false,
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .results;
+        let results = lookup_sha256(client, chunk.iter().map(|&n| sha256_value(n))).await;
         out.extend(results.iter().map(|r| r.found));
     }
     out

@@ -26,7 +26,7 @@ use hashforum::identity::Identity;
 use hashforum::log::checkpoint::{LogVerifier, SignedCheckpoint};
 use hashforum::log::leaf_hash;
 use hashforum::log::proof::Receipt;
-use hashforum::log::tree::{self, Hash};
+use hashforum::log::tree::Hash;
 use hashforum::pb;
 use hashforum::statement::{hash_submission, Signer};
 use hashforum::types::HashType;
@@ -34,8 +34,8 @@ use rand::Rng;
 use tonic::Status;
 
 use crate::harness::{
-    dev_forum, forum_verifier, hashforum_bin, latest_checkpoint as latest, run_with_timeout,
-    sha256_value, ServeProcess, CHILD_TIMEOUT,
+    assert_consistent, dev_forum, forum_verifier, hashforum_bin, latest_checkpoint as latest,
+    lookup_sha256, run_with_timeout, sha256_value, ServeProcess, CHILD_TIMEOUT,
 };
 
 /// Rounds in CI; `HASHFORUM_CRASH_ROUNDS` sets another number.
@@ -358,22 +358,7 @@ async fn check_consistent(
 ) -> u64 {
     let mut checked = 0;
     for (&size, &root) in heads.range(1..latest.head.size) {
-        let proof = client
-            .log
-            .get_consistency_proof(pb::GetConsistencyProofRequest {
-                old_size: size,
-                new_size: latest.head.size,
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        let hashes: Vec<Hash> = proof
-            .hashes
-            .iter()
-            .map(|h| Hash(h.as_slice().try_into().expect("32 bytes")))
-            .collect();
-        tree::verify_consistency(&hashes, size, root, latest.head.size, latest.head.root)
-            .unwrap_or_else(|e| panic!("{size} -> {}: {e}", latest.head.size));
+        assert_consistent(client, size, root, &latest.head).await;
         checked += 1;
     }
     checked
@@ -382,23 +367,7 @@ async fn check_consistent(
 /// Looks every value up (in batches): each is found, first submitted at its index.
 async fn assert_found(client: &mut Client, entries: &[(String, u64)]) {
     for chunk in entries.chunks(10_000) {
-        let queries = chunk
-            .iter()
-            .map(|(value, _)| pb::HashQuery {
-                hash_type: HashType::Sha256.to_pb() as i32,
-                value: value.clone(),
-            })
-            .collect();
-        let results = client
-            .registry
-            .lookup_hashes(pb::LookupHashesRequest {
-                queries,
-                include_envelopes: false,
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .results;
+        let results = lookup_sha256(client, chunk.iter().map(|(value, _)| value.clone())).await;
         for ((value, index), result) in chunk.iter().zip(results) {
             let record = result
                 .record

@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 use hashforum::client::Client;
 use hashforum::config::Config;
 use hashforum::identity::Identity;
-use hashforum::log::tree::{self, Hash};
 use hashforum::pb;
 use hashforum::statement::{hash_submission, Signer};
 use hashforum::types::HashType;
@@ -27,8 +26,8 @@ use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::{health_check_response::ServingStatus, HealthCheckRequest};
 
 use crate::harness::{
-    details, forum_verifier, hashforum_bin, latest_checkpoint as latest, run_with_timeout,
-    sha256_value, status as get_status, submit_all, ServeProcess, CHILD_TIMEOUT,
+    assert_consistent, details, forum_verifier, hashforum_bin, latest_checkpoint as latest,
+    run_with_timeout, sha256_value, status as get_status, submit_all, ServeProcess, CHILD_TIMEOUT,
 };
 
 /// A tmpfs mounted for the test's lifetime.
@@ -223,28 +222,7 @@ async fn a_full_disk_refuses_writes_and_recovers_without_a_restart() {
     let after = latest(&mut client, &verifier).await;
     assert_eq!(after.head.size, size);
     for old in [&before, &during] {
-        let proof = client
-            .log
-            .get_consistency_proof(pb::GetConsistencyProofRequest {
-                old_size: old.head.size,
-                new_size: after.head.size,
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        let hashes: Vec<Hash> = proof
-            .hashes
-            .iter()
-            .map(|h| Hash(h.as_slice().try_into().unwrap()))
-            .collect();
-        tree::verify_consistency(
-            &hashes,
-            old.head.size,
-            old.head.root,
-            after.head.size,
-            after.head.root,
-        )
-        .unwrap();
+        assert_consistent(&mut client, old.head.size, old.head.root, &after.head).await;
     }
     assert_found(&mut client, &acknowledged).await;
     let _ = stop.send(());

@@ -433,6 +433,57 @@ pub(crate) async fn lookup(
         .map(|r| r.into_inner().record.unwrap())
 }
 
+/// Looks up the SHA-256 hashes `values` in one `LookupHashes` call: a result each, in order.
+pub(crate) async fn lookup_sha256(
+    client: &mut Client,
+    values: impl IntoIterator<Item = String>,
+) -> Vec<pb::LookupResult> {
+    let queries = values
+        .into_iter()
+        .map(|value| pb::HashQuery {
+            hash_type: HashType::Sha256.to_pb() as i32,
+            value,
+        })
+        .collect();
+    client
+        .registry
+        .lookup_hashes(pb::LookupHashesRequest {
+            queries,
+            include_envelopes: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .results
+}
+
+/// Fetches the server's proof that the tree of `old_size` with root `old_root` is a prefix of
+/// the tree `new`, and verifies it; panics, naming both sizes, when it does not verify.
+pub(crate) async fn assert_consistent(
+    client: &mut Client,
+    old_size: u64,
+    old_root: hashforum::log::tree::Hash,
+    new: &hashforum::log::checkpoint::TreeHead,
+) {
+    use hashforum::log::tree::{self, Hash};
+    let proof = client
+        .log
+        .get_consistency_proof(pb::GetConsistencyProofRequest {
+            old_size,
+            new_size: new.size,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let hashes: Vec<Hash> = proof
+        .hashes
+        .iter()
+        .map(|h| Hash(h.as_slice().try_into().expect("32 bytes")))
+        .collect();
+    tree::verify_consistency(&hashes, old_size, old_root, new.size, new.root)
+        .unwrap_or_else(|e| panic!("{old_size} -> {}: {e}", new.size));
+}
+
 /// The latest checkpoint note the server serves (with the cosignatures it holds on it).
 pub(crate) async fn latest_note(client: &mut Client) -> Vec<u8> {
     client

@@ -8,8 +8,8 @@ use prost::Message;
 use tonic::Code;
 
 use crate::harness::{
-    assert_invalid, assert_refused, lookup, members, sha256_value, signed, submission,
-    submission_with, submit, verify_with_directory, TestServer,
+    assert_invalid, assert_refused, lookup, lookup_sha256, members, sha256_value, signed,
+    submission, submission_with, submit, verify_with_directory, TestServer,
 };
 
 const PDQ: &str = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22";
@@ -184,26 +184,8 @@ async fn batches_of_ten_thousand() {
     let indexes: Vec<u64> = receipts.iter().map(|r| r.log_index).collect();
     assert_eq!(indexes, (1..=10_000).collect::<Vec<_>>());
 
-    let mut queries: Vec<_> = (0..9_999)
-        .map(|i| pb::HashQuery {
-            hash_type: pb::HashType::Sha256 as i32,
-            value: sha256_value(i),
-        })
-        .collect();
-    queries.push(pb::HashQuery {
-        hash_type: pb::HashType::Sha256 as i32,
-        value: sha256_value(99_999),
-    });
-    let results = a
-        .registry
-        .lookup_hashes(pb::LookupHashesRequest {
-            queries,
-            include_envelopes: false,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .results;
+    let values = (0..9_999).chain([99_999]).map(sha256_value);
+    let results = lookup_sha256(&mut a, values).await;
     assert_eq!(results.len(), 10_000);
     for (i, r) in results[..9_999].iter().enumerate() {
         let record = r.record.as_ref().expect("found");
